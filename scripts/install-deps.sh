@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages Postern's build needs, only those missing (idempotent).
+#   libclang-dev: RocksDB's bindings (bindgen); pkg-config + libudev-dev: serial ports;
+#   libwbxml2-utils: the WBXML differential test; python3-venv: the smpplib interop test.
+set -euo pipefail
+want=(libclang-dev pkg-config libudev-dev)
+if [ "${1:-}" = "--test" ]; then
+  want+=(python3-venv)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,141 @@
+//! The HTTP API (hyper 1.x, HTTP/1.1 keep-alive): REST JSON under `/v1`, the Kannel-compatible
+//! `/cgi-bin/sendsms`, health and readiness, and `/metrics`.
+
+pub mod auth;
+pub mod error;
+mod kannel;
+mod rest;
+
+use crate::hub::Hub;
+use bytes::Bytes;
+use error::ApiError;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Shared state of the API.
+pub struct Api {
+    pub hub: Arc<Hub>,
+    pub auth: auth::ApiAuth,
+    pub sendsms: kannel::SendsmsUsers,
+}
+
+pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Resp {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn text_response(status: StatusCode, text: impl Into<String>, content_type: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(text.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r
+}
+
+/// Read a body up to `limit` bytes; larger is 413.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request("bad_body", format!("cannot read request body: {e}"))),
+    }
+}
+
+impl Api {
+    pub fn new(hub: Arc<Hub>) -> Api {
+        let auth = auth::ApiAuth::new(&hub.cfg.api.keys);
+        let sendsms = kannel::SendsmsUsers::new(&hub.cfg.api.sendsms_users);
+        Api { hub, auth, sendsms }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let result = match (&method, segs.as_slice()) {
+            (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+            (&Method::GET, ["readyz"]) => Ok(self.readyz()),
+            (&Method::GET, ["metrics"]) => Ok(text_response(StatusCode::OK, crate::metrics::render(), "text/plain; version=0.0.4")),
+            (&Method::GET | &Method::POST, ["cgi-bin", "sendsms"]) => Ok(kannel::sendsms(&self, req).await),
+            (_, ["v1", ..]) => match self.auth.check(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+                Err(e) => Err(e),
+                Ok(()) => rest::route(&self, req, &method, &segs[1..]).await,
+            },
+            (_, ["healthz" | "readyz" | "metrics"]) => {
+                Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here")))
+            }
+            _ => Err(ApiError::not_found("path")),
+        };
+        metrics::counter!(crate::metrics::API_REQUESTS_TOTAL).increment(1);
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    fn readyz(&self) -> Resp {
+        let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let connectors: Vec<_> = self.hub.links.iter().map(|l| serde_json::json!({"name": &*l.name, "up": l.connector.is_up()})).collect();
+        let any_up = self.hub.links.iter().any(|l| l.connector.is_up());
+        let ready = !draining && any_up;
+        json_response(
+            if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+            &serde_json::json!({"ready": ready, "outbox": "open", "draining": draining, "depth": self.hub.outbox.depth(), "connectors": connectors}),
+        )
+    }
+}
+
+/// Bind the API listener (before anything else starts, so port conflicts fail early).
+pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = listen.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{listen}: {e}")))?;
+    TcpListener::bind(addr).await
+}
+
+/// Serve until `shutdown` turns true; then stop accepting and let open requests finish.
+pub async fn serve(api: Arc<Api>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, _) = match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let api = api.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}

@@ -1,0 +1,71 @@
+//! Wiring: config -> outbox -> connectors -> hub -> API; readiness; and the drain on shutdown
+//! (stop intake, let in-flight submits finish within a grace period, close the outbox).
+
+use crate::api::{self, Api};
+use crate::config::Config;
+use crate::connector;
+use crate::hub::Hub;
+use crate::outbox::Outbox;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub hub: Arc<Hub>,
+    pub api_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    outbox: Arc<Outbox>,
+}
+
+impl Gateway {
+    /// Start everything; returns when the outbox is recovered and the API is listening.
+    pub async fn start(cfg: Config) -> Result<Gateway, StartError> {
+        crate::metrics::install();
+        let listener = api::bind(&cfg.api.listen).await.map_err(|source| StartError::Listen { addr: cfg.api.listen.clone(), source })?;
+        let api_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: cfg.api.listen.clone(), source })?;
+        std::fs::create_dir_all(&cfg.outbox.path)
+            .map_err(|source| StartError::DataDir { path: cfg.outbox.path.display().to_string(), source })?;
+        let outbox = Arc::new(Outbox::open(&cfg.outbox)?);
+        let cfg = Arc::new(cfg);
+        let links = connector::build_all(&cfg);
+        let hub = Hub::start(cfg.clone(), outbox.clone(), links);
+        let (shutdown, rx) = watch::channel(false);
+        let api = Arc::new(Api::new(hub.clone()));
+        if api.auth.is_open() {
+            tracing::warn!(listen = %api_addr, "no API keys configured: the API is open to anyone who can reach {api_addr} (loopback only)");
+        }
+        let server = tokio::spawn(api::serve(api, listener, rx));
+        tracing::info!(api = %api_addr, pending = outbox.depth(), "postern ready");
+        Ok(Gateway { hub, api_addr, shutdown, server, outbox })
+    }
+
+    /// Stop intake, wait up to `grace` for in-flight submits, then close the outbox.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        self.hub.drain();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.hub.inflight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Give state actors a moment to commit the outcomes they received.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        let _ = self.outbox.flush();
+        tracing::info!(inflight_left = self.hub.inflight(), "postern stopped");
+    }
+}

@@ -1,0 +1,159 @@
+//! Measuring and splitting text into SMS segments (TS 23.040 §9.2.3.24.1 concatenation).
+//!
+//! A single SMS carries 140 octets of user data: 160 GSM septets or 70 UCS-2 code units. Each
+//! part of a concatenated message gives up 6 octets (8-bit reference) or 7 (16-bit reference)
+//! to the UDH: 153/67/134 or 152/66/133. An escape sequence or a surrogate pair is never split.
+
+use super::{gsm7, ucs2};
+
+/// The coding a text is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Coding {
+    /// GSM 03.38 default alphabet (TP-DCS 0x00).
+    Gsm7,
+    /// UCS-2 / UTF-16BE (TP-DCS 0x08).
+    Ucs2,
+    /// 8-bit data (TP-DCS 0x04).
+    Binary,
+}
+
+/// Octets of user data in one SMS.
+pub const USER_DATA_OCTETS: usize = 140;
+
+/// Size of the concatenation reference in the UDH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcatRef {
+    Bits8,
+    Bits16,
+}
+
+impl ConcatRef {
+    /// UDH octets used by the concatenation IE, UDHL included.
+    pub const fn udh_octets(self) -> usize {
+        match self {
+            ConcatRef::Bits8 => 6,
+            ConcatRef::Bits16 => 7,
+        }
+    }
+}
+
+/// Capacity of one segment in the coding's units (septets, UTF-16 units or octets).
+pub const fn capacity(coding: Coding, udh_octets: usize) -> usize {
+    let octets = USER_DATA_OCTETS - udh_octets;
+    match coding {
+        Coding::Gsm7 => (octets * 8 - gsm7::fill_bits_after_udh(udh_octets) as usize) / 7,
+        Coding::Ucs2 => octets / 2,
+        Coding::Binary => octets,
+    }
+}
+
+/// What a text costs to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    pub coding: Coding,
+    /// Septets (GSM) or UTF-16 code units (UCS-2).
+    pub units: usize,
+    pub segments: usize,
+}
+
+/// Choose the cheapest coding for `text` (GSM 03.38 when every character has an encoding,
+/// else UCS-2) and count its segments with 8-bit concatenation references.
+pub fn measure(text: &str) -> Measure {
+    match gsm7::septet_len(text) {
+        Ok(units) => Measure { coding: Coding::Gsm7, units, segments: count(text, Coding::Gsm7) },
+        Err(_) => Measure {
+            coding: Coding::Ucs2,
+            units: ucs2::unit_len(text),
+            segments: count(text, Coding::Ucs2),
+        },
+    }
+}
+
+/// Number of segments `text` takes in `coding` (8-bit concatenation reference).
+pub fn count(text: &str, coding: Coding) -> usize {
+    split(text, coding, ConcatRef::Bits8).len().max(1)
+}
+
+/// Split `text` into the parts it is sent as. One part if it fits a single SMS. Each part is a
+/// `&str` slice of `text`; a character is never cut, so escapes and surrogate pairs stay whole.
+/// For `Coding::Binary` the text's UTF-8 bytes are measured.
+pub fn split(text: &str, coding: Coding, reference: ConcatRef) -> Vec<&str> {
+    let cost = |ch: char| -> usize {
+        match coding {
+            Coding::Gsm7 => gsm7::lookup(ch).map_or(2, |s| s.len()),
+            Coding::Ucs2 => ch.len_utf16(),
+            Coding::Binary => ch.len_utf8(),
+        }
+    };
+    let total: usize = text.chars().map(cost).sum();
+    if total <= capacity(coding, 0) {
+        return vec![text];
+    }
+    let cap = capacity(coding, reference.udh_octets());
+    let mut parts = Vec::with_capacity(total / cap + 1);
+    let mut start = 0;
+    let mut used = 0;
+    for (i, ch) in text.char_indices() {
+        let c = cost(ch);
+        if used + c > cap {
+            parts.push(&text[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += c;
+    }
+    if start < text.len() {
+        parts.push(&text[start..]);
+    }
+    parts
+}
+
+/// Split binary data into parts of at most `capacity(Binary, udh)` octets.
+pub fn split_binary(data: &[u8], reference: ConcatRef) -> Vec<&[u8]> {
+    if data.len() <= USER_DATA_OCTETS {
+        return vec![data];
+    }
+    data.chunks(capacity(Coding::Binary, reference.udh_octets())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities() {
+        assert_eq!(capacity(Coding::Gsm7, 0), 160);
+        assert_eq!(capacity(Coding::Gsm7, 6), 153);
+        assert_eq!(capacity(Coding::Gsm7, 7), 152);
+        assert_eq!(capacity(Coding::Ucs2, 0), 70);
+        assert_eq!(capacity(Coding::Ucs2, 6), 67);
+        assert_eq!(capacity(Coding::Binary, 6), 134);
+    }
+
+    #[test]
+    fn measure_counts() {
+        assert_eq!(measure(&"a".repeat(160)).segments, 1);
+        assert_eq!(measure(&"a".repeat(161)).segments, 2);
+        assert_eq!(measure(&"a".repeat(306)).segments, 2);
+        assert_eq!(measure(&"a".repeat(307)).segments, 3);
+        // extension chars count twice
+        assert_eq!(measure(&"€".repeat(80)).segments, 1);
+        assert_eq!(measure(&"€".repeat(81)).segments, 2);
+        let m = measure("привет");
+        assert_eq!((m.coding, m.units, m.segments), (Coding::Ucs2, 6, 1));
+        assert_eq!(measure(&"ж".repeat(71)).segments, 2);
+        assert_eq!(measure("").segments, 1);
+    }
+
+    #[test]
+    fn never_splits_escape_or_surrogate() {
+        let t = format!("{}€", "a".repeat(152)) + &"b".repeat(10);
+        let p = split(&t, Coding::Gsm7, ConcatRef::Bits8);
+        assert_eq!(p[0], "a".repeat(152)); // € would need septets 153-154
+        let t = format!("{}😀x", "a".repeat(66)) + &"b".repeat(10);
+        let p = split(&t, Coding::Ucs2, ConcatRef::Bits8);
+        assert_eq!(p[0], "a".repeat(66));
+        assert!(p[1].starts_with('😀'));
+    }
+}

@@ -1,0 +1,383 @@
+//! Configuration structs, their defaults, and section-by-section parsing (so one bad section does
+//! not hide the problems of the others).
+
+use super::Problem;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub outbox: OutboxConfig,
+    pub api: ApiConfig,
+    pub sms: SmsConfig,
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `durability`: when an accepted message counts as safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Group commit with a synced WAL before any ack (the default).
+    Fsync,
+    /// WAL written but not synced: survives a process crash, not a power loss.
+    Os,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Data directory (RocksDB lives in `<path>/outbox`).
+    pub path: PathBuf,
+    /// Independent schedulers/writers.
+    pub shards: u32,
+    pub durability: Durability,
+    /// Most messages one group commit may hold.
+    pub group_commit_max: usize,
+    /// Messages held in memory per shard, ready for dispatch.
+    pub ready_queue: usize,
+    /// Messages waiting for dispatch above which the API answers 429.
+    pub max_depth: u64,
+    pub retry: RetryConfig,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            path: PathBuf::from("./var"),
+            shards: 4,
+            durability: Durability::Fsync,
+            group_commit_max: 2048,
+            ready_queue: 20_000,
+            max_depth: 2_000_000,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `[outbox.retry]`: exponential backoff with jitter for temporary failures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_s: u64,
+    pub multiplier: f64,
+    /// Fraction of the delay drawn at random (0.2 = ±20%).
+    pub jitter: f64,
+    /// Validity of a message that does not set one.
+    pub default_validity_s: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 10,
+            initial_delay_ms: 1000,
+            max_delay_s: 3600,
+            multiplier: 2.0,
+            jitter: 0.2,
+            default_validity_s: 48 * 3600,
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: String,
+    /// Hashed API keys (`postern hash-password`). Empty: loopback only, no auth.
+    pub keys: Vec<String>,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    /// Accounts for the Kannel-compatible `/cgi-bin/sendsms`.
+    pub sendsms_users: Vec<SendsmsUser>,
+    /// HMAC-SHA256 key for status callbacks (`X-Postern-Signature`).
+    pub callback_secret: Option<String>,
+    pub callback_secret_env: Option<String>,
+    /// Seconds a status callback is retried before it is dropped.
+    pub callback_max_age_s: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            keys: Vec::new(),
+            max_batch: 1000,
+            max_body_bytes: 4 << 20,
+            sendsms_users: Vec::new(),
+            callback_secret: None,
+            callback_secret_env: None,
+            callback_max_age_s: 24 * 3600,
+        }
+    }
+}
+
+/// `[[api.sendsms_users]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendsmsUser {
+    pub username: String,
+    /// Hashed (`postern hash-password`).
+    pub password: String,
+}
+
+/// `[sms]`: validation of the SMS channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    pub max_segments: usize,
+    /// Country code (digits) for national-format numbers, e.g. "44".
+    pub country_code: Option<String>,
+    /// Trunk prefix of national numbers, stripped before the country code is added.
+    pub trunk_prefix: String,
+    /// Sender used when a message has none.
+    pub default_sender: Option<String>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig { max_segments: 10, country_code: None, trunk_prefix: "0".into(), default_sender: None }
+    }
+}
+
+/// `[connectors.NAME]`, by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ConnectorConfig {
+    Sandbox(SandboxConfig),
+}
+
+impl ConnectorConfig {
+    /// Dispatch limits every connector has.
+    pub fn limits(&self) -> Limits {
+        match self {
+            ConnectorConfig::Sandbox(s) => Limits { window: s.window, tps: s.tps, burst: s.burst },
+        }
+    }
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ConnectorConfig::Sandbox(_) => "sandbox",
+        }
+    }
+}
+
+/// In-flight window and rate limit of one connector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub window: usize,
+    /// Messages per second; 0 = unlimited.
+    pub tps: f64,
+    /// Token-bucket depth; 0 = one second's worth.
+    pub burst: u32,
+}
+
+/// `type = "sandbox"`: an in-memory carrier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    pub window: usize,
+    pub tps: f64,
+    pub burst: u32,
+    /// Time to "submit" one message.
+    pub submit_delay_ms: u64,
+    /// Time from submit to delivery receipt.
+    pub dlr_delay_ms: u64,
+    /// Share (0..=1) of messages reported undelivered.
+    pub undelivered_share: f64,
+    /// Share (0..=1) of submits answered with a temporary failure.
+    pub temp_fail_share: f64,
+    /// Every message's first N attempts fail temporarily (deterministic retries for tests).
+    pub temp_fail_first: u32,
+    /// Destinations (prefixes) answered with a permanent failure.
+    pub reject_prefixes: Vec<String>,
+    /// Start with the link down (tests, maintenance).
+    pub down: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            window: 64,
+            tps: 0.0,
+            burst: 0,
+            submit_delay_ms: 0,
+            dlr_delay_ms: 1000,
+            undelivered_share: 0.0,
+            temp_fail_share: 0.0,
+            temp_fail_first: 0,
+            reject_prefixes: Vec::new(),
+            down: false,
+        }
+    }
+}
+
+/// Message channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// How a route picks among its connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The first connector that is up and has room.
+    #[default]
+    Failover,
+    RoundRobin,
+    /// By `weights`, among those up.
+    Weighted,
+    /// The one with the fewest messages in flight.
+    LeastLoaded,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `match = { ... }` of a route. Every given condition must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteMatch {
+    /// Destination prefixes (E.164 with `+`).
+    pub prefix: Option<OneOrMany>,
+    pub channel: Option<Channel>,
+    /// Exact senders.
+    pub sender: Option<OneOrMany>,
+    /// Tags the message must carry (all of them).
+    pub tags: Vec<String>,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(rename = "match", default)]
+    pub matches: Option<RouteMatch>,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub weights: Vec<u32>,
+}
+
+fn section<T: DeserializeOwned + Default>(
+    table: &mut toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match table.remove(key) {
+        None => Some(T::default()),
+        Some(v) => parse_value(v, key, problems),
+    }
+}
+
+/// Deserialize one value, recording a problem with the full key path on failure.
+pub(super) fn parse_value<T: DeserializeOwned>(
+    v: toml::Value,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            problems.push(Problem { path, message: e.into_inner().to_string() });
+            None
+        }
+    }
+}
+
+/// Parse each top-level section on its own so that all problems are found in one pass.
+pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let outbox = section::<OutboxConfig>(&mut table, "outbox", &mut problems);
+    let api = section::<ApiConfig>(&mut table, "api", &mut problems);
+    let sms = section::<SmsConfig>(&mut table, "sms", &mut problems);
+
+    let mut connectors = BTreeMap::new();
+    let mut connectors_ok = true;
+    match table.remove("connectors") {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (name, v) in t {
+                match parse_value::<ConnectorConfig>(v, &format!("connectors.{name}"), &mut problems) {
+                    Some(c) => {
+                        connectors.insert(name, c);
+                    }
+                    None => connectors_ok = false,
+                }
+            }
+        }
+        Some(_) => {
+            connectors_ok = false;
+            problems.push(Problem { path: "connectors".into(), message: "must be a table of connectors".into() });
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut routes_ok = true;
+    match table.remove("routes") {
+        None => {}
+        Some(toml::Value::Array(a)) => {
+            for (i, v) in a.into_iter().enumerate() {
+                match parse_value::<RouteConfig>(v, &format!("routes[{i}]"), &mut problems) {
+                    Some(r) => routes.push(r),
+                    None => routes_ok = false,
+                }
+            }
+        }
+        Some(_) => {
+            routes_ok = false;
+            problems.push(Problem { path: "routes".into(), message: "must be an array of tables ([[routes]])".into() });
+        }
+    }
+
+    for key in table.keys() {
+        problems.push(Problem {
+            path: key.clone(),
+            message: "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`".into(),
+        });
+    }
+
+    match (outbox, api, sms, connectors_ok, routes_ok) {
+        (Some(outbox), Some(api), Some(sms), true, true) => {
+            (Some(Config { outbox, api, sms, connectors, routes }), problems)
+        }
+        _ => (None, problems),
+    }
+}

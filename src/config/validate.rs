@@ -1,0 +1,156 @@
+//! Semantic checks across the whole configuration. Each returns problems, never stops early.
+
+use super::*;
+use crate::secret;
+use std::net::SocketAddr;
+
+struct Check<'a> {
+    problems: Vec<Problem>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Check<'_> {
+    fn bad(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), message: message.into() });
+    }
+    fn range<T: PartialOrd + std::fmt::Display + Copy>(&mut self, path: &str, v: T, lo: T, hi: T) {
+        if v < lo || v > hi {
+            self.bad(path, format!("must be {lo}..={hi}, got {v}"));
+        }
+    }
+    fn share(&mut self, path: &str, v: f64) {
+        if !(0.0..=1.0).contains(&v) {
+            self.bad(path, format!("must be a share between 0 and 1, got {v}"));
+        }
+    }
+    fn env_var(&mut self, path: &str, name: &Option<String>) {
+        if let Some(n) = name {
+            if (self.env)(n).is_none() {
+                self.bad(path, format!("environment variable {n} is not set"));
+            }
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+    let mut c = Check { problems: Vec::new(), env };
+    let o = &cfg.outbox;
+    c.range("outbox.shards", o.shards, 1, 64);
+    c.range("outbox.group_commit_max", o.group_commit_max, 1, 65_536);
+    c.range("outbox.ready_queue", o.ready_queue, 16, 10_000_000);
+    c.range("outbox.max_depth", o.max_depth, 1, u64::MAX);
+    if o.path.as_os_str().is_empty() {
+        c.bad("outbox.path", "must not be empty");
+    }
+    let r = &o.retry;
+    c.range("outbox.retry.max_attempts", r.max_attempts, 1, 1000);
+    c.range("outbox.retry.initial_delay_ms", r.initial_delay_ms, 1, 86_400_000);
+    c.range("outbox.retry.max_delay_s", r.max_delay_s, 1, 7 * 86_400);
+    c.range("outbox.retry.multiplier", r.multiplier, 1.0, 10.0);
+    c.share("outbox.retry.jitter", r.jitter);
+    c.range("outbox.retry.default_validity_s", r.default_validity_s, 1, 30 * 86_400);
+
+    let a = &cfg.api;
+    match a.listen.parse::<SocketAddr>() {
+        Err(e) => c.bad("api.listen", format!("must be IP:PORT, got {:?} ({e})", a.listen)),
+        Ok(addr) if !addr.ip().is_loopback() && a.keys.is_empty() && a.sendsms_users.is_empty() => c.bad(
+            "api.listen",
+            format!("{addr} is not loopback and api.keys is empty: set keys (postern hash-password) or listen on 127.0.0.1"),
+        ),
+        Ok(_) => {}
+    }
+    for (i, k) in a.keys.iter().enumerate() {
+        if let Err(e) = secret::parse_hash(k) {
+            c.bad(format!("api.keys[{i}]"), e.to_string());
+        }
+    }
+    for (i, u) in a.sendsms_users.iter().enumerate() {
+        if u.username.is_empty() {
+            c.bad(format!("api.sendsms_users[{i}].username"), "must not be empty");
+        }
+        if let Err(e) = secret::parse_hash(&u.password) {
+            c.bad(format!("api.sendsms_users[{i}].password"), e.to_string());
+        }
+    }
+    c.range("api.max_batch", a.max_batch, 1, 100_000);
+    c.range("api.max_body_bytes", a.max_body_bytes, 1024, 256 << 20);
+    c.env_var("api.callback_secret_env", &a.callback_secret_env);
+    if a.callback_secret.is_some() && a.callback_secret_env.is_some() {
+        c.bad("api.callback_secret", "set either callback_secret or callback_secret_env, not both");
+    }
+
+    let s = &cfg.sms;
+    c.range("sms.max_segments", s.max_segments, 1, 255);
+    if let Some(cc) = &s.country_code {
+        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+            c.bad("sms.country_code", format!("must be 1-3 digits without + or leading 0, got {cc:?}"));
+        }
+    }
+    if !s.trunk_prefix.bytes().all(|b| b.is_ascii_digit()) {
+        c.bad("sms.trunk_prefix", format!("must be digits, got {:?}", s.trunk_prefix));
+    }
+    if let Some(from) = &s.default_sender {
+        if let Err(e) = crate::hub::address::validate_sender(from) {
+            c.bad("sms.default_sender", e.to_string());
+        }
+    }
+
+    for (name, conn) in &cfg.connectors {
+        let p = format!("connectors.{name}");
+        if !valid_name(name) {
+            c.bad(&p, "connector names are 1-64 characters of A-Z a-z 0-9 - _");
+        }
+        let l = conn.limits();
+        c.range(&format!("{p}.window"), l.window, 1, 1024);
+        c.range(&format!("{p}.tps"), l.tps, 0.0, 1_000_000.0);
+        match conn {
+            ConnectorConfig::Sandbox(sb) => {
+                c.share(&format!("{p}.undelivered_share"), sb.undelivered_share);
+                c.share(&format!("{p}.temp_fail_share"), sb.temp_fail_share);
+                c.range(&format!("{p}.dlr_delay_ms"), sb.dlr_delay_ms, 0, 86_400_000);
+                c.range(&format!("{p}.submit_delay_ms"), sb.submit_delay_ms, 0, 600_000);
+            }
+        }
+    }
+
+    if cfg.routes.is_empty() {
+        c.bad("routes", "no [[routes]]: every message would be rejected as unroutable");
+    }
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if r.to.is_empty() {
+            c.bad(format!("{p}.to"), "must name at least one connector");
+        }
+        for (j, name) in r.to.iter().enumerate() {
+            if !cfg.connectors.contains_key(name) {
+                c.bad(format!("{p}.to[{j}]"), format!("no connector named {name:?}"));
+            }
+        }
+        match (r.strategy, r.weights.len()) {
+            (Strategy::Weighted, n) if n != r.to.len() => c.bad(
+                format!("{p}.weights"),
+                format!("weighted needs one weight per connector: {} connectors, {n} weights", r.to.len()),
+            ),
+            (Strategy::Weighted, _) if r.weights.iter().all(|&w| w == 0) => {
+                c.bad(format!("{p}.weights"), "at least one weight must be above 0")
+            }
+            (s, n) if s != Strategy::Weighted && n > 0 => {
+                c.bad(format!("{p}.weights"), "weights only apply to strategy = \"weighted\"")
+            }
+            _ => {}
+        }
+        if let Some(m) = &r.matches {
+            for (j, pre) in m.prefix.as_ref().map(|p| p.to_vec()).unwrap_or_default().iter().enumerate() {
+                let digits = pre.strip_prefix('+').unwrap_or("");
+                if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    c.bad(format!("{p}.match.prefix[{j}]"), format!("must be + and 1-15 digits, got {pre:?}"));
+                }
+            }
+        }
+    }
+    c.problems
+}

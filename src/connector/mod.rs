@@ -1,0 +1,180 @@
+//! The connector seam. An outbound connector takes one message (all its segments) and answers
+//! an [`Outcome`]; an inbound side hands messages and receipts to the hub through [`HubSink`],
+//! whose `receive` resolves only after the outbox write (that is when a peer may be acked).
+//! A [`Link`] wraps each connector with its window of in-flight messages and token bucket.
+
+pub mod ratelimit;
+pub mod sandbox;
+
+use crate::config::{Config, ConnectorConfig, Limits};
+use crate::hub::message::{Message, MessageId, State};
+use crate::metrics as m;
+use ratelimit::TokenBucket;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{Notify, Semaphore};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a failure is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The link asked us to slow down: requeue without spending an attempt.
+    Throttled,
+    /// Try again later (spends an attempt).
+    Temporary,
+    /// Never retry.
+    Permanent,
+    /// We do not know whether the peer took it (e.g. a response timeout): requeue.
+    Unknown,
+}
+
+/// A failure to deliver, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{code}: {message}")]
+pub struct DeliveryError {
+    pub class: ErrorClass,
+    /// Stable and bounded (a metric label): e.g. `throttled`, `link_down`, `rejected`.
+    pub code: String,
+    pub message: String,
+}
+
+impl DeliveryError {
+    pub fn new(class: ErrorClass, code: &str, message: impl Into<String>) -> Self {
+        DeliveryError { class, code: code.into(), message: message.into() }
+    }
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer took it; one remote id per segment.
+    Submitted { remote_ids: Vec<String> },
+    TempFail { error: DeliveryError, retry_after: Option<Duration> },
+    PermFail { error: DeliveryError },
+}
+
+/// A delivery receipt from a connector.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub connector: Arc<str>,
+    pub remote_id: String,
+    /// Delivered, Undelivered, Expired or Failed.
+    pub state: State,
+    /// Network or carrier error code, if any.
+    pub error: Option<String>,
+}
+
+/// Errors an inbound side may get from the hub.
+#[derive(Debug, Clone, Error)]
+pub enum HubError {
+    #[error("outbox unavailable: {0}")]
+    Store(String),
+    #[error("outbox full")]
+    Busy,
+}
+
+/// What a connector may call on the hub.
+pub trait HubSink: Send + Sync {
+    /// A receipt for a remote id. Never blocks; unknown ids are counted and logged.
+    fn report(&self, receipt: Receipt);
+    /// Store an inbound message; resolves after the outbox write.
+    fn receive(&self, msg: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>>;
+}
+
+/// An inbound message as a connector hands it over.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub connector: Arc<str>,
+    pub from: String,
+    pub to: String,
+    pub body: crate::hub::message::Body,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An outbound connector.
+pub trait Connector: Send + Sync {
+    /// Start background work (sessions, receipt timers). Called once, with the hub.
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>);
+    /// Deliver one message (all its segments, in order, on one session).
+    fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome>;
+    /// Can it take messages now?
+    fn is_up(&self) -> bool;
+    /// Connector-specific status for `/v1/connectors`.
+    fn status(&self) -> serde_json::Value;
+    /// Mark up or down by hand (maintenance, tests).
+    fn set_down(&self, down: bool);
+}
+
+/// A connector with its dispatch limits.
+pub struct Link {
+    pub name: Arc<str>,
+    pub kind: &'static str,
+    pub connector: Arc<dyn Connector>,
+    pub window: Arc<Semaphore>,
+    pub window_size: usize,
+    pub bucket: TokenBucket,
+    /// Notified when the link may have come up.
+    pub changed: Notify,
+    was_up: AtomicBool,
+}
+
+impl Link {
+    pub fn new(name: &str, kind: &'static str, connector: Arc<dyn Connector>, limits: Limits) -> Link {
+        Link {
+            name: name.into(),
+            kind,
+            connector,
+            window: Arc::new(Semaphore::new(limits.window)),
+            window_size: limits.window,
+            bucket: TokenBucket::new(limits.tps, limits.burst),
+            changed: Notify::new(),
+            was_up: AtomicBool::new(true),
+        }
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.window_size - self.window.available_permits()
+    }
+
+    pub fn is_up(&self) -> bool {
+        let up = self.connector.is_up();
+        if up != self.was_up.swap(up, Ordering::Relaxed) {
+            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => self.name.to_string()).set(if up { 1.0 } else { 0.0 });
+            tracing::info!(connector = %self.name, up, "connector state changed");
+        }
+        up
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": &*self.name,
+            "type": self.kind,
+            "up": self.connector.is_up(),
+            "window": self.window_size,
+            "inflight": self.inflight(),
+            "tps": self.bucket.rate(),
+            "detail": self.connector.status(),
+        })
+    }
+}
+
+/// Build every configured connector (not started).
+pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
+    cfg.connectors
+        .iter()
+        .map(|(name, c)| {
+            let conn: Arc<dyn Connector> = match c {
+                ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
+            };
+            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() { 1.0 } else { 0.0 });
+            metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.clone()).set(0.0);
+            metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => name.clone()).increment(0);
+            Arc::new(Link::new(name, c.type_name(), conn, c.limits()))
+        })
+        .collect()
+}

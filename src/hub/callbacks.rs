@@ -1,0 +1,247 @@
+//! Status callbacks, durably queued in the outbox's `events` column family (written in the same
+//! commit as the state change): JSON POSTs to a message's `callback_url`, signed with
+//! HMAC-SHA256 (`X-Postern-Signature: sha256=<hex>`), and Kannel-style `dlr-url` GETs with
+//! `%` escapes filtered by `dlr-mask`. Retried with backoff until `callback_max_age_s`.
+
+use super::message::{now_ms, rfc3339, Message, MessageId, Millis, State};
+use super::Hub;
+use crate::metrics as m;
+use crate::outbox::{keys, Cf, Op};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Weak;
+use std::time::Duration;
+
+/// One callback to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackEvent {
+    pub msg_id: MessageId,
+    /// POST with a JSON body when `body` is set, GET otherwise.
+    pub url: String,
+    pub body: Option<String>,
+    pub attempts: u32,
+    pub first_at: Millis,
+}
+
+impl CallbackEvent {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+    pub fn decode(b: &[u8]) -> Option<CallbackEvent> {
+        postcard::from_bytes(b).ok()
+    }
+}
+
+/// Kannel `dlr-mask` bit for a state (1 delivered, 2 undelivered, 4 buffered, 8 SMSC accepted,
+/// 16 SMSC rejected).
+pub fn kannel_dlr_type(state: State) -> Option<u8> {
+    match state {
+        State::Delivered => Some(1),
+        State::Undelivered | State::Expired => Some(2),
+        State::Queued => Some(4),
+        State::Submitted => Some(8),
+        State::Failed => Some(16),
+        _ => None,
+    }
+}
+
+/// The receipt text Kannel passes as `%A` for a final state.
+fn kannel_reply(msg: &Message, state: State) -> String {
+    let rid = msg.remote_ids.first().map(String::as_str).unwrap_or("");
+    let err = msg.error.as_ref();
+    match state {
+        State::Submitted => "ACK/".to_string(),
+        State::Failed => format!("NACK/{}/{}", err.map_or("", |e| e.code.as_str()), err.map_or("", |e| e.message.as_str())),
+        State::Queued => "BUFFERED".to_string(),
+        _ => {
+            let stat = match state {
+                State::Delivered => "DELIVRD",
+                State::Expired => "EXPIRED",
+                _ => "UNDELIV",
+            };
+            let n = msg.part_states.iter().filter(|s| **s == State::Delivered).count();
+            format!("id:{rid} sub:{:03} dlvrd:{n:03} stat:{stat} err:{}", msg.segments, if state == State::Delivered { "000" } else { "001" })
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Expand Kannel's escapes in a `dlr-url`: %d type, %p receiver, %P sender, %T unix time, %t
+/// time, %A SMSC reply, %a/%b whole reply text, %s its second word, %I our id, %F remote id,
+/// %i connector, %% a percent sign. Unknown escapes are left as they are.
+pub fn kannel_url(template: &str, msg: &Message, state: State, at: Millis, dlr_type: u8) -> String {
+    let reply = kannel_reply(msg, state);
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(e) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        let t = rfc3339(at);
+        match e {
+            'd' => out.push_str(&dlr_type.to_string()),
+            'p' => out.push_str(&enc(&msg.to)),
+            'P' => out.push_str(&enc(msg.from.as_deref().unwrap_or(""))),
+            'T' => out.push_str(&(at / 1000).to_string()),
+            't' => out.push_str(&enc(&format!("{} {}", &t[..10], &t[11..19]))),
+            'A' | 'a' | 'b' => out.push_str(&enc(&reply)),
+            's' => out.push_str(&enc(reply.split(' ').nth(1).unwrap_or(""))),
+            'I' => out.push_str(&msg.id.to_string()),
+            'F' => out.push_str(&enc(msg.remote_ids.first().map(String::as_str).unwrap_or(""))),
+            'i' => out.push_str(&enc(msg.connector.as_deref().unwrap_or(""))),
+            '%' => out.push('%'),
+            other => {
+                out.push('%');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+/// The JSON body of a status callback.
+pub fn status_json(msg: &Message, state: State, at: Millis) -> serde_json::Value {
+    serde_json::json!({
+        "id": msg.id.to_string(),
+        "to": msg.to,
+        "from": msg.from,
+        "state": state.as_str(),
+        "at": rfc3339(at),
+        "client_ref": msg.client_ref,
+        "segments": msg.segments,
+        "attempts": msg.attempts,
+        "remote_ids": msg.remote_ids,
+        "connector": msg.connector,
+        "error": msg.error.as_ref().map(|e| serde_json::json!({"code": e.code, "message": e.message})),
+    })
+}
+
+/// Callbacks owed for `msg` entering `state` at `at`.
+pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent> {
+    let mut v = Vec::new();
+    if let Some(url) = &msg.callback_url {
+        v.push(CallbackEvent {
+            msg_id: msg.id,
+            url: url.clone(),
+            body: Some(status_json(msg, state, at).to_string()),
+            attempts: 0,
+            first_at: at,
+        });
+    }
+    if let (Some(dlr), Some(t)) = (&msg.kannel_dlr, kannel_dlr_type(state)) {
+        if dlr.mask & t != 0 {
+            v.push(CallbackEvent { msg_id: msg.id, url: kannel_url(&dlr.url, msg, state, at, t), body: None, attempts: 0, first_at: at });
+        }
+    }
+    v
+}
+
+/// HMAC-SHA256 of `body` as lowercase hex.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https)
+}
+
+async fn send(client: &HttpClient, ev: &CallbackEvent, secret: Option<&[u8]>) -> Result<(), String> {
+    let mut req = hyper::Request::builder().uri(&ev.url).header("user-agent", "postern");
+    let body = match &ev.body {
+        Some(b) => {
+            req = req.method("POST").header("content-type", "application/json");
+            if let Some(s) = secret {
+                req = req.header("x-postern-signature", format!("sha256={}", sign(s, b.as_bytes())));
+            }
+            Full::new(Bytes::from(b.clone()))
+        }
+        None => {
+            req = req.method("GET");
+            Full::new(Bytes::new())
+        }
+    };
+    let req = req.body(body).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// The callback worker: sends due events, deletes them on success, reschedules on failure.
+pub(super) async fn run(hub: Weak<Hub>) {
+    let client = client();
+    loop {
+        let Some(h) = hub.upgrade() else { return };
+        let now = now_ms();
+        let due = h.outbox.due_events(now, 256).unwrap_or_default();
+        if due.is_empty() {
+            let next = h.outbox.next_event_at().ok().flatten().unwrap_or(now + 1000);
+            let wait = (next - now).clamp(5, 1000) as u64;
+            let _ = tokio::time::timeout(Duration::from_millis(wait), h.callbacks_wake.notified()).await;
+            continue;
+        }
+        let secret = h.callback_secret.clone();
+        let max_age = h.cfg.api.callback_max_age_s as i64 * 1000;
+        let mut set = tokio::task::JoinSet::new();
+        for (k, v) in due {
+            let client = client.clone();
+            let secret = secret.clone();
+            set.spawn(async move {
+                let Some(ev) = CallbackEvent::decode(&v) else { return (k, None, Err("undecodable".to_string())) };
+                let r = send(&client, &ev, secret.as_deref()).await;
+                (k, Some(ev), r)
+            });
+        }
+        let mut ops = Vec::new();
+        while let Some(Ok((k, ev, r))) = set.join_next().await {
+            ops.push(Op::Delete(Cf::Events, k));
+            match (ev, r) {
+                (_, Ok(())) => metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1),
+                (Some(mut ev), Err(e)) if now - ev.first_at < max_age => {
+                    ev.attempts += 1;
+                    let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
+                    tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
+                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
+                    ops.push(Op::Put(Cf::Events, keys::event_key(now_ms() + delay, h.ids.next()).to_vec(), ev.encode()));
+                }
+                (ev, Err(e)) => {
+                    tracing::warn!(url = ev.map(|e| e.url).unwrap_or_default(), error = %e, "callback dropped after its retry period");
+                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "dropped").increment(1);
+                }
+            }
+        }
+        if let Err(e) = h.outbox.write(0, ops, vec![], 0).await {
+            tracing::error!(error = %e, "callback bookkeeping write failed");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

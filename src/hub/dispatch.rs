@@ -1,0 +1,107 @@
+//! The per-shard dispatcher: takes messages from the shard's ready queue (refilled by scanning
+//! the due-ordered schedule when messages are scheduled, retried, recovered, or overflowed),
+//! routes each, waits for a window permit and a rate token on the chosen link, and hands it to
+//! the connector. Outcomes go to the shard's state actor.
+
+use super::message::{now_ms, ErrorInfo, State};
+use super::router::Pick;
+use super::state::ShardEvent;
+use super::Hub;
+use crate::metrics as m;
+use crate::outbox::{Popped, ShardState};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a message waits when no connector of its route is up.
+const NO_LINK_DEFER_MS: i64 = 1000;
+
+pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sender<ShardEvent>) {
+    let label = shard.label.clone();
+    loop {
+        let Some(hub) = hub.upgrade() else { return };
+        if hub.draining.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = now_ms();
+        let low = shard.room() > hub.cfg.outbox.ready_queue / 2;
+        if (low && shard.take_overflow()) || shard.wake_at() <= now {
+            scan(&hub, &shard, now);
+        }
+        metrics::gauge!(m::OUTBOX_DEPTH, m::L_SHARD => label.clone()).set(shard.depth.load(Ordering::Relaxed) as f64);
+        match shard.pop() {
+            Some(Popped::Message(msg)) => dispatch(&hub, &shard, &actor, msg).await,
+            Some(Popped::Canceled(_)) => {}
+            None => {
+                let wait = (shard.wake_at() - now_ms()).clamp(1, 1000) as u64;
+                drop(hub);
+                let _ = tokio::time::timeout(Duration::from_millis(wait), shard.notify.notified()).await;
+            }
+        }
+    }
+}
+
+/// Refill the ready queue from the schedule.
+fn scan(hub: &Hub, shard: &ShardState, now: i64) {
+    shard.set_wake_at(i64::MAX);
+    let room = shard.room();
+    match hub.outbox.scan_due(shard, now, room) {
+        Ok((msgs, next, more)) => {
+            for msg in msgs {
+                if !shard.offer_scanned(msg) {
+                    shard.set_overflow();
+                    break;
+                }
+            }
+            if more {
+                shard.set_overflow();
+            }
+            shard.wake_by(next.unwrap_or(i64::MAX));
+        }
+        Err(e) => {
+            tracing::error!(shard = shard.index, error = %e, "schedule scan failed");
+            shard.wake_by(now + 1000);
+        }
+    }
+}
+
+async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<ShardEvent>, mut msg: super::message::Message) {
+    let now = now_ms();
+    if msg.expires_at <= now {
+        let error = ErrorInfo { code: "expired".into(), message: "validity ran out before the message could be sent".into() };
+        let _ = actor.send(ShardEvent::Finish { msg, state: State::Expired, error }).await;
+        return;
+    }
+    let Some(route) = hub.router.find_for(&msg) else {
+        let error = ErrorInfo { code: "unknown_route".into(), message: "no route matches this message".into() };
+        let _ = actor.send(ShardEvent::Finish { msg, state: State::Failed, error }).await;
+        return;
+    };
+    let li = match route.pick(&hub.links) {
+        Pick::Link(i) => i,
+        Pick::NoneUp => {
+            let error = ErrorInfo { code: "no_connector_up".into(), message: "no connector of the route is up".into() };
+            let _ = actor.send(ShardEvent::Defer { msg, until: now + NO_LINK_DEFER_MS, error }).await;
+            return;
+        }
+    };
+    let link = hub.links[li].clone();
+    let Ok(permit) = link.window.clone().acquire_owned().await else { return };
+    link.bucket.acquire().await;
+    if !shard.begin_flight(msg.id) {
+        return; // canceled while waiting
+    }
+    msg.attempts += 1;
+    msg.connector = Some(link.name.to_string());
+    msg.set_state(State::Sending, now_ms());
+    let gauge = metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => link.name.to_string());
+    gauge.increment(1.0);
+    let actor = actor.clone();
+    tokio::spawn(async move {
+        let outcome = link.connector.deliver(&msg).await;
+        drop(permit);
+        gauge.decrement(1.0);
+        let _ = actor.send(ShardEvent::Outcome { msg, outcome }).await;
+    });
+}

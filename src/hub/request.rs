@@ -1,0 +1,293 @@
+//! Turning API input into messages: the JSON shape of `POST /v1/messages`, and validation per
+//! channel (destination, sender, body, segments, schedule, validity). Errors carry a stable
+//! code and the field they concern.
+
+use super::address::{validate_sender, NumberPlan};
+use super::message::{now_ms, parse_rfc3339, Body, KannelDlr, Millis};
+use crate::codec::{gsm7, segment, Coding};
+use crate::config::{Channel, OneOrMany, SmsConfig};
+use serde::Deserialize;
+
+/// `POST /v1/messages` body (also one item of a batch).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    pub to: OneOrMany,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Hex payload, with `data_coding`.
+    #[serde(default)]
+    pub binary: Option<String>,
+    #[serde(default)]
+    pub data_coding: Option<u8>,
+    /// `auto` (default), `gsm7` or `ucs2`.
+    #[serde(default)]
+    pub coding: Option<String>,
+    #[serde(default)]
+    pub channel: Option<Channel>,
+    #[serde(default)]
+    pub client_ref: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// RFC 3339 time.
+    #[serde(default)]
+    pub send_at: Option<String>,
+    /// Seconds (number) or an RFC 3339 expiry time.
+    #[serde(default)]
+    pub validity: Option<serde_json::Value>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// A validation failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+    pub field: &'static str,
+}
+
+impl Invalid {
+    pub fn new(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+        Invalid { code, message: message.into(), field }
+    }
+}
+
+/// A validated message for one recipient, before it has an id.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub channel: Channel,
+    pub from: Option<String>,
+    pub to: String,
+    pub body: Body,
+    pub udh: Option<Vec<u8>>,
+    pub coding: Coding,
+    pub segments: u16,
+    pub client_ref: Option<String>,
+    pub metadata: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: u8,
+    pub send_at: Option<Millis>,
+    pub expires_at: Millis,
+    pub callback_url: Option<String>,
+    pub kannel_dlr: Option<KannelDlr>,
+}
+
+/// The result of validating one request: drafts per good recipient, rejections per bad one.
+#[derive(Debug)]
+pub struct Validated {
+    pub drafts: Vec<Draft>,
+    pub rejected: Vec<(String, Invalid)>,
+}
+
+/// Limits the validation needs.
+pub struct Rules<'a> {
+    pub sms: &'a SmsConfig,
+    pub plan: &'a NumberPlan,
+    pub default_validity_s: u64,
+}
+
+/// The body as given, before splitting into recipients.
+pub struct BodySpec {
+    pub text: Option<String>,
+    pub binary: Option<Vec<u8>>,
+    pub data_coding: Option<u8>,
+    pub coding: Option<Coding>,
+    pub udh: Option<Vec<u8>>,
+}
+
+fn check_url(u: &str, field: &'static str) -> Result<(), Invalid> {
+    if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048 && !u.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(Invalid::new("invalid_field", field, format!("{field} must be an http:// or https:// URL")))
+    }
+}
+
+/// Measure and check the body; returns (body, coding, segments).
+pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, u16), Invalid> {
+    let udh_len = spec.udh.as_ref().map_or(0, |u| u.len());
+    if udh_len > 0 && udh_len >= segment::USER_DATA_OCTETS {
+        return Err(Invalid::new("invalid_field", "udh", "udh is longer than one SMS"));
+    }
+    let (body, coding, segments) = match (spec.text, spec.binary) {
+        (Some(_), Some(_)) => return Err(Invalid::new("invalid_field", "text", "give either text or binary, not both")),
+        (None, None) => return Err(Invalid::new("empty_body", "text", "a message needs text or binary")),
+        (Some(t), None) => {
+            if t.is_empty() {
+                return Err(Invalid::new("empty_body", "text", "text is empty"));
+            }
+            let coding = match spec.coding {
+                Some(Coding::Gsm7) => {
+                    if let Err(e) = gsm7::septet_len(&t) {
+                        return Err(Invalid::new("unencodable_text", "text", format!("coding gsm7: {e}")));
+                    }
+                    Coding::Gsm7
+                }
+                Some(c) => c,
+                None => segment::measure(&t).coding,
+            };
+            let segments = if udh_len > 0 {
+                // A client-supplied UDH (Kannel) means the client does the splitting: one part.
+                let units = match coding {
+                    Coding::Gsm7 => gsm7::septet_len(&t).unwrap_or(usize::MAX),
+                    Coding::Ucs2 => crate::codec::ucs2::unit_len(&t),
+                    Coding::Binary => t.len(),
+                };
+                if units > segment::capacity(coding, udh_len + 1) {
+                    return Err(Invalid::new("too_many_segments", "text", "text with a udh must fit one SMS"));
+                }
+                1
+            } else {
+                segment::count(&t, coding)
+            };
+            (Body::Text(t), coding, segments)
+        }
+        (None, Some(data)) => {
+            if data.is_empty() {
+                return Err(Invalid::new("empty_body", "binary", "binary is empty"));
+            }
+            let dc = spec.data_coding.unwrap_or(0x04);
+            let segments = if udh_len > 0 {
+                if data.len() + udh_len + 1 > segment::USER_DATA_OCTETS {
+                    return Err(Invalid::new("too_many_segments", "binary", "binary with a udh must fit one SMS"));
+                }
+                1
+            } else {
+                segment::split_binary(&data, segment::ConcatRef::Bits8).len()
+            };
+            (Body::Binary { data, data_coding: dc }, Coding::Binary, segments)
+        }
+    };
+    if segments > max_segments {
+        return Err(Invalid::new(
+            "too_many_segments",
+            "text",
+            format!("the message needs {segments} segments, more than the maximum of {max_segments}"),
+        ));
+    }
+    Ok((body, coding, segments as u16))
+}
+
+/// Parse `validity`: seconds from now (number) or an RFC 3339 expiry.
+pub fn parse_validity(v: &serde_json::Value, now: Millis) -> Result<Millis, Invalid> {
+    let bad = || Invalid::new("invalid_field", "validity", "validity must be seconds (1..=2592000) or an RFC 3339 time");
+    match v {
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(s) if (1..=30 * 86_400).contains(&s) => Ok(now + s as i64 * 1000),
+            _ => Err(bad()),
+        },
+        serde_json::Value::String(s) => parse_rfc3339(s).filter(|&t| t > now).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// Validate a JSON request into drafts.
+pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
+    let now = now_ms();
+    let channel = req.channel.unwrap_or(Channel::Sms);
+    let from = match req.from.or_else(|| rules.sms.default_sender.clone()) {
+        Some(f) => {
+            validate_sender(&f).map_err(|e| Invalid::new("invalid_sender", "from", e.to_string()))?;
+            Some(f)
+        }
+        None => None,
+    };
+    let coding = match req.coding.as_deref() {
+        None | Some("auto") => None,
+        Some("gsm7") => Some(Coding::Gsm7),
+        Some("ucs2") => Some(Coding::Ucs2),
+        Some(other) => return Err(Invalid::new("invalid_field", "coding", format!("coding must be auto, gsm7 or ucs2, got {other:?}"))),
+    };
+    let binary = match &req.binary {
+        Some(h) => Some(hex::decode(h).map_err(|_| Invalid::new("invalid_field", "binary", "binary must be hex"))?),
+        None => None,
+    };
+    if req.data_coding.is_some() && binary.is_none() {
+        return Err(Invalid::new("invalid_field", "data_coding", "data_coding goes with binary"));
+    }
+    let (body, coding, segments) = check_body(
+        BodySpec { text: req.text, binary, data_coding: req.data_coding, coding, udh: None },
+        rules.sms.max_segments,
+    )?;
+    let send_at = match &req.send_at {
+        Some(s) => Some(parse_rfc3339(s).ok_or_else(|| Invalid::new("invalid_field", "send_at", "send_at must be an RFC 3339 time"))?),
+        None => None,
+    };
+    let expires_at = match &req.validity {
+        Some(v) => parse_validity(v, now)?,
+        None => send_at.unwrap_or(now).max(now) + rules.default_validity_s as i64 * 1000,
+    };
+    if send_at.is_some_and(|s| s >= expires_at) {
+        return Err(Invalid::new("invalid_field", "send_at", "send_at is after the message expires"));
+    }
+    if let Some(u) = &req.callback_url {
+        check_url(u, "callback_url")?;
+    }
+    let metadata = match req.metadata {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v @ serde_json::Value::Object(_)) => {
+            let s = v.to_string();
+            if s.len() > 4096 {
+                return Err(Invalid::new("invalid_field", "metadata", "metadata is larger than 4096 bytes"));
+            }
+            Some(s)
+        }
+        Some(_) => return Err(Invalid::new("invalid_field", "metadata", "metadata must be a JSON object")),
+    };
+    if req.client_ref.as_ref().is_some_and(|r| r.len() > 256) {
+        return Err(Invalid::new("invalid_field", "client_ref", "client_ref is longer than 256 bytes"));
+    }
+    if req.tags.len() > 16 || req.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+        return Err(Invalid::new("invalid_field", "tags", "at most 16 tags of 1-64 bytes"));
+    }
+    let priority = req.priority.unwrap_or(0);
+    if priority > 3 {
+        return Err(Invalid::new("invalid_field", "priority", "priority must be 0..=3"));
+    }
+    let recipients = req.to.to_vec();
+    if recipients.is_empty() {
+        return Err(Invalid::new("invalid_destination", "to", "no recipient"));
+    }
+    if recipients.len() > 1000 {
+        return Err(Invalid::new("too_many_recipients", "to", "at most 1000 recipients per request"));
+    }
+    let mut drafts = Vec::with_capacity(recipients.len());
+    let mut rejected = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for raw in recipients {
+        match rules.plan.destination(&raw) {
+            Ok(to) => {
+                if !seen.insert(to.clone()) {
+                    rejected.push((raw, Invalid::new("duplicate_destination", "to", "recipient listed twice")));
+                    continue;
+                }
+                drafts.push(Draft {
+                    channel,
+                    from: from.clone(),
+                    to,
+                    body: body.clone(),
+                    udh: None,
+                    coding,
+                    segments,
+                    client_ref: req.client_ref.clone(),
+                    metadata: metadata.clone(),
+                    tags: req.tags.clone(),
+                    priority,
+                    send_at,
+                    expires_at,
+                    callback_url: req.callback_url.clone(),
+                    kannel_dlr: None,
+                });
+            }
+            Err(e) => rejected.push((raw, Invalid::new("invalid_destination", "to", e.to_string()))),
+        }
+    }
+    Ok(Validated { drafts, rejected })
+}

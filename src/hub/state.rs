@@ -1,0 +1,253 @@
+//! The per-shard state actor: the one place that changes stored messages after they are
+//! accepted (outcomes of delivery attempts, receipts, cancels, expiry, deferral). It drains its
+//! queue in batches, applies every event in memory, commits one write, and only then releases
+//! claims and answers callers. One actor per shard means no lost updates without locks.
+
+use super::callbacks::{self, CallbackEvent};
+use super::message::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
+use super::Hub;
+use crate::connector::{ErrorClass, Outcome};
+use crate::metrics as m;
+use crate::outbox::{keys, retry, Cf, Op, ShardState};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such message")]
+    NotFound,
+    #[error("the message is already {0}")]
+    Final(&'static str),
+    #[error("the message has been handed to a connector")]
+    Handed,
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Work for a shard's state actor.
+pub enum ShardEvent {
+    Outcome { msg: Message, outcome: Outcome },
+    Receipt { id: MessageId, part: u16, state: State, error: Option<String> },
+    Cancel { id: MessageId, reply: oneshot::Sender<Result<Message, CancelError>> },
+    /// End a claimed message without a delivery attempt (expired, no route).
+    Finish { msg: Message, state: State, error: ErrorInfo },
+    /// Put a claimed message back in the schedule without spending an attempt.
+    Defer { msg: Message, until: Millis, error: ErrorInfo },
+}
+
+enum After {
+    Unclaim(MessageId),
+    Reply(oneshot::Sender<Result<Message, CancelError>>, Message),
+    Wake(Millis),
+}
+
+pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, mut rx: mpsc::Receiver<ShardEvent>) {
+    let mut batch = Vec::with_capacity(1024);
+    loop {
+        if rx.recv_many(&mut batch, 1024).await == 0 {
+            return;
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        apply(&hub, &shard, batch.drain(..)).await;
+    }
+}
+
+fn remove_due(ops: &mut Vec<Op>, shard: u32, msg: &Message) {
+    ops.push(Op::Delete(Cf::Due, keys::due_key(shard, msg.due_at, msg.id).to_vec()));
+}
+
+fn error_info(code: &str, message: &str) -> ErrorInfo {
+    ErrorInfo { code: code.to_string(), message: message.to_string() }
+}
+
+async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = ShardEvent>) {
+    let now = now_ms();
+    let s = shard.index;
+    let retry_cfg = &hub.cfg.outbox.retry;
+    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::new();
+    let mut ops = Vec::new();
+    let mut after = Vec::new();
+    let mut depth_delta = 0i64;
+    let mut cancels: Vec<MessageId> = Vec::new();
+
+    // Load a message into the working set (from an earlier event of this batch, or the store).
+    fn load<'w>(hub: &Hub, work: &'w mut HashMap<MessageId, (Message, usize)>, id: MessageId) -> Option<&'w mut Message> {
+        if !work.contains_key(&id) {
+            let m = hub.outbox.get(id).ok().flatten()?;
+            let n = m.history.len();
+            work.insert(id, (m, n));
+        }
+        work.get_mut(&id).map(|(m, _)| m)
+    }
+
+    for ev in events {
+        match ev {
+            ShardEvent::Outcome { mut msg, outcome } => {
+                let id = msg.id;
+                let connector = msg.connector.clone().unwrap_or_default();
+                remove_due(&mut ops, s, &msg);
+                match outcome {
+                    Outcome::Submitted { remote_ids } => {
+                        metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => connector.clone()).increment(1);
+                        metrics::histogram!(m::ACCEPT_TO_SUBMIT_SECONDS).record((now - msg.created_at).max(0) as f64 / 1000.0);
+                        for (i, rid) in remote_ids.iter().enumerate() {
+                            ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, rid), keys::remote_value(id, i as u16).to_vec()));
+                        }
+                        msg.part_states = vec![State::Submitted; remote_ids.len()];
+                        msg.remote_ids = remote_ids;
+                        msg.error = None;
+                        msg.set_state(State::Submitted, now);
+                        depth_delta -= 1;
+                    }
+                    Outcome::TempFail { error, retry_after } => {
+                        let throttled = error.class == ErrorClass::Throttled;
+                        let label = if throttled { m::CONNECTOR_THROTTLED_TOTAL } else { m::CONNECTOR_FAILED_TOTAL };
+                        metrics::counter!(label, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                        if throttled {
+                            msg.attempts = msg.attempts.saturating_sub(1);
+                        }
+                        msg.error = Some(error_info(&error.code, &error.message));
+                        let delay = retry_after.unwrap_or_else(|| retry::backoff(retry_cfg, msg.attempts.max(1)));
+                        let due = now + delay.as_millis() as i64;
+                        if !throttled && msg.attempts >= retry_cfg.max_attempts {
+                            msg.set_state(State::Failed, now);
+                            depth_delta -= 1;
+                        } else if due >= msg.expires_at {
+                            msg.set_state(State::Expired, now);
+                            depth_delta -= 1;
+                        } else {
+                            msg.set_state(State::Queued, now);
+                            msg.due_at = due;
+                            ops.push(Op::Put(Cf::Due, keys::due_key(s, due, id).to_vec(), vec![]));
+                            after.push(After::Wake(due));
+                        }
+                    }
+                    Outcome::PermFail { error } => {
+                        metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                        msg.error = Some(error_info(&error.code, &error.message));
+                        msg.set_state(State::Failed, now);
+                        depth_delta -= 1;
+                    }
+                }
+                after.push(After::Unclaim(id));
+                // The in-memory copy is authoritative: it was claimed, nobody else changed it.
+                // Its history before this attempt was already stored, minus the unstored
+                // "sending" entry, which the callbacks should also see.
+                let stored = msg.history.iter().rposition(|t| t.state == State::Sending).unwrap_or(msg.history.len());
+                work.insert(id, (msg, stored));
+            }
+            ShardEvent::Receipt { id, part, state, error } => {
+                let Some(msg) = load(hub, &mut work, id) else {
+                    metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => "").increment(1);
+                    continue;
+                };
+                metrics::counter!(m::RECEIPTS_TOTAL, m::L_STATE => state.as_str()).increment(1);
+                if msg.state.is_final() || msg.state != State::Submitted {
+                    continue; // duplicate or late receipt
+                }
+                if let Some(p) = msg.part_states.get_mut(part as usize) {
+                    *p = state;
+                }
+                if let Some(e) = error {
+                    if state != State::Delivered {
+                        msg.error = Some(error_info("network_error", &e));
+                    }
+                }
+                if msg.part_states.iter().all(|p| p.is_final()) {
+                    let overall = if msg.part_states.iter().all(|p| *p == State::Delivered) {
+                        State::Delivered
+                    } else if msg.part_states.contains(&State::Undelivered) || msg.part_states.contains(&State::Failed) {
+                        State::Undelivered
+                    } else {
+                        State::Expired
+                    };
+                    if overall != State::Delivered && msg.error.is_none() {
+                        msg.error = Some(error_info("undelivered", "the carrier reported the message not delivered"));
+                    }
+                    let submitted_at = msg.history.iter().rev().find(|t| t.state == State::Submitted).map(|t| t.at).unwrap_or(now);
+                    metrics::histogram!(m::SUBMIT_TO_FINAL_SECONDS).record((now - submitted_at).max(0) as f64 / 1000.0);
+                    msg.set_state(overall, now);
+                    let connector = msg.connector.clone().unwrap_or_default();
+                    for rid in &msg.remote_ids {
+                        ops.push(Op::Delete(Cf::Remote, keys::remote_key(&connector, rid)));
+                    }
+                }
+            }
+            ShardEvent::Cancel { id, reply } => {
+                let Some(msg) = load(hub, &mut work, id) else {
+                    let _ = reply.send(Err(CancelError::NotFound));
+                    continue;
+                };
+                if msg.state.is_final() || msg.state == State::Submitted {
+                    let _ = reply.send(Err(CancelError::Final(msg.state.as_str())));
+                    continue;
+                }
+                if shard.try_cancel(id).is_err() {
+                    let _ = reply.send(Err(CancelError::Handed));
+                    continue;
+                }
+                cancels.push(id);
+                remove_due(&mut ops, s, msg);
+                msg.set_state(State::Canceled, now);
+                depth_delta -= 1;
+                after.push(After::Reply(reply, msg.clone()));
+            }
+            ShardEvent::Finish { mut msg, state, error } => {
+                remove_due(&mut ops, s, &msg);
+                msg.error = Some(error);
+                msg.set_state(state, now);
+                depth_delta -= 1;
+                after.push(After::Unclaim(msg.id));
+                let n = msg.history.len() - 1;
+                work.insert(msg.id, (msg, n));
+            }
+            ShardEvent::Defer { mut msg, until, error } => {
+                remove_due(&mut ops, s, &msg);
+                msg.error = Some(error);
+                msg.due_at = until;
+                ops.push(Op::Put(Cf::Due, keys::due_key(s, until, msg.id).to_vec(), vec![]));
+                after.push(After::Unclaim(msg.id));
+                after.push(After::Wake(until));
+                let n = msg.history.len();
+                work.insert(msg.id, (msg, n));
+            }
+        }
+    }
+
+    let mut events = 0;
+    for (msg, stored) in work.values() {
+        ops.push(Op::Put(Cf::Msg, keys::msg_key(msg.id).to_vec(), msg.encode()));
+        for t in msg.history.iter().skip(*stored) {
+            metrics::counter!(m::MESSAGE_TRANSITIONS_TOTAL, m::L_STATE => t.state.as_str()).increment(1);
+            for ev in callbacks::events_for(msg, t.state, t.at) {
+                let eid = hub.ids.next();
+                ops.push(Op::Put(Cf::Events, keys::event_key(now, eid).to_vec(), CallbackEvent::encode(&ev)));
+                events += 1;
+            }
+        }
+    }
+    let n = work.len();
+    let result = hub.outbox.write(s, ops, vec![], n).await;
+    if result.is_ok() {
+        shard.depth.fetch_add(depth_delta, Ordering::Relaxed);
+        if events > 0 {
+            hub.callbacks_wake.notify_one();
+        }
+    } else {
+        for id in cancels {
+            shard.uncancel(id);
+        }
+    }
+    for a in after {
+        match a {
+            After::Unclaim(id) => shard.unclaim(&[id]),
+            After::Wake(t) => shard.wake_by(t),
+            After::Reply(reply, msg) => {
+                let _ = reply.send(result.clone().map(|_| msg).map_err(|e| CancelError::Store(e.to_string())));
+            }
+        }
+    }
+}

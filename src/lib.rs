@@ -1,0 +1,13 @@
+//! Postern: a high-throughput SMS and message gateway. One core (validate, route, durable
+//! sharded outbox, dispatch) with connectors; see DESIGN.md for the architecture.
+
+pub mod api;
+pub mod app;
+pub mod codec;
+pub mod config;
+pub mod connector;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod sdnotify;
+pub mod secret;

@@ -1,0 +1,73 @@
+//! Metric names in one place (`postern_<area>_<name>_<unit>`), label keys, and the Prometheus
+//! recorder. Labels are bounded: connector, shard, state, code, outcome — never a number or id.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const API_ACCEPTED_TOTAL: &str = "postern_api_accepted_total";
+pub const API_REJECTED_TOTAL: &str = "postern_api_rejected_total";
+pub const API_REQUESTS_TOTAL: &str = "postern_api_requests_total";
+pub const MESSAGE_TRANSITIONS_TOTAL: &str = "postern_message_transitions_total";
+pub const OUTBOX_DEPTH: &str = "postern_outbox_depth";
+pub const OUTBOX_READY: &str = "postern_outbox_ready";
+pub const OUTBOX_COMMIT_SECONDS: &str = "postern_outbox_commit_seconds";
+pub const OUTBOX_COMMIT_BATCH_SIZE: &str = "postern_outbox_commit_batch_messages";
+pub const CONNECTOR_SUBMITTED_TOTAL: &str = "postern_connector_submitted_total";
+pub const CONNECTOR_FAILED_TOTAL: &str = "postern_connector_failed_total";
+pub const CONNECTOR_THROTTLED_TOTAL: &str = "postern_connector_throttled_total";
+pub const CONNECTOR_INFLIGHT: &str = "postern_connector_inflight";
+pub const CONNECTOR_UP: &str = "postern_connector_up";
+pub const RECEIPTS_TOTAL: &str = "postern_receipts_total";
+pub const RECEIPTS_UNKNOWN_TOTAL: &str = "postern_receipts_unknown_total";
+pub const ACCEPT_TO_SUBMIT_SECONDS: &str = "postern_message_accept_to_submit_seconds";
+pub const SUBMIT_TO_FINAL_SECONDS: &str = "postern_message_submit_to_final_seconds";
+pub const CALLBACKS_TOTAL: &str = "postern_callbacks_total";
+pub const INBOUND_TOTAL: &str = "postern_inbound_received_total";
+
+pub const L_SHARD: &str = "shard";
+pub const L_CONNECTOR: &str = "connector";
+pub const L_STATE: &str = "state";
+pub const L_CODE: &str = "code";
+pub const L_OUTCOME: &str = "outcome";
+pub const L_ROUTE: &str = "route";
+
+/// Series that must be present in `/metrics` once the gateway is up (checked by a test).
+pub const REQUIRED: &[&str] = &[
+    API_ACCEPTED_TOTAL,
+    MESSAGE_TRANSITIONS_TOTAL,
+    OUTBOX_DEPTH,
+    OUTBOX_COMMIT_SECONDS,
+    OUTBOX_COMMIT_BATCH_SIZE,
+    CONNECTOR_SUBMITTED_TOTAL,
+    CONNECTOR_INFLIGHT,
+    CONNECTOR_UP,
+    ACCEPT_TO_SUBMIT_SECONDS,
+    SUBMIT_TO_FINAL_SECONDS,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide Prometheus recorder once; later calls return the same handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+            let b = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), &sizes));
+            match b.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Render the current metrics in the Prometheus text format.
+pub fn render() -> String {
+    install().map(|h| h.render()).unwrap_or_default()
+}

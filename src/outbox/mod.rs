@@ -1,0 +1,298 @@
+//! The durable outbox on RocksDB: column families for messages, the due-ordered schedule, the
+//! remote-id index and pending callbacks; S shards, each with a group-commit writer thread and
+//! an in-memory ready queue. Restart recovery rebuilds the ready queues from the schedule.
+
+pub mod keys;
+pub mod retry;
+pub mod shard;
+pub mod writer;
+
+pub use shard::{Popped, ShardState};
+pub use writer::{Cf, Op, StoreError, WriteReq};
+
+use crate::config::OutboxConfig;
+use crate::hub::message::{Direction, Message, MessageId, Millis, State};
+use keys::*;
+use rocksdb::{ColumnFamilyDescriptor, Direction as IterDir, IteratorMode, Options, ReadOptions, DB};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Errors opening or reading the outbox.
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    #[error("cannot open outbox at {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("outbox read failed: {0}")]
+    Read(#[from] rocksdb::Error),
+    #[error("outbox has no column family {0}")]
+    MissingCf(&'static str),
+    #[error("cannot start outbox writer: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Filters for listing messages.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub state: Option<State>,
+    pub to: Option<String>,
+    pub direction: Option<Direction>,
+}
+
+/// The outbox: a RocksDB database and its shards.
+pub struct Outbox {
+    db: Arc<DB>,
+    shards: Vec<Arc<ShardState>>,
+    writers: Vec<crossbeam_channel::Sender<WriteReq>>,
+    threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    pub cfg: OutboxConfig,
+}
+
+/// Where the RocksDB files of a data directory live.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("outbox")
+}
+
+impl Outbox {
+    /// Open (or create) the outbox, start the shard writers and count what is pending.
+    pub fn open(cfg: &OutboxConfig) -> Result<Outbox, OutboxError> {
+        let path = db_path(&cfg.path);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        // Throughput: a larger memtable, fewer flushes; the WAL gives durability.
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_enable_pipelined_write(true);
+        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
+        let db = DB::open_cf_descriptors(&opts, &path, cfs)
+            .map_err(|source| OutboxError::Open { path: path.clone(), source })?;
+        let db = Arc::new(db);
+        let mut shards = Vec::new();
+        let mut writers = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..cfg.shards {
+            let state = Arc::new(ShardState::new(i, cfg.ready_queue));
+            let (tx, rx) = crossbeam_channel::bounded(16_384);
+            let (db2, st2, dur, max) = (db.clone(), state.clone(), cfg.durability, cfg.group_commit_max);
+            let t = std::thread::Builder::new()
+                .name(format!("outbox-w{i}"))
+                .spawn(move || writer::run(db2, rx, st2, dur, max))
+                .map_err(OutboxError::Spawn)?;
+            shards.push(state);
+            writers.push(tx);
+            threads.push(t);
+        }
+        let ob = Outbox { db, shards, writers, threads: parking_lot::Mutex::new(threads), cfg: cfg.clone() };
+        ob.count_pending()?;
+        Ok(ob)
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, OutboxError> {
+        self.db.cf_handle(name).ok_or(OutboxError::MissingCf(name))
+    }
+
+    /// Count each shard's schedule entries (recovery: all of them resume).
+    fn count_pending(&self) -> Result<(), OutboxError> {
+        let cf = self.cf(CF_DUE)?;
+        for s in &self.shards {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(due_prefix(s.index + 1).to_vec());
+            let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&due_prefix(s.index), IterDir::Forward));
+            let mut n = 0i64;
+            for kv in it {
+                kv?;
+                n += 1;
+            }
+            s.depth.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The largest message id stored, so new ids are above it after a restart.
+    pub fn max_id(&self) -> Result<Option<MessageId>, OutboxError> {
+        let cf = self.cf(CF_MSG)?;
+        let mut it = self.db.iterator_cf(cf, IteratorMode::End);
+        match it.next() {
+            Some(kv) => Ok(MessageId::from_be_slice(&kv?.0)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn shards(&self) -> &[Arc<ShardState>] {
+        &self.shards
+    }
+
+    pub fn shard_of(&self, id: MessageId) -> &Arc<ShardState> {
+        &self.shards[id.shard(self.shards.len() as u32) as usize]
+    }
+
+    /// Messages waiting in all shards.
+    pub fn depth(&self) -> i64 {
+        self.shards.iter().map(|s| s.depth.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+
+    /// Queue a write on shard `shard`'s writer; the receiver resolves after the commit.
+    pub fn submit(
+        &self,
+        shard: u32,
+        ops: Vec<Op>,
+        enqueue: Vec<Message>,
+        messages: usize,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let req = WriteReq { ops, enqueue, messages, done: Some(tx) };
+        let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
+        w.try_send(req).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        Ok(rx)
+    }
+
+    /// Write and wait for the commit.
+    pub async fn write(&self, shard: u32, ops: Vec<Op>, enqueue: Vec<Message>, messages: usize) -> Result<(), StoreError> {
+        let rx = self.submit(shard, ops, enqueue, messages)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Read one message.
+    pub fn get(&self, id: MessageId) -> Result<Option<Message>, OutboxError> {
+        let cf = self.cf(CF_MSG)?;
+        match self.db.get_pinned_cf(cf, msg_key(id))? {
+            None => Ok(None),
+            Some(v) => match Message::decode(&v) {
+                Ok(m) => Ok(Some(m)),
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "undecodable message in outbox");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// Messages of `shard` due at or before `now` that are not claimed, at most `limit`, and
+    /// the due time of the first later entry.
+    pub fn scan_due(&self, shard: &ShardState, now: Millis, limit: usize) -> Result<(Vec<Message>, Option<Millis>, bool), OutboxError> {
+        let cf = self.cf(CF_DUE)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(due_prefix(shard.index + 1).to_vec());
+        let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&due_prefix(shard.index), IterDir::Forward));
+        let upto = due_upto(shard.index, now);
+        let mut out = Vec::new();
+        let mut next = None;
+        let mut more = false;
+        for kv in it {
+            let (k, _) = kv?;
+            if k.as_ref() >= upto.as_slice() {
+                next = parse_due_key(&k).map(|(_, t, _)| t);
+                break;
+            }
+            let Some((_, _, id)) = parse_due_key(&k) else { continue };
+            if shard.is_claimed(id) {
+                continue;
+            }
+            if out.len() >= limit {
+                more = true;
+                break;
+            }
+            match self.get(id)? {
+                Some(m) if m.state.is_pending() => out.push(m),
+                Some(_) => {}
+                None => {
+                    // A schedule entry without its message: drop it so it is not found again.
+                    tracing::warn!(%id, "schedule entry without message; removing");
+                    let _ = self.submit(shard.index, vec![Op::Delete(Cf::Due, k.to_vec())], vec![], 0);
+                }
+            }
+        }
+        Ok((out, next, more))
+    }
+
+    /// The message a connector's remote id belongs to.
+    pub fn lookup_remote(&self, connector: &str, remote_id: &str) -> Result<Option<(MessageId, u16)>, OutboxError> {
+        let cf = self.cf(CF_REMOTE)?;
+        Ok(self.db.get_pinned_cf(cf, remote_key(connector, remote_id))?.and_then(|v| parse_remote_value(&v)))
+    }
+
+    /// Newest first, starting below `cursor`. Examines at most `scan_limit` records; returns the
+    /// matches and the cursor to continue from (None at the end).
+    pub fn list(&self, filter: &ListFilter, cursor: Option<MessageId>, limit: usize, scan_limit: usize) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
+        let cf = self.cf(CF_MSG)?;
+        let start = cursor.map(|c| MessageId(c.0.saturating_sub(1)).to_be_bytes());
+        let mode = match &start {
+            Some(k) if cursor.map(|c| c.0) != Some(0) => IteratorMode::From(k, IterDir::Reverse),
+            Some(_) => return Ok((vec![], None)),
+            None => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        let mut last;
+        for (scanned, kv) in self.db.iterator_cf(cf, mode).enumerate() {
+            let (k, v) = kv?;
+            let id = MessageId::from_be_slice(&k);
+            last = id;
+            if scanned >= scan_limit {
+                return Ok((out, last));
+            }
+            let Ok(m) = Message::decode(&v) else { continue };
+            if filter.state.is_some_and(|s| s != m.state)
+                || filter.direction.is_some_and(|d| d != m.direction)
+                || filter.to.as_ref().is_some_and(|t| *t != m.to)
+            {
+                continue;
+            }
+            out.push(m);
+            if out.len() >= limit {
+                return Ok((out, last));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Pending callback events due at or before `now`: (key, value).
+    pub fn due_events(&self, now: Millis, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutboxError> {
+        let cf = self.cf(CF_EVENTS)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(event_upto(now).to_vec());
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf_opt(cf, ro, IteratorMode::Start).take(limit) {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Due time of the earliest pending event.
+    pub fn next_event_at(&self) -> Result<Option<Millis>, OutboxError> {
+        let cf = self.cf(CF_EVENTS)?;
+        let mut it = self.db.iterator_cf(cf, IteratorMode::Start);
+        Ok(match it.next() {
+            Some(kv) => parse_event_key(&kv?.0).map(|(t, _)| t),
+            None => None,
+        })
+    }
+
+}
+
+impl Drop for Outbox {
+    /// Close cleanly: end the writer threads (they drain their queues first) before RocksDB is
+    /// closed, so no thread touches the database while it shuts down.
+    fn drop(&mut self) {
+        self.writers.clear();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        let _ = self.db.flush_wal(true);
+    }
+}
+
+impl Outbox {
+    /// Flush the WAL to disk (used on shutdown; with `durability = "fsync"` it is already).
+    pub fn flush(&self) -> Result<(), OutboxError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! The per-shard writer thread: coalesces many write requests into one RocksDB `WriteBatch` and
+//! one WAL sync (group commit), and only then acknowledges each of them.
+
+use super::keys::ALL_CFS;
+use super::shard::ShardState;
+use crate::config::Durability;
+use crate::hub::message::Message;
+use crate::metrics as m;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// A failed outbox write.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    #[error("outbox write failed: {0}")]
+    Write(String),
+    #[error("outbox is busy (write queue full)")]
+    Busy,
+    #[error("outbox is shutting down")]
+    Closed,
+}
+
+/// Which column family an operation touches (indices into `ALL_CFS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Msg = 0,
+    Due = 1,
+    Remote = 2,
+    Events = 3,
+}
+
+/// One key operation.
+#[derive(Debug)]
+pub enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// A set of operations committed atomically, acknowledged after the sync.
+pub struct WriteReq {
+    pub ops: Vec<Op>,
+    /// New messages due now: claimed before the commit (so the scanner cannot take them too)
+    /// and put on the ready queue after it.
+    pub enqueue: Vec<Message>,
+    /// Messages in `ops`; used for the group-commit size metric.
+    pub messages: usize,
+    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+pub(super) fn run(
+    db: Arc<DB>,
+    rx: crossbeam_channel::Receiver<WriteReq>,
+    shard: Arc<ShardState>,
+    durability: Durability,
+    max_messages: usize,
+) {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(durability == Durability::Fsync);
+    let label = shard.label.clone();
+    let mut pending: Vec<WriteReq> = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        let mut messages = first.messages;
+        pending.push(first);
+        while messages < max_messages {
+            match rx.try_recv() {
+                Ok(r) => {
+                    messages += r.messages;
+                    pending.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut resolved = true;
+        for req in &pending {
+            for op in &req.ops {
+                let cf_name = match op {
+                    Op::Put(cf, ..) | Op::Delete(cf, _) => ALL_CFS[*cf as usize],
+                };
+                let Some(cf) = db.cf_handle(cf_name) else {
+                    resolved = false;
+                    continue;
+                };
+                match op {
+                    Op::Put(_, k, v) => batch.put_cf(cf, k, v),
+                    Op::Delete(_, k) => batch.delete_cf(cf, k),
+                }
+            }
+        }
+        // Claim before the commit so a concurrent scan cannot dispatch these messages too.
+        let claimed: Vec<_> =
+            pending.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
+        shard.claim(&claimed);
+        let started = Instant::now();
+        let result = if resolved {
+            db.write_opt(batch, &opts).map_err(|e| StoreError::Write(e.to_string()))
+        } else {
+            Err(StoreError::Write("missing column family".into()))
+        };
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone()).record(elapsed.as_secs_f64());
+        metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone()).record(messages as f64);
+        match &result {
+            Ok(()) => {
+                let ready: Vec<Message> = pending.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
+                shard.push_ready(ready);
+            }
+            Err(e) => {
+                tracing::error!(shard = %label, error = %e, "outbox commit failed");
+                shard.unclaim(&claimed);
+            }
+        }
+        for req in pending.drain(..) {
+            if let Some(done) = req.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Test peers: a gateway started in-process on a temp dir, an HTTP sink that records callbacks,
+//! and small helpers to wait for a message's state.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use postern::app::Gateway;
+use postern::config::Config;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct TestGateway {
+    pub gw: Gateway,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// Start a gateway with `extra` TOML appended to a base (temp data dir, port 0, fast receipts).
+pub async fn gateway(extra: &str) -> TestGateway {
+    gateway_full("", extra).await
+}
+
+/// As [`gateway`], with extra keys for the `[api]` section.
+pub async fn gateway_full(api_extra: &str, extra: &str) -> TestGateway {
+    gateway_cfg("", api_extra, extra).await
+}
+
+/// As [`gateway_full`], with extra keys for `[outbox.retry]` too.
+pub async fn gateway_cfg(retry_extra: &str, api_extra: &str, extra: &str) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[outbox]\npath = {:?}\nshards = 2\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{retry_extra}\n[api]\nlisten = \"127.0.0.1:0\"\n{api_extra}\n{extra}",
+        dir.path().display().to_string()
+    );
+    let cfg = Config::from_toml_with_env(&text, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
+    let gw = Gateway::start(cfg).await.unwrap();
+    let base = format!("http://{}", gw.api_addr);
+    TestGateway { gw, base, dir, http: reqwest::Client::new() }
+}
+
+/// The usual sandbox + catch-all route.
+pub const SANDBOX: &str = "[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 30\n[[routes]]\nto = [\"sb\"]\n";
+
+impl TestGateway {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    pub async fn send(&self, body: Value) -> String {
+        let (s, v) = self.post("/v1/messages", body).await;
+        assert_eq!(s, 202, "{v}");
+        v["messages"][0]["id"].as_str().unwrap().to_string()
+    }
+    /// Poll until the message is in `state` (or panic after `secs`).
+    pub async fn wait_state(&self, id: &str, state: &str, secs: u64) -> Value {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.get(&format!("/v1/messages/{id}")).await;
+            if v["state"] == state {
+                return v;
+            }
+            assert!(Instant::now() < until, "message {id} never reached {state}: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn states(v: &Value) -> Vec<String> {
+    v["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap().to_string()).collect()
+}
+
+/// A recorded HTTP request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP server that records every request and answers `status` (the first `fail_first`
+/// requests get 500).
+pub struct HttpSink {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl HttpSink {
+    pub async fn start(fail_first: usize) -> HttpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let seen2 = seen.clone();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else { return };
+                let seen = seen2.clone();
+                let count = count.clone();
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let seen = seen.clone();
+                    let count = count.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let uri = req.uri().to_string();
+                        let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+                        let body = req.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+                        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let status = if n < fail_first { 500 } else { 200 };
+                        seen.lock().push(Recorded { method, uri, headers, body });
+                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc));
+            }
+        });
+        HttpSink { addr, seen }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Wait until at least `n` requests were recorded.
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Recorded> {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.seen.lock().clone();
+            if v.len() >= n {
+                return v;
+            }
+            assert!(Instant::now() < until, "sink got {} of {n} requests: {v:?}", v.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
