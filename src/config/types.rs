@@ -199,6 +199,9 @@ pub struct SandboxConfig {
     pub reject_prefixes: Vec<String>,
     /// Start with the link down (tests, maintenance).
     pub down: bool,
+    /// Append one line per accepted submit (`<message id> <remote ids>`) to this file: what
+    /// the "carrier" received, which survives a crash of the gateway.
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -214,6 +217,7 @@ impl Default for SandboxConfig {
             temp_fail_first: 0,
             reject_prefixes: Vec::new(),
             down: false,
+            journal: None,
         }
     }
 }

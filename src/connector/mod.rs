@@ -108,6 +108,10 @@ pub trait Connector: Send + Sync {
     fn status(&self) -> serde_json::Value;
     /// Mark up or down by hand (maintenance, tests).
     fn set_down(&self, down: bool);
+    /// Remote ids still waiting for a receipt when the gateway started (from the durable
+    /// remote-id index). A carrier keeps its receipts across our restart; a connector that
+    /// cannot count on that (the sandbox, or SMPP via `query_sm`) reconciles them here.
+    fn resume(&self, _outstanding: Vec<String>) {}
 }
 
 /// A connector with its dispatch limits.

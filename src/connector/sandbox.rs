@@ -20,11 +20,22 @@ pub struct Sandbox {
     /// Receipts waiting for their time (delays are equal, so FIFO order is time order).
     receipts: Mutex<VecDeque<(Instant, Receipt)>>,
     receipt_ready: Notify,
+    journal: Option<Mutex<std::fs::File>>,
 }
 
 impl Sandbox {
     pub fn new(name: &str, cfg: SandboxConfig) -> Self {
+        let journal = cfg.journal.as_ref().and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| tracing::error!(path = %p.display(), error = %e, "cannot open sandbox journal"))
+                .ok()
+                .map(Mutex::new)
+        });
         Sandbox {
+            journal,
             name: name.into(),
             down: AtomicBool::new(cfg.down),
             cfg,
@@ -32,6 +43,16 @@ impl Sandbox {
             submitted: AtomicU64::new(0),
             receipts: Mutex::new(VecDeque::new()),
             receipt_ready: Notify::new(),
+        }
+    }
+
+    fn receipt(&self, remote_id: String) -> Receipt {
+        let undelivered = self.cfg.undelivered_share > 0.0 && rand::random::<f64>() < self.cfg.undelivered_share;
+        Receipt {
+            connector: self.name.clone(),
+            remote_id,
+            state: if undelivered { State::Undelivered } else { State::Delivered },
+            error: undelivered.then(|| "001".to_string()),
         }
     }
 
@@ -101,20 +122,16 @@ impl Connector for Sandbox {
                 .map(|_| format!("{:x}", self.next_id.fetch_add(1, Ordering::Relaxed)))
                 .collect();
             self.submitted.fetch_add(1, Ordering::Relaxed);
+            if let Some(j) = &self.journal {
+                use std::io::Write;
+                // One write(2) per line: it survives a SIGKILL of the gateway.
+                let _ = j.lock().write_all(format!("{} {}\n", msg.id, remote_ids.join(",")).as_bytes());
+            }
             let at = Instant::now() + Duration::from_millis(self.cfg.dlr_delay_ms);
             {
                 let mut q = self.receipts.lock();
                 for rid in &remote_ids {
-                    let undelivered = self.cfg.undelivered_share > 0.0 && rand::random::<f64>() < self.cfg.undelivered_share;
-                    q.push_back((
-                        at,
-                        Receipt {
-                            connector: self.name.clone(),
-                            remote_id: rid.clone(),
-                            state: if undelivered { State::Undelivered } else { State::Delivered },
-                            error: undelivered.then(|| "001".to_string()),
-                        },
-                    ));
+                    q.push_back((at, self.receipt(rid.clone())));
                 }
             }
             self.receipt_ready.notify_one();
@@ -135,5 +152,19 @@ impl Connector for Sandbox {
 
     fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::Relaxed);
+    }
+
+    fn resume(&self, outstanding: Vec<String>) {
+        if outstanding.is_empty() {
+            return;
+        }
+        tracing::info!(connector = %self.name, count = outstanding.len(), "re-issuing receipts lost in a restart");
+        let at = Instant::now() + Duration::from_millis(self.cfg.dlr_delay_ms);
+        let mut q = self.receipts.lock();
+        for rid in outstanding {
+            q.push_back((at, self.receipt(rid)));
+        }
+        drop(q);
+        self.receipt_ready.notify_one();
     }
 }

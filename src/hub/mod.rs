@@ -106,6 +106,10 @@ impl Hub {
         tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
         for link in &hub.links {
             link.connector.clone().start(hub.clone() as Arc<dyn HubSink>);
+            match hub.outbox.outstanding_remote_ids(&link.name) {
+                Ok(ids) => link.connector.resume(ids),
+                Err(e) => tracing::error!(connector = %link.name, error = %e, "cannot read outstanding receipts"),
+            }
         }
         hub
     }

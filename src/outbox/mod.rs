@@ -218,6 +218,19 @@ impl Outbox {
         Ok(self.db.get_pinned_cf(cf, remote_key(connector, remote_id))?.and_then(|v| parse_remote_value(&v)))
     }
 
+    /// Remote ids of `connector` still waiting for a receipt.
+    pub fn outstanding_remote_ids(&self, connector: &str) -> Result<Vec<String>, OutboxError> {
+        let cf = self.cf(CF_REMOTE)?;
+        let prefix = remote_key(connector, "");
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
+            let (k, _) = kv?;
+            let Some(rid) = k.strip_prefix(prefix.as_slice()) else { break };
+            out.push(String::from_utf8_lossy(rid).into_owned());
+        }
+        Ok(out)
+    }
+
     /// Newest first, starting below `cursor`. Examines at most `scan_limit` records; returns the
     /// matches and the cursor to continue from (None at the end).
     pub fn list(&self, filter: &ListFilter, cursor: Option<MessageId>, limit: usize, scan_limit: usize) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
