@@ -1,8 +1,12 @@
-//! Pure, I/O-free codecs: GSM 03.38, UCS-2/Latin-1 and SMS segmenting. Used by the API (to
-//! measure messages), and by the SMPP and modem connectors.
+//! Pure, I/O-free codecs: GSM 03.38 (with national language shifts), UCS-2/Latin-1, SMS
+//! segmenting, TS 23.040 PDUs and UDH. Used by the API (to measure messages), and by the SMPP
+//! and modem connectors.
 
 pub mod gsm7;
+pub mod national;
 pub mod segment;
+pub mod sms_pdu;
 pub mod ucs2;
+pub mod udh;
 
 pub use segment::{measure, Coding, Measure};

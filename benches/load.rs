@@ -1,0 +1,291 @@
+//! End-to-end load harness: starts the release `postern` binary with the sandbox carrier on a
+//! fresh data directory, drives HTTP with N keep-alive connections, and reports accepted msg/s,
+//! completed (final state) msg/s, and p50/p99 accept latency. Not a test: run it by hand.
+//!
+//!   cargo bench --bench load -- --mode single --connections 128 --seconds 20
+//!   cargo bench --bench load -- --mode batch --batch 100 --connections 16 --seconds 60
+//!   cargo bench --bench load -- --mode single --connections 64 --rate 20000   # latency at a set rate
+//!   cargo bench --bench load -- --mode sendsms --connections 128 --seconds 20
+//!
+//! The load generator is a minimal HTTP/1.1 client (one request in flight per connection) so
+//! that it takes as little of the machine's two cores as possible.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::TcpStream;
+
+struct Args {
+    mode: String,
+    connections: usize,
+    seconds: u64,
+    batch: usize,
+    rate: u64,
+    shards: u32,
+    durability: String,
+    binary: String,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        mode: "single".into(),
+        connections: 128,
+        seconds: 20,
+        batch: 100,
+        rate: 0,
+        shards: 4,
+        durability: "fsync".into(),
+        binary: env!("CARGO_BIN_EXE_postern").into(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--mode" => a.mode = v,
+            "--connections" => a.connections = v.parse().expect("--connections N"),
+            "--seconds" => a.seconds = v.parse().expect("--seconds N"),
+            "--batch" => a.batch = v.parse().expect("--batch N"),
+            "--rate" => a.rate = v.parse().expect("--rate MSG_PER_S"),
+            "--shards" => a.shards = v.parse().expect("--shards N"),
+            "--durability" => a.durability = v,
+            "--binary" => a.binary = v,
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// One keep-alive connection: send a request, read the response (Content-Length framed).
+struct Conn {
+    r: TokioBufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    line: String,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).ok();
+        let (r, w) = s.into_split();
+        Conn { r: TokioBufReader::new(r), w, line: String::new() }
+    }
+
+    async fn roundtrip(&mut self, req: &[u8], body: &mut Vec<u8>) -> std::io::Result<u16> {
+        self.w.write_all(req).await?;
+        self.line.clear();
+        self.r.read_line(&mut self.line).await?;
+        let status: u16 = self.line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            self.line.clear();
+            if self.r.read_line(&mut self.line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = self.line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        body.resize(len, 0);
+        self.r.read_exact(body).await?;
+        Ok(status)
+    }
+}
+
+fn request(mode: &str, batch: usize, n: u64) -> (Vec<u8>, u64) {
+    let to = |k: u64| format!("+4477{:08}", k % 100_000_000);
+    match mode {
+        "single" => {
+            let body = format!("{{\"to\":\"{}\",\"from\":\"Postern\",\"text\":\"load test message {n}\"}}", to(n));
+            (format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes(), 1)
+        }
+        "batch" => {
+            let items: Vec<String> = (0..batch as u64)
+                .map(|k| format!("{{\"to\":\"{}\",\"text\":\"load test message {n}-{k}\"}}", to(n * batch as u64 + k)))
+                .collect();
+            let body = format!("{{\"messages\":[{}]}}", items.join(","));
+            (
+                format!("POST /v1/messages/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes(),
+                batch as u64,
+            )
+        }
+        "sendsms" => (
+            format!("GET /cgi-bin/sendsms?username=bench&password=bench&from=Postern&to=%2B4477{:08}&text=load+test+message+{n} HTTP/1.1\r\nhost: x\r\n\r\n", n % 100_000_000).into_bytes(),
+            1,
+        ),
+        m => panic!("unknown mode {m}"),
+    }
+}
+
+fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn scrape(addr: &str) -> String {
+    let mut c = Conn::open(addr).await;
+    let mut body = Vec::new();
+    let _ = c.roundtrip(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n", &mut body).await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0
+}
+
+fn main() {
+    let a = parse_args();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bench.toml");
+    let bench_hash = postern::secret::hash_secret("bench");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[outbox]\npath = {:?}\nshards = {}\ndurability = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\nmax_batch = 1000\n\
+             [[api.sendsms_users]]\nusername = \"bench\"\npassword = \"{bench_hash}\"\n\
+             [connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n[[routes]]\nto = [\"sandbox\"]\n",
+            dir.path().join("data").display().to_string(),
+            a.shards,
+            a.durability
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(&a.binary)
+        .args(["serve", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start postern");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines.next().expect("postern exited").unwrap();
+        if let Some(rest) = l.trim().strip_prefix("API:") {
+            break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let pid = child.id();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let seq = Arc::new(AtomicU64::new(0));
+        let lat = Arc::new(parking_lot::Mutex::new(Vec::<u32>::with_capacity(1 << 20)));
+        // Open every connection before the clock starts.
+        let mut conns = Vec::new();
+        for _ in 0..a.connections {
+            conns.push(Conn::open(&addr).await);
+        }
+        let cpu0 = proc_cpu(pid);
+        let before = scrape(&addr).await;
+        let done0 = metric(&before, "postern_message_transitions_total", "state=\"delivered\"");
+        let started = Instant::now();
+        let per_conn_interval = if a.rate > 0 { Some(Duration::from_secs_f64(a.connections as f64 / a.rate as f64)) } else { None };
+        let mut tasks = Vec::new();
+        for mut c in conns {
+            let (stop, accepted, errors, seq, lat, mode) = (stop.clone(), accepted.clone(), errors.clone(), seq.clone(), lat.clone(), a.mode.clone());
+            let batch = a.batch;
+            tasks.push(tokio::spawn(async move {
+                let mut body = Vec::new();
+                let mut local = Vec::with_capacity(1 << 16);
+                let mut tick = per_conn_interval.map(|d| {
+                    let mut t = tokio::time::interval(d);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(t) = tick.as_mut() {
+                        t.tick().await;
+                    }
+                    let n = seq.fetch_add(1, Ordering::Relaxed);
+                    let (req, count) = request(&mode, batch, n);
+                    let t0 = Instant::now();
+                    match c.roundtrip(&req, &mut body).await {
+                        Ok(202) => {
+                            accepted.fetch_add(count, Ordering::Relaxed);
+                            local.push(t0.elapsed().as_micros() as u32);
+                        }
+                        Ok(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+                lat.lock().extend(local);
+            }));
+        }
+        let mut max_depth = 0f64;
+        let deadline = started + Duration::from_secs(a.seconds);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let m = scrape(&addr).await;
+            max_depth = max_depth.max(metric(&m, "postern_outbox_depth", ""));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = proc_cpu(pid) - cpu0;
+        let n_acc = accepted.load(Ordering::Relaxed);
+        // Let the last receipts arrive, then count what reached delivered.
+        let mut done = 0.0;
+        let drain_deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < drain_deadline {
+            let m = scrape(&addr).await;
+            done = metric(&m, "postern_message_transitions_total", "state=\"delivered\"") - done0;
+            if done >= n_acc as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let completion_elapsed = started.elapsed().as_secs_f64();
+        let mut l = lat.lock().clone();
+        l.sort_unstable();
+        println!(
+            "mode={} connections={} batch={} rate={} shards={} durability={} seconds={:.1}",
+            a.mode, a.connections, if a.mode == "batch" { a.batch } else { 1 }, a.rate, a.shards, a.durability, elapsed
+        );
+        println!("accepted:  {n_acc} msgs, {:.0} msg/s ({} errors)", n_acc as f64 / elapsed, errors.load(Ordering::Relaxed));
+        println!("completed: {done:.0} delivered, {:.0} msg/s over {completion_elapsed:.1} s (incl. {} ms receipt delay)", done / completion_elapsed, 200);
+        println!("latency:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms per request", pct(&l, 0.5), pct(&l, 0.99), pct(&l, 1.0));
+        println!("outbox:    max depth {max_depth:.0}");
+        println!("cpu:       postern {:.1} s = {:.1} us/msg", cpu, cpu * 1e6 / n_acc.max(1) as f64);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// User + system CPU seconds of a process, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
