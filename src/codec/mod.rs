@@ -8,5 +8,7 @@ pub mod segment;
 pub mod sms_pdu;
 pub mod ucs2;
 pub mod udh;
+pub mod wbxml;
+pub mod wbxml_tables;
 
 pub use segment::{measure, Coding, Measure};

@@ -1,0 +1,616 @@
+//! WAP Binary XML 1.1–1.3 decoder (WAP-192-WBXML), written by hand: header (version, public id
+//! incl. string-table reference, charset), string table, tags with attribute/content flags,
+//! literal tags and attributes, inline strings, string-table references, opaque data, entities,
+//! extension tokens, processing instructions and code-page switches. Known languages get names
+//! from `wbxml_tables`; unknown tokens keep a `tag-PP-TT` name. Every length, offset and index
+//! is checked: bad input is a typed [`WbxmlError`] naming the octet offset, never a panic.
+
+use super::wbxml_tables::{self as tables, Language};
+use thiserror::Error;
+
+/// Decoding limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_depth: 64 }
+    }
+}
+
+/// What was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WbxmlErrorKind {
+    #[error("unexpected end of data while reading {0}")]
+    UnexpectedEnd(&'static str),
+    #[error("multi-byte integer longer than 32 bits")]
+    IntOverflow,
+    #[error("unsupported WBXML version 0x{0:02x}")]
+    Version(u8),
+    #[error("string table reference {index} is outside the {len}-octet string table")]
+    StringTableIndex { index: u32, len: usize },
+    #[error("string table length {0} runs past the end of the data")]
+    StringTableLength(u32),
+    #[error("inline string without its terminator")]
+    Unterminated,
+    #[error("opaque length {0} runs past the end of the data")]
+    OpaqueLength(u32),
+    #[error("elements nested deeper than {0}")]
+    TooDeep(usize),
+    #[error("attribute value before any attribute start")]
+    ValueWithoutAttribute,
+    #[error("token 0x{0:02x} cannot stand here")]
+    UnexpectedToken(u8),
+    #[error("no root element")]
+    NoRoot,
+    #[error("data after the root element")]
+    Trailing,
+}
+
+/// A decoding error at an octet offset.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("at octet {offset}: {kind}")]
+pub struct WbxmlError {
+    pub offset: usize,
+    pub kind: WbxmlErrorKind,
+}
+
+/// The public identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicId {
+    Known(u32),
+    /// Given as a string in the string table.
+    String(String),
+}
+
+/// The document header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub version: u8,
+    pub public_id: PublicId,
+    pub charset: u32,
+    pub string_table: Vec<u8>,
+}
+
+impl Header {
+    /// The strings of the string table (NUL-separated).
+    pub fn strings(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.string_table.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        if self.string_table.is_empty() || self.string_table.last() == Some(&0) {
+            v.pop();
+        }
+        v
+    }
+}
+
+/// An XML node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+    /// Character data from OPAQUE content that the language writes as CDATA.
+    CData(String),
+}
+
+/// An element.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+    /// XML namespace of its code page, for languages that use them.
+    pub namespace: Option<&'static str>,
+}
+
+impl Element {
+    /// Child elements.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) | Node::CData(_) => None,
+        })
+    }
+    /// Concatenated text content of this element (not descendants).
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Text(t) | Node::CData(t) => Some(t.as_str()),
+                Node::Element(_) => None,
+            })
+            .collect()
+    }
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A decoded document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub header: Header,
+    pub language: Option<&'static Language>,
+    pub root: Element,
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    pos: usize,
+    strtbl: &'a [u8],
+    charset: u32,
+    lang: Option<&'static Language>,
+    tag_page: u8,
+    attr_page: u8,
+    limits: Limits,
+}
+
+fn e(offset: usize, kind: WbxmlErrorKind) -> WbxmlError {
+    WbxmlError { offset, kind }
+}
+
+impl<'a> Parser<'a> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, WbxmlError> {
+        let v = *self.b.get(self.pos).ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd(what)))?;
+        self.pos += 1;
+        Ok(v)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    /// mb_u_int32: at most 5 octets, at most 32 bits.
+    fn mb(&mut self, what: &'static str) -> Result<u32, WbxmlError> {
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for i in 0..5 {
+            let b = self.u8(what)?;
+            v = (v << 7) | (b & 0x7F) as u64;
+            if v > u32::MAX as u64 {
+                return Err(e(start, WbxmlErrorKind::IntOverflow));
+            }
+            if b & 0x80 == 0 {
+                return Ok(v as u32);
+            }
+            if i == 4 {
+                return Err(e(start, WbxmlErrorKind::IntOverflow));
+            }
+        }
+        Err(e(start, WbxmlErrorKind::IntOverflow))
+    }
+
+    fn decode_str(&self, bytes: &[u8]) -> String {
+        match self.charset {
+            4 => bytes.iter().map(|&b| b as char).collect(), // ISO-8859-1
+            _ => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
+    fn inline(&mut self) -> Result<String, WbxmlError> {
+        let start = self.pos;
+        let rest = &self.b[self.pos..];
+        let end = rest.iter().position(|&b| b == 0).ok_or(e(start, WbxmlErrorKind::Unterminated))?;
+        self.pos += end + 1;
+        Ok(self.decode_str(&rest[..end]))
+    }
+
+    fn table_str(&mut self) -> Result<String, WbxmlError> {
+        let at = self.pos;
+        let index = self.mb("string table index")?;
+        table_string(self.strtbl, index).map(|b| self.decode_str(b)).ok_or(e(at, WbxmlErrorKind::StringTableIndex { index, len: self.strtbl.len() }))
+    }
+
+    fn opaque(&mut self) -> Result<&'a [u8], WbxmlError> {
+        let at = self.pos;
+        let len = self.mb("opaque length")?;
+        let end = self.pos.checked_add(len as usize).filter(|&end| end <= self.b.len()).ok_or(e(at, WbxmlErrorKind::OpaqueLength(len)))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn entity(&mut self) -> Result<char, WbxmlError> {
+        let v = self.mb("entity")?;
+        Ok(char::from_u32(v).unwrap_or(char::REPLACEMENT_CHARACTER))
+    }
+
+    fn tag_name(&self, page: u8, tok: u8) -> (String, Option<&'static str>) {
+        let ns = self.lang.and_then(|l| l.namespaces.iter().find(|(p, _)| *p == page).map(|(_, n)| *n));
+        match self.lang.and_then(|l| l.tags.iter().find(|(p, t, _)| *p == page && *t == tok)) {
+            Some((_, _, n)) => (n.to_string(), ns),
+            None => (format!("tag-{page:02x}-{tok:02x}"), ns),
+        }
+    }
+
+    fn skip_pi(&mut self) -> Result<(), WbxmlError> {
+        // PI: attrStart *attrValue END
+        loop {
+            let at = self.pos;
+            match self.u8("processing instruction")? {
+                0x01 => return Ok(()),
+                0x03 => {
+                    self.inline()?;
+                }
+                0x83 => {
+                    self.table_str()?;
+                }
+                0x04 => {
+                    self.table_str()?;
+                }
+                0xC3 => {
+                    self.opaque()?;
+                }
+                0x02 => {
+                    self.entity()?;
+                }
+                0x00 => {
+                    self.u8("code page")?;
+                }
+                t if t == 0x43 => return Err(e(at, WbxmlErrorKind::UnexpectedToken(t))),
+                _ => {}
+            }
+        }
+    }
+
+    fn element(&mut self, depth: usize) -> Result<Element, WbxmlError> {
+        if depth > self.limits.max_depth {
+            return Err(e(self.pos, WbxmlErrorKind::TooDeep(self.limits.max_depth)));
+        }
+        let mut at = self.pos;
+        let mut tok = self.u8("tag")?;
+        while tok == 0x00 {
+            self.tag_page = self.u8("code page")?;
+            at = self.pos;
+            tok = self.u8("tag")?;
+        }
+        let (name, namespace) = match tok {
+            0x04 | 0x44 | 0x84 | 0xC4 => (self.table_str()?, None),
+            t if (t & 0x3F) >= 0x05 => self.tag_name(self.tag_page, t & 0x3F),
+            t => return Err(e(at, WbxmlErrorKind::UnexpectedToken(t))),
+        };
+        let mut el = Element { name, attrs: Vec::new(), children: Vec::new(), namespace };
+        if tok & 0x80 != 0 {
+            self.attributes(&mut el)?;
+        }
+        if tok & 0x40 != 0 {
+            self.content(&mut el, depth)?;
+        }
+        Ok(el)
+    }
+
+    fn attributes(&mut self, el: &mut Element) -> Result<(), WbxmlError> {
+        let mut current: Option<(String, String)> = None;
+        let mut is_date = false;
+        loop {
+            let at = self.pos;
+            let tok = self.u8("attribute")?;
+            let value: Option<String> = match tok {
+                0x00 => {
+                    self.attr_page = self.u8("code page")?;
+                    None
+                }
+                0x01 => {
+                    if let Some(a) = current.take() {
+                        el.attrs.push(a);
+                    }
+                    return Ok(());
+                }
+                0x04 => {
+                    if let Some(a) = current.take() {
+                        el.attrs.push(a);
+                    }
+                    let name = self.table_str()?;
+                    is_date = false;
+                    current = Some((name, String::new()));
+                    None
+                }
+                0x02 => Some(self.entity()?.to_string()),
+                0x03 => Some(self.inline()?),
+                0x83 => Some(self.table_str()?),
+                0x40..=0x42 => Some(format!("$({})", self.inline()?)),
+                0x80..=0x82 => Some(format!("$({})", self.table_str()?)),
+                0xC0..=0xC2 => Some(String::new()),
+                0xC3 => {
+                    let data = self.opaque()?;
+                    Some(if is_date { opaque_date(data) } else { self.decode_str(data) })
+                }
+                0x43 | 0x44 | 0x84 | 0xC4 => return Err(e(at, WbxmlErrorKind::UnexpectedToken(tok))),
+                t if t < 0x80 => {
+                    if let Some(a) = current.take() {
+                        el.attrs.push(a);
+                    }
+                    let page = self.attr_page;
+                    let (name, prefix) = match self.lang.and_then(|l| l.attrs.iter().find(|(p, x, ..)| *p == page && *x == t)) {
+                        Some((_, _, n, v)) => (n.to_string(), v.to_string()),
+                        None => (format!("attr-{page:02x}-{t:02x}"), String::new()),
+                    };
+                    is_date = self.lang.is_some_and(|l| l.date_attrs.contains(&name.as_str()));
+                    current = Some((name, prefix));
+                    None
+                }
+                t => {
+                    let page = self.attr_page;
+                    Some(match self.lang.and_then(|l| l.values.iter().find(|(p, x, _)| *p == page && *x == t)) {
+                        Some((_, _, v)) => v.to_string(),
+                        None => format!("value-{page:02x}-{t:02x}"),
+                    })
+                }
+            };
+            if let Some(v) = value {
+                match current.as_mut() {
+                    Some((_, val)) => val.push_str(&v),
+                    None => return Err(e(at, WbxmlErrorKind::ValueWithoutAttribute)),
+                }
+            }
+        }
+    }
+
+    fn content(&mut self, el: &mut Element, depth: usize) -> Result<(), WbxmlError> {
+        let mut text = String::new();
+        let flush = |text: &mut String, el: &mut Element| {
+            if !text.is_empty() {
+                el.children.push(Node::Text(std::mem::take(text)));
+            }
+        };
+        loop {
+            let at = self.pos;
+            let tok = *self.b.get(self.pos).ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd("content")))?;
+            match tok {
+                0x00 => {
+                    self.pos += 1;
+                    self.tag_page = self.u8("code page")?;
+                }
+                0x01 => {
+                    self.pos += 1;
+                    flush(&mut text, el);
+                    return Ok(());
+                }
+                0x02 => {
+                    self.pos += 1;
+                    text.push(self.entity()?);
+                }
+                0x03 => {
+                    self.pos += 1;
+                    text.push_str(&self.inline()?);
+                }
+                0x83 => {
+                    self.pos += 1;
+                    text.push_str(&self.table_str()?);
+                }
+                0x40..=0x42 => {
+                    self.pos += 1;
+                    let s = self.inline()?;
+                    text.push_str(&format!("$({s})"));
+                }
+                0x80..=0x82 => {
+                    self.pos += 1;
+                    let s = self.table_str()?;
+                    text.push_str(&format!("$({s})"));
+                }
+                0xC0..=0xC2 => {
+                    self.pos += 1;
+                }
+                0x43 => {
+                    self.pos += 1;
+                    self.skip_pi()?;
+                }
+                0xC3 => {
+                    self.pos += 1;
+                    let d = self.opaque()?;
+                    if self.lang.is_some_and(|l| l.cdata_opaque) {
+                        flush(&mut text, el);
+                        el.children.push(Node::CData(self.decode_str(d)));
+                    } else {
+                        text.push_str(&self.decode_str(d));
+                    }
+                }
+                _ => {
+                    flush(&mut text, el);
+                    let child = self.element(depth + 1)?;
+                    let _ = at;
+                    el.children.push(Node::Element(child));
+                }
+            }
+        }
+    }
+}
+
+/// OPAQUE dates (SI `created`, EMN `timestamp`): octets of BCD digits YYYYMMDDhhmmss, trailing
+/// zero octets may be left out.
+fn opaque_date(d: &[u8]) -> String {
+    let mut digits: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    while digits.len() < 14 {
+        digits.push('0');
+    }
+    format!("{}-{}-{}T{}:{}:{}Z", &digits[0..4], &digits[4..6], &digits[6..8], &digits[8..10], &digits[10..12], &digits[12..14])
+}
+
+fn table_string(tbl: &[u8], index: u32) -> Option<&[u8]> {
+    let i = index as usize;
+    let rest = tbl.get(i..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Decode a WBXML document.
+pub fn decode(b: &[u8]) -> Result<Document, WbxmlError> {
+    decode_with(b, Limits::default())
+}
+
+/// Decode with explicit limits.
+pub fn decode_with(b: &[u8], limits: Limits) -> Result<Document, WbxmlError> {
+    let mut p = Parser { b, pos: 0, strtbl: &[], charset: 106, lang: None, tag_page: 0, attr_page: 0, limits };
+    let version = p.u8("version")?;
+    if version > 0x03 {
+        return Err(e(0, WbxmlErrorKind::Version(version)));
+    }
+    let pid_at = p.pos;
+    let pid = p.mb("public id")?;
+    let pid_index = if pid == 0 { Some(p.mb("public id index")?) } else { None };
+    // WBXML 1.0 has no charset field.
+    let charset = if version >= 1 { p.mb("charset")? } else { 106 };
+    let len_at = p.pos;
+    let len = p.mb("string table length")?;
+    let end = p.pos.checked_add(len as usize).filter(|&end| end <= b.len()).ok_or(e(len_at, WbxmlErrorKind::StringTableLength(len)))?;
+    let strtbl = &b[p.pos..end];
+    p.pos = end;
+    p.strtbl = strtbl;
+    p.charset = charset;
+    let public_id = match pid_index {
+        Some(i) => PublicId::String(
+            table_string(strtbl, i)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .ok_or(e(pid_at, WbxmlErrorKind::StringTableIndex { index: i, len: strtbl.len() }))?,
+        ),
+        None => PublicId::Known(pid),
+    };
+    p.lang = match &public_id {
+        PublicId::Known(id) => tables::by_public_id(*id),
+        PublicId::String(s) => tables::by_fpi(s),
+    };
+    // body: *pi element *pi
+    while p.peek() == Some(0x43) {
+        p.pos += 1;
+        p.skip_pi()?;
+    }
+    if p.peek().is_none() {
+        return Err(e(p.pos, WbxmlErrorKind::NoRoot));
+    }
+    let root = p.element(0)?;
+    loop {
+        match p.peek() {
+            None => break,
+            Some(0x43) => {
+                p.pos += 1;
+                p.skip_pi()?;
+            }
+            // A stray END after the root is tolerated (libwbxml ignores it too).
+            Some(0x01) => p.pos += 1,
+            Some(_) => return Err(e(p.pos, WbxmlErrorKind::Trailing)),
+        }
+    }
+    Ok(Document { header: Header { version, public_id, charset, string_table: strtbl.to_vec() }, language: p.lang, root })
+}
+
+fn escape(s: &str, attr: bool, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attr => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_element(el: &Element, parent_ns: Option<&str>, out: &mut String) {
+    out.push('<');
+    out.push_str(&el.name);
+    if let Some(ns) = el.namespace {
+        if Some(ns) != parent_ns {
+            out.push_str(" xmlns=\"");
+            out.push_str(ns);
+            out.push('"');
+        }
+    }
+    for (k, v) in &el.attrs {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("=\"");
+        escape(v, true, out);
+        out.push('"');
+    }
+    if el.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    for c in &el.children {
+        match c {
+            Node::Text(t) => escape(t, false, out),
+            Node::CData(t) => {
+                out.push_str("<![CDATA[");
+                out.push_str(&t.replace("]]>", "]]]]><![CDATA[>"));
+                out.push_str("]]>");
+            }
+            Node::Element(child) => write_element(child, el.namespace.or(parent_ns), out),
+        }
+    }
+    out.push_str("</");
+    out.push_str(&el.name);
+    out.push('>');
+}
+
+impl Document {
+    /// Compact XML, as `wbxml2xml -m 0` writes it.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::from("<?xml version=\"1.0\"?>");
+        if let Some(l) = self.language {
+            out.push_str(&format!("<!DOCTYPE {} PUBLIC \"{}\" \"{}\">", l.root, l.fpi, l.dtd));
+        } else if let PublicId::String(fpi) = &self.header.public_id {
+            out.push_str(&format!("<!DOCTYPE {} PUBLIC \"{}\" \"\">", self.root.name, fpi));
+        }
+        write_element(&self.root, None, &mut out);
+        out
+    }
+}
+
+/// Does this look like a WBXML document (a plausible header that decodes)?
+pub fn looks_like_wbxml(b: &[u8]) -> bool {
+    b.len() >= 4 && b[0] <= 0x03 && decode(b).is_ok()
+}
+
+/// Find a WBXML body in an 8-bit SMS payload: a bare WBXML document, or a WAP Push (WSP
+/// connectionless push, ports 2948/9200, WAP-230 §8.2.4) carrying one.
+pub fn find_in_sms(data: &[u8], dest_port: Option<u16>) -> Option<&[u8]> {
+    if matches!(dest_port, Some(2948) | Some(9200)) || (data.len() > 3 && data[1] == 0x06) {
+        // WSP: TID, PDU type 0x06 (Push), uintvar header length, headers, body.
+        if let Some(&0x06) = data.get(1) {
+            let mut pos = 2;
+            let mut len: u64 = 0;
+            for _ in 0..5 {
+                let b = *data.get(pos)?;
+                pos += 1;
+                len = (len << 7) | (b & 0x7F) as u64;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let body = data.get(pos + len as usize..)?;
+            if looks_like_wbxml(body) {
+                return Some(body);
+            }
+        }
+    }
+    looks_like_wbxml(data).then_some(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn si_document() {
+        let b = hex::decode("01056a0045c60d036578616d706c650085036e657773001103313233000ac3072024050607080901034e6577206d61696c2061727269766564000101").unwrap();
+        let d = decode(&b).unwrap();
+        assert_eq!(d.root.name, "si");
+        assert!(d.to_xml().ends_with("<si><indication href=\"http://www.example.com/news\" si-id=\"123\" created=\"2024-05-06T07:08:09Z\">New mail arrived</indication></si>"));
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        assert!(matches!(decode(&[]).unwrap_err().kind, WbxmlErrorKind::UnexpectedEnd(_)));
+        assert!(matches!(decode(&[0x03, 0x8f, 0xff, 0xff, 0xff, 0x7f]).unwrap_err().kind, WbxmlErrorKind::IntOverflow));
+        // 100 nested literal-free unknown tags with content
+        let mut deep = vec![0x03, 0x01, 0x6a, 0x00];
+        deep.extend(std::iter::repeat_n(0x45u8, 100));
+        deep.extend(std::iter::repeat_n(0x01u8, 100));
+        assert!(matches!(decode(&deep).unwrap_err().kind, WbxmlErrorKind::TooDeep(64)));
+    }
+}
