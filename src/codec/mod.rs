@@ -10,5 +10,7 @@ pub mod ucs2;
 pub mod udh;
 pub mod wbxml;
 pub mod wbxml_tables;
+pub mod xform;
+pub mod reassembly;
 
 pub use segment::{measure, Coding, Measure};

@@ -722,7 +722,7 @@ mod tests {
         };
         let e = encode_submit(&spec).unwrap();
         assert_eq!(hex::encode_upper(&e[0].pdu[1..]), "11000B911346610089F600000005C8329BFD06");
-        assert_eq!(e[0].tpdu_length, 18);
+        assert_eq!(e[0].tpdu_length, 19);
     }
 
     #[test]

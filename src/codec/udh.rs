@@ -137,12 +137,12 @@ mod tests {
 
     #[test]
     fn parse_known_and_unknown() {
-        let (u, n) = Udh::parse(&hex::decode("0b0003420301050400000000700142").unwrap()).unwrap();
-        assert_eq!(n, 12);
+        let (u, n) = Udh::parse(&hex::decode("0e0003420301050400000000700142").unwrap()).unwrap();
+        assert_eq!(n, 15);
         assert_eq!(u.concat(), Some(Concat { reference: 0x42, bits: 8, total: 3, seq: 1 }));
         assert_eq!(u.ports(), Some((0, 0)));
         assert_eq!(u.ies[2], Ie { id: 0x70, data: vec![0x42] });
-        assert_eq!(u.encode(), hex::decode("0b0003420301050400000000700142").unwrap());
+        assert_eq!(u.encode(), hex::decode("0e0003420301050400000000700142").unwrap());
         assert!(Udh::parse(&[5, 0, 3, 1]).is_err());
         assert!(Udh::parse(&[3, 0, 5, 1]).is_err());
         assert!(Udh::parse(&[]).is_err());

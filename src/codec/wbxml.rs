@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn limits_and_errors() {
         assert!(matches!(decode(&[]).unwrap_err().kind, WbxmlErrorKind::UnexpectedEnd(_)));
-        assert!(matches!(decode(&[0x03, 0x8f, 0xff, 0xff, 0xff, 0x7f]).unwrap_err().kind, WbxmlErrorKind::IntOverflow));
+        assert!(matches!(decode(&[0x03, 0x90, 0x80, 0x80, 0x80, 0x00]).unwrap_err().kind, WbxmlErrorKind::IntOverflow));
         // 100 nested literal-free unknown tags with content
         let mut deep = vec![0x03, 0x01, 0x6a, 0x00];
         deep.extend(std::iter::repeat_n(0x45u8, 100));
