@@ -54,6 +54,184 @@ enum Cmd {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// SMS PDUs (TS 23.040): decode hex to JSON, or encode an SMS-SUBMIT.
+    Pdu {
+        #[command(subcommand)]
+        cmd: PduCmd,
+    },
+    /// WAP Binary XML.
+    Wbxml {
+        #[command(subcommand)]
+        cmd: WbxmlCmd,
+    },
+    /// XForms submissions (WBXML or XML) to JSON.
+    Xform {
+        #[command(subcommand)]
+        cmd: XformCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PduCmd {
+    /// Decode a PDU with its SMSC prefix (as `AT+CMGR`/`+CMGL` print it); prints every field.
+    Decode {
+        hex: String,
+        /// The hex has no SMSC field.
+        #[arg(long)]
+        tpdu: bool,
+    },
+    /// Encode an SMS-SUBMIT; prints one hex PDU per part and the `AT+CMGS` length.
+    Encode {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// Alphanumeric sender is not part of SMS-SUBMIT; accepted for symmetry and ignored.
+        #[arg(long)]
+        from: Option<String>,
+        /// Request a status report.
+        #[arg(long)]
+        srr: bool,
+        /// Relative validity: 30m, 12h, 1d, 2w, or seconds.
+        #[arg(long)]
+        vp: Option<String>,
+        /// auto (GSM 03.38 when possible, national shift tables next, else UCS-2), gsm7, ucs2.
+        #[arg(long, default_value = "auto")]
+        coding: String,
+        /// TP-MR of the first part.
+        #[arg(long, default_value_t = 0)]
+        mr: u8,
+        /// Concatenation reference for multipart messages.
+        #[arg(long, default_value_t = 0)]
+        reference: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum WbxmlCmd {
+    /// Decode a WBXML document (file, or - for stdin; hex text is accepted too) to XML.
+    Decode { file: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum XformCmd {
+    /// Decode a form submission (WBXML or XML; file or - for stdin) to JSON.
+    Decode { file: Option<PathBuf> },
+}
+
+/// Exit code for bad input data (sysexits EX_DATAERR).
+const EXIT_DATA: u8 = 65;
+
+fn data_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_DATA)
+}
+
+/// Read a file or stdin; a file of hex digits is decoded to bytes.
+fn read_input(file: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
+    let raw = match file {
+        None => {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v)?;
+            v
+        }
+        Some(p) if p.as_os_str() == "-" => {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v)?;
+            v
+        }
+        Some(p) => std::fs::read(p)?,
+    };
+    let trimmed: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !trimmed.is_empty() && trimmed.len() % 2 == 0 && trimmed.iter().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(b) = hex::decode(&trimmed) {
+            return Ok(b);
+        }
+    }
+    Ok(raw)
+}
+
+fn parse_vp(s: &str) -> Option<u64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => return None,
+    })
+}
+
+fn run_codec(cmd: Cmd) -> Result<ExitCode> {
+    use postern::codec::{national, sms_pdu, wbxml, xform};
+    match cmd {
+        Cmd::Pdu { cmd: PduCmd::Decode { hex: h, tpdu } } => {
+            let clean: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = match hex::decode(&clean) {
+                Ok(b) => b,
+                Err(e) => return Ok(data_error(format!("not hex: {e}"))),
+            };
+            let v = if tpdu { sms_pdu::decode_tpdu(&bytes).map(|t| t.to_json()) } else { sms_pdu::decode(&bytes).map(|s| s.to_json()) };
+            match v {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(data_error(e)),
+            }
+        }
+        Cmd::Pdu { cmd: PduCmd::Encode { to, text, from: _, srr, vp, coding, mr, reference } } => {
+            let validity = match vp {
+                None => None,
+                Some(v) => match parse_vp(&v) {
+                    Some(secs) => Some(sms_pdu::Validity::Relative(sms_pdu::relative_vp(secs))),
+                    None => return Ok(data_error(format!("--vp {v:?}: use e.g. 30m, 12h, 1d, 2w or seconds"))),
+                },
+            };
+            let body = match coding.as_str() {
+                "ucs2" => sms_pdu::SubmitBody::Ucs2(text),
+                "gsm7" => sms_pdu::SubmitBody::Gsm7(text, national::Shift::DEFAULT),
+                "auto" => match national::choose(&text, &national::Language::NATIONAL) {
+                    Some((shift, _)) => sms_pdu::SubmitBody::Gsm7(text, shift),
+                    None => sms_pdu::SubmitBody::Ucs2(text),
+                },
+                c => return Ok(data_error(format!("--coding {c:?}: use auto, gsm7 or ucs2"))),
+            };
+            let spec = sms_pdu::SubmitSpec { to, body, srr, validity, message_ref: mr, reject_duplicates: false, pid: 0, class: None, concat_ref: reference, ref16: false };
+            match sms_pdu::encode_submit(&spec) {
+                Ok(parts) => {
+                    for p in parts {
+                        println!("{} {}", hex::encode_upper(&p.pdu), p.tpdu_length);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(data_error(e)),
+            }
+        }
+        Cmd::Wbxml { cmd: WbxmlCmd::Decode { file } } => {
+            let bytes = read_input(file.as_ref())?;
+            match wbxml::decode(&bytes) {
+                Ok(d) => {
+                    println!("{}", d.to_xml());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(data_error(e)),
+            }
+        }
+        Cmd::Xform { cmd: XformCmd::Decode { file } } => {
+            let bytes = read_input(file.as_ref())?;
+            match xform::decode(&bytes) {
+                Ok(f) => {
+                    println!("{}", serde_json::to_string_pretty(&f.to_json())?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(data_error(e)),
+            }
+        }
+        _ => Ok(ExitCode::from(2)),
+    }
 }
 
 fn main() -> ExitCode {
@@ -129,6 +307,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", postern::config::EMBEDDED_DEFAULT);
             Ok(ExitCode::SUCCESS)
         }
+        cmd @ (Cmd::Pdu { .. } | Cmd::Wbxml { .. } | Cmd::Xform { .. }) => run_codec(cmd),
     }
 }
 

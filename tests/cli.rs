@@ -77,3 +77,54 @@ async fn send_and_status_through_the_api() {
     assert_eq!(v["state"], "delivered");
     assert_eq!(v["text"], "from the cli");
 }
+
+#[test]
+fn pdu_wbxml_and_xform_commands() {
+    // decode: every field as JSON
+    let out = postern().args(["pdu", "decode", "07911326040000F011000B911346610089F600000005C8329BFD06"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["type"].as_str(), v["text"].as_str(), v["tpdu_length"].as_u64()), (Some("SMS-SUBMIT"), Some("Hello"), Some(19)));
+    // a truncated PDU: exit 65 and the offset in one line
+    let out = postern().args(["pdu", "decode", "07911326040000F011000B91"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at octet 12") && err.lines().count() == 1, "{err}");
+    // encode, then decode what it printed: a 2-part message with concatenation
+    let text = "Postern sends long messages in parts that reassemble, even with € and {braces}. ".repeat(3);
+    let out = postern().args(["pdu", "encode", "--to", "+447700900123", "--text", &text, "--srr", "--vp", "1d"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2);
+    let mut joined = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let (hex_pdu, len) = l.split_once(' ').unwrap();
+        let d = postern::codec::sms_pdu::decode(&hex::decode(hex_pdu).unwrap()).unwrap().to_json();
+        assert_eq!(d["tpdu_length"].as_u64().unwrap().to_string(), len);
+        assert_eq!(d["udh"]["concat"]["seq"], i + 1);
+        assert_eq!(d["srr"], true);
+        assert_eq!(d["validity"]["seconds"], 86_400);
+        joined.push_str(d["text"].as_str().unwrap());
+    }
+    assert_eq!(joined, text);
+    assert_eq!(postern().args(["pdu", "encode", "--to", "ThisIsWayTooLongForAnyAddress", "--text", "x"]).output().unwrap().status.code(), Some(65));
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("si.wbxml");
+    std::fs::write(&f, hex::decode("01056a0045c60d036578616d706c650085036e657773001103313233000ac3072024050607080901034e6577206d61696c2061727269766564000101").unwrap()).unwrap();
+    let out = postern().args(["wbxml", "decode"]).arg(&f).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<indication href=\"http://www.example.com/news\""));
+    std::fs::write(&f, [0x03, 0x05, 0x6a, 0x00, 0x45]).unwrap();
+    let out = postern().args(["wbxml", "decode"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at octet"));
+
+    let x = dir.path().join("form.xml");
+    std::fs::write(&x, r#"<data id="household" version="3"><name>Amina</name><members><member>a</member><member>b</member></members></data>"#).unwrap();
+    let out = postern().args(["xform", "decode"]).arg(&x).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["form_id"], "household");
+    assert_eq!(v["fields"]["members"]["member"][1], "b");
+    std::fs::write(&x, "<data><open></data>").unwrap();
+    assert_eq!(postern().args(["xform", "decode"]).arg(&x).output().unwrap().status.code(), Some(65));
+}

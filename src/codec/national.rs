@@ -178,11 +178,15 @@ impl Shift {
     }
 }
 
-/// The cheapest GSM table pair for `text` among `allowed` national languages (default first;
-/// then single shift, then locking + single), counting the UDH the shift needs. `None` when no
-/// pair encodes it (send UCS-2).
+/// The GSM table pair for `text`: the default alphabet whenever it can encode the text (every
+/// handset has it); otherwise the cheapest national shift among `allowed` (single shift, then
+/// locking + single), counting the UDH the shift needs. `None` when no pair encodes it (send
+/// UCS-2). Returns the pair and its cost in septets.
 pub fn choose(text: &str, allowed: &[Language]) -> Option<(Shift, usize)> {
-    let mut candidates = vec![Shift::DEFAULT];
+    if let Ok(n) = Shift::DEFAULT.septet_len(text) {
+        return Some((Shift::DEFAULT, n));
+    }
+    let mut candidates = Vec::new();
     for &l in allowed {
         candidates.push(Shift { locking: Language::Default, single: l });
     }
