@@ -179,15 +179,32 @@ async fn inbound_messages_are_stored_and_listed() {
             to: "12345".into(),
             body: postern::hub::message::Body::Text("hi there".into()),
             metadata: None,
+            dest_port: None,
         })
         .await
         .unwrap();
+    // A WBXML XForms submission in an 8-bit SMS is decoded into structured fields.
+    let form = hex::decode(WBXML_FORM).unwrap();
+    let form_id = hub
+        .receive(InboundMessage {
+            connector: "sb".into(),
+            from: "+447700900998".into(),
+            to: "12345".into(),
+            body: postern::hub::message::Body::Binary { data: form, data_coding: 4 },
+            metadata: None,
+            dest_port: None,
+        })
+        .await
+        .unwrap();
+    let (_, f) = g.get(&format!("/v1/messages/{form_id}")).await;
+    assert_eq!(f["metadata"]["xform"]["form_id"], "household");
+    assert_eq!(f["metadata"]["xform"]["fields"]["name"], "Amina");
     let (s, l) = g.get("/v1/messages?direction=inbound").await;
     assert_eq!(s, 200);
-    assert_eq!(l["messages"].as_array().unwrap().len(), 1);
-    assert_eq!(l["messages"][0]["id"], id.to_string());
-    assert_eq!(l["messages"][0]["text"], "hi there");
-    assert_eq!(l["messages"][0]["state"], "received");
+    assert_eq!(l["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(l["messages"][1]["id"], id.to_string());
+    assert_eq!(l["messages"][1]["text"], "hi there");
+    assert_eq!(l["messages"][1]["state"], "received");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,3 +229,6 @@ async fn status_callbacks_are_signed_and_retried() {
         assert!(states_seen.iter().any(|x| x == s), "{states_seen:?}");
     }
 }
+
+/// The literal-tag XForms instance from the WBXML conformance vectors (wbxml-053).
+const WBXML_FORM: &str = "03016a4e6461746100696400686f757365686f6c640076657273696f6e00323032342d30352d3031006e616d65006167650076696c6c616765006d656d62657273006d65746100696e7374616e6365494400c400040583080412831a01442503416d696e610001442a0333340001442e034b696a696a690001443603350001443e444303757569643a36663163326138652d306237642d346335652d396133662d30303030303030303030303000010101";

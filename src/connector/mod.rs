@@ -94,6 +94,8 @@ pub struct InboundMessage {
     pub to: String,
     pub body: crate::hub::message::Body,
     pub metadata: Option<serde_json::Value>,
+    /// Destination application port (UDH), e.g. 2948 for WAP Push.
+    pub dest_port: Option<u16>,
 }
 
 /// An outbound connector.

@@ -298,6 +298,18 @@ impl HubSink for Hub {
                 message::Body::Text(t) => (crate::codec::measure(t).coding, crate::codec::measure(t).segments as u16),
                 message::Body::Binary { .. } => (crate::codec::Coding::Binary, 1),
             };
+            // A binary payload carrying WBXML (bare, or in a WAP Push) is decoded; an XForms
+            // submission is kept as structured JSON next to the raw bytes.
+            let mut metadata = inbound.metadata.unwrap_or(serde_json::Value::Null);
+            if let message::Body::Binary { data, .. } = &inbound.body {
+                if let Some(doc) = crate::codec::wbxml::find_in_sms(data, inbound.dest_port).and_then(|b| crate::codec::wbxml::decode(b).ok()) {
+                    if !metadata.is_object() {
+                        metadata = serde_json::json!({});
+                    }
+                    metadata["xml"] = serde_json::Value::String(doc.to_xml());
+                    metadata["xform"] = crate::codec::xform::from_element(&doc.root).to_json();
+                }
+            }
             let msg = Message {
                 id,
                 direction: Direction::Inbound,
@@ -309,7 +321,7 @@ impl HubSink for Hub {
                 coding,
                 segments,
                 client_ref: None,
-                metadata: inbound.metadata.map(|v| v.to_string()),
+                metadata: (!metadata.is_null()).then(|| metadata.to_string()),
                 tags: Vec::new(),
                 priority: 0,
                 send_at: None,
