@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(libclang-dev pkg-config libudev-dev)
 if [ "${1:-}" = "--test" ]; then
-  want+=(python3-venv)
+  want+=(python3-venv libwbxml2-utils)
 fi
 missing=()
 for p in "${want[@]}"; do

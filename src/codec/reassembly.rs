@@ -80,6 +80,9 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Reassembler {
     pending: HashMap<PartKey, Pending>,
+    /// Messages completed within the timeout: a late duplicate of one of their parts must not
+    /// start a new, forever-incomplete message.
+    completed: HashMap<PartKey, i64>,
     pub timeout_ms: i64,
     /// Most messages pending at once; the oldest is delivered incomplete beyond it.
     pub max_pending: usize,
@@ -97,7 +100,7 @@ fn join(key: PartKey, parts: BTreeMap<u8, PartBody>) -> Reassembled {
 
 impl Reassembler {
     pub fn new(timeout_ms: i64, max_pending: usize) -> Self {
-        Reassembler { pending: HashMap::new(), timeout_ms, max_pending }
+        Reassembler { pending: HashMap::new(), completed: HashMap::new(), timeout_ms, max_pending }
     }
 
     /// Add one part; returns the message when it is complete. Duplicates are ignored.
@@ -116,6 +119,9 @@ impl Reassembler {
         if info.total == 1 {
             return Ok(vec![Reassembled { key, body, missing: vec![] }]);
         }
+        if self.completed.get(&key).is_some_and(|&t| now_ms - t < self.timeout_ms) {
+            return Ok(Vec::new()); // a late duplicate
+        }
         let mut out = Vec::new();
         if !self.pending.contains_key(&key) && self.max_pending > 0 && self.pending.len() >= self.max_pending {
             if let Some(oldest) = self.pending.iter().min_by_key(|(_, p)| p.first_ms).map(|(k, _)| k.clone()) {
@@ -133,6 +139,7 @@ impl Reassembler {
         p.parts.entry(info.seq).or_insert(body);
         if p.parts.len() == info.total as usize {
             if let Some(p) = self.pending.remove(&key) {
+                self.completed.insert(key.clone(), now_ms);
                 out.push(join(key, p.parts));
             }
         }
@@ -141,6 +148,8 @@ impl Reassembler {
 
     /// Deliver, incomplete, every message whose first part is older than the timeout.
     pub fn expire(&mut self, now_ms: i64) -> Vec<Reassembled> {
+        let timeout = self.timeout_ms;
+        self.completed.retain(|_, t| now_ms - *t < timeout);
         let old: Vec<PartKey> = self.pending.iter().filter(|(_, p)| now_ms - p.first_ms >= self.timeout_ms).map(|(k, _)| k.clone()).collect();
         old.into_iter().filter_map(|k| self.pending.remove(&k).map(|p| join(k, p.parts))).collect()
     }
