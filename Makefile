@@ -2,7 +2,9 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test deps test-deps build release fuzz-smoke bench check-config
+.PHONY: run test deps test-deps build release fuzz-deps fuzz-smoke fuzz bench check-config
+
+FUZZ_TARGETS = sms_pdu wbxml udh gsm7_unpack api_request xform
 
 deps:
 	@scripts/install-deps.sh
@@ -23,6 +25,17 @@ test: test-deps
 
 check-config: release
 	./target/release/postern check-config $(CONFIG)
+
+fuzz-deps:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+## Every fuzz target for FUZZ_SECONDS (30 s by default); `make fuzz FUZZ_SECONDS=600` for the long run.
+fuzz-smoke: fuzz-deps
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
+
+fuzz: fuzz-smoke
 
 bench: release
 	$(CARGO) run --release --example load -- --help >/dev/null

@@ -1,13 +1,16 @@
 //! Postern: a high-throughput SMS and message gateway. One core (validate, route, durable
 //! sharded outbox, dispatch) with connectors; see DESIGN.md for the architecture.
 
+#[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
 pub mod app;
 pub mod codec;
 pub mod config;
 pub mod connector;
 pub mod hub;
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod outbox;
 pub mod sdnotify;
 pub mod secret;

@@ -190,12 +190,16 @@ mod tests {
         let done = r.add("a", "b", i(2), t("b"), 3).unwrap();
         assert_eq!(done[0].body, t("abc"));
         assert!(done[0].is_complete());
-        r.add("a", "b", i(2), t("B"), 10).unwrap();
+        // a late duplicate within the timeout is dropped, not the start of a new message
+        assert!(r.add("a", "b", i(2), t("b"), 500).unwrap().is_empty());
+        assert_eq!(r.pending(), 0);
+        // after the timeout the same reference starts a new message
+        r.add("a", "b", i(2), t("B"), 1500).unwrap();
         let saved = r.save();
         let mut r2 = Reassembler::new(1000, 100);
         r2.restore(&saved).unwrap();
-        assert!(r2.expire(500).is_empty());
-        let late = r2.expire(1010);
+        assert!(r2.expire(2000).is_empty());
+        let late = r2.expire(2600);
         assert_eq!(late[0].missing, vec![1, 3]);
         assert_eq!(late[0].body, t("B"));
         assert!(r.add("a", "b", PartInfo { reference: 1, total: 2, seq: 3 }, t("x"), 0).is_err());

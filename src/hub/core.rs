@@ -1,0 +1,342 @@
+//! The hub proper: accept into the outbox, per-shard tasks, receipts and inbound messages.
+
+use super::*;
+use crate::config::Config;
+use crate::connector::{BoxFuture, HubError, HubSink, InboundMessage, Link, Receipt};
+use crate::metrics as m;
+use crate::outbox::{keys, Cf, Op, Outbox, StoreError};
+use address::NumberPlan;
+use message::{now_ms, Direction, IdGen, Message, MessageId, State};
+use request::Draft;
+use router::Router;
+use state::{CancelError, ShardEvent};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Why messages could not be accepted.
+#[derive(Debug, Error)]
+pub enum AcceptError {
+    /// The outbox holds `max_depth` messages already.
+    #[error("the outbox is full ({0} messages waiting)")]
+    Saturated(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Per-draft result of `accept`: the stored message, or why its route was refused.
+pub enum Accepted {
+    Stored(Message),
+    NoRoute(Draft),
+}
+
+/// The hub.
+pub struct Hub {
+    pub cfg: Arc<Config>,
+    pub outbox: Arc<Outbox>,
+    pub ids: IdGen,
+    pub router: Router,
+    pub links: Vec<Arc<Link>>,
+    link_index: HashMap<Arc<str>, usize>,
+    actors: Vec<mpsc::Sender<ShardEvent>>,
+    pub plan: NumberPlan,
+    pub callback_secret: Option<Vec<u8>>,
+    pub callbacks_wake: Notify,
+    unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
+    /// Set on shutdown: dispatchers stop taking new work.
+    pub draining: AtomicBool,
+}
+
+impl Hub {
+    /// Build the hub over an open outbox and built links, and start every task.
+    pub fn start(cfg: Arc<Config>, outbox: Arc<Outbox>, links: Vec<Arc<Link>>) -> Arc<Hub> {
+        let link_index: HashMap<Arc<str>, usize> = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
+        let router = Router::new(&cfg.routes, &|n| link_index.get(n).copied());
+        let plan = NumberPlan { country_code: cfg.sms.country_code.clone(), trunk_prefix: cfg.sms.trunk_prefix.clone() };
+        let callback_secret = cfg
+            .api
+            .callback_secret
+            .clone()
+            .or_else(|| cfg.api.callback_secret_env.as_ref().and_then(|k| std::env::var(k).ok()))
+            .map(String::into_bytes);
+        let ids = IdGen::default();
+        if let Ok(Some(max)) = outbox.max_id() {
+            ids.observe(max);
+        }
+        let mut actor_rx = Vec::new();
+        let mut actors = Vec::new();
+        for _ in outbox.shards() {
+            let (tx, rx) = mpsc::channel(65_536);
+            actors.push(tx);
+            actor_rx.push(rx);
+        }
+        let (unknown, unknown_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub {
+            cfg,
+            outbox: outbox.clone(),
+            ids,
+            router,
+            links,
+            link_index,
+            actors,
+            plan,
+            callback_secret,
+            callbacks_wake: Notify::new(),
+            unknown,
+            draining: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&hub);
+        for (shard, rx) in outbox.shards().iter().zip(actor_rx) {
+            tokio::spawn(state::run(weak.clone(), shard.clone(), rx));
+            tokio::spawn(dispatch::run(weak.clone(), shard.clone(), hub.actors[shard.index as usize].clone()));
+        }
+        tokio::spawn(callbacks::run(weak.clone()));
+        tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
+        for link in &hub.links {
+            link.connector.clone().start(hub.clone() as Arc<dyn HubSink>);
+            match hub.outbox.outstanding_remote_ids(&link.name) {
+                Ok(ids) => link.connector.resume(ids),
+                Err(e) => tracing::error!(connector = %link.name, error = %e, "cannot read outstanding receipts"),
+            }
+        }
+        hub
+    }
+
+    pub fn link(&self, name: &str) -> Option<&Arc<Link>> {
+        self.link_index.get(name).map(|&i| &self.links[i])
+    }
+
+    /// Store drafts as messages (one per draft), acknowledged after the group commit.
+    pub async fn accept(&self, drafts: Vec<Draft>) -> Result<Vec<Accepted>, AcceptError> {
+        let depth = self.outbox.depth();
+        if depth >= self.cfg.outbox.max_depth as i64 {
+            return Err(AcceptError::Saturated(depth));
+        }
+        let now = now_ms();
+        let shards = self.outbox.shards().len();
+        let mut per_shard: Vec<(Vec<Op>, Vec<Message>, usize)> = (0..shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
+        let mut out = Vec::with_capacity(drafts.len());
+        let mut later: Vec<(usize, i64)> = Vec::new();
+        for d in drafts {
+            if self.router.find(&d.to, d.from.as_deref(), d.channel, &d.tags).is_none() {
+                out.push(Accepted::NoRoute(d));
+                continue;
+            }
+            let id = self.ids.next();
+            let due = d.send_at.unwrap_or(now).max(now);
+            let state = if due > now { State::Scheduled } else { State::Queued };
+            let msg = Message {
+                id,
+                direction: Direction::Outbound,
+                channel: d.channel,
+                from: d.from,
+                to: d.to,
+                body: d.body,
+                udh: d.udh,
+                coding: d.coding,
+                segments: d.segments,
+                client_ref: d.client_ref,
+                metadata: d.metadata,
+                tags: d.tags,
+                priority: d.priority,
+                send_at: d.send_at,
+                expires_at: d.expires_at,
+                callback_url: d.callback_url,
+                kannel_dlr: d.kannel_dlr,
+                state,
+                history: vec![message::Transition { state, at: now }],
+                attempts: 0,
+                error: None,
+                connector: None,
+                remote_ids: Vec::new(),
+                part_states: Vec::new(),
+                due_at: due,
+                created_at: now,
+            };
+            let s = id.shard(shards as u32) as usize;
+            let slot = &mut per_shard[s];
+            slot.0.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
+            slot.0.push(Op::Put(Cf::Due, keys::due_key(s as u32, due, id).to_vec(), Vec::new()));
+            slot.2 += 1;
+            if due > now {
+                later.push((s, due));
+            } else {
+                slot.1.push(msg.clone());
+            }
+            out.push(Accepted::Stored(msg));
+        }
+        let mut waits = Vec::new();
+        for (s, (ops, enqueue, n)) in per_shard.into_iter().enumerate() {
+            if n > 0 {
+                waits.push((s, n, self.outbox.submit(s as u32, ops, enqueue, n)?));
+            }
+        }
+        let mut result = Ok(());
+        for (s, n, rx) in waits {
+            match rx.await.map_err(|_| StoreError::Closed).and_then(|r| r) {
+                Ok(()) => {
+                    self.outbox.shards()[s].depth.fetch_add(n as i64, Ordering::Relaxed);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        result?;
+        for (s, due) in later {
+            self.outbox.shards()[s].wake_by(due);
+        }
+        let stored = out.iter().filter(|a| matches!(a, Accepted::Stored(_))).count() as u64;
+        metrics::counter!(m::API_ACCEPTED_TOTAL).increment(stored);
+        metrics::counter!(m::MESSAGE_TRANSITIONS_TOTAL, m::L_STATE => "queued").increment(stored);
+        Ok(out)
+    }
+
+    /// A message as it is now (a message being handed to a connector shows `sending`).
+    pub fn get(&self, id: MessageId) -> Result<Option<Message>, crate::outbox::OutboxError> {
+        let mut msg = self.outbox.get(id)?;
+        if let Some(m) = msg.as_mut() {
+            if m.state.is_pending() && self.outbox.shard_of(id).is_inflight(id) {
+                m.set_state(State::Sending, now_ms());
+            }
+        }
+        Ok(msg)
+    }
+
+    /// Cancel a message that has not been handed to a connector.
+    pub async fn cancel(&self, id: MessageId) -> Result<Message, CancelError> {
+        let (tx, rx) = oneshot::channel();
+        let shard = id.shard(self.actors.len() as u32) as usize;
+        self.actors[shard]
+            .send(ShardEvent::Cancel { id, reply: tx })
+            .await
+            .map_err(|_| CancelError::Store("shutting down".into()))?;
+        rx.await.map_err(|_| CancelError::Store("shutting down".into()))?
+    }
+
+    fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
+        match self.outbox.lookup_remote(&r.connector, &r.remote_id) {
+            Ok(Some((id, part))) => {
+                let shard = id.shard(self.actors.len() as u32) as usize;
+                let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error };
+                if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
+                    let tx = self.actors[shard].clone();
+                    tokio::spawn(async move { tx.send(ev).await });
+                }
+                Ok(())
+            }
+            _ => Err(r),
+        }
+    }
+
+    /// Stop taking new work; dispatchers finish what they hold.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        for s in self.outbox.shards() {
+            s.notify.notify_one();
+        }
+    }
+
+    /// Messages handed to connectors and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.links.iter().map(|l| l.inflight()).sum()
+    }
+}
+
+/// A receipt whose remote id is not (yet) known is retried for a short while: the receipt can
+/// race the commit of the submit that recorded the id.
+async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::UnboundedReceiver<(Instant, u8, Receipt)>) {
+    const TRIES: u8 = 12;
+    let mut q: VecDeque<(Instant, u8, Receipt)> = VecDeque::new();
+    loop {
+        let wait = q.front().map(|(t, ..)| t.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(i) => q.push_back(i),
+                None => return,
+            },
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let Some(h) = hub.upgrade() else { return };
+        let now = Instant::now();
+        while q.front().is_some_and(|(t, ..)| *t <= now) {
+            let Some((_, tries, r)) = q.pop_front() else { break };
+            if let Err(r) = h.route_receipt(r) {
+                if tries + 1 >= TRIES {
+                    metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
+                    tracing::warn!(connector = %r.connector, remote_id = %r.remote_id, "receipt for an unknown message id");
+                } else {
+                    q.push_back((now + Duration::from_millis(250), tries + 1, r));
+                }
+            }
+        }
+    }
+}
+
+impl HubSink for Hub {
+    fn report(&self, receipt: Receipt) {
+        if let Err(r) = self.route_receipt(receipt) {
+            let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+        }
+    }
+
+    fn receive(&self, inbound: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let id = self.ids.next();
+            let (coding, segments) = match &inbound.body {
+                message::Body::Text(t) => (crate::codec::measure(t).coding, crate::codec::measure(t).segments as u16),
+                message::Body::Binary { .. } => (crate::codec::Coding::Binary, 1),
+            };
+            // A binary payload carrying WBXML (bare, or in a WAP Push) is decoded; an XForms
+            // submission is kept as structured JSON next to the raw bytes.
+            let mut metadata = inbound.metadata.unwrap_or(serde_json::Value::Null);
+            if let message::Body::Binary { data, .. } = &inbound.body {
+                if let Some(doc) = crate::codec::wbxml::find_in_sms(data, inbound.dest_port).and_then(|b| crate::codec::wbxml::decode(b).ok()) {
+                    if !metadata.is_object() {
+                        metadata = serde_json::json!({});
+                    }
+                    metadata["xml"] = serde_json::Value::String(doc.to_xml());
+                    metadata["xform"] = crate::codec::xform::from_element(&doc.root).to_json();
+                }
+            }
+            let msg = Message {
+                id,
+                direction: Direction::Inbound,
+                channel: crate::config::Channel::Sms,
+                from: Some(inbound.from),
+                to: inbound.to,
+                body: inbound.body,
+                udh: None,
+                coding,
+                segments,
+                client_ref: None,
+                metadata: (!metadata.is_null()).then(|| metadata.to_string()),
+                tags: Vec::new(),
+                priority: 0,
+                send_at: None,
+                expires_at: now,
+                callback_url: None,
+                kannel_dlr: None,
+                state: State::Received,
+                history: vec![message::Transition { state: State::Received, at: now }],
+                attempts: 0,
+                error: None,
+                connector: Some(inbound.connector.to_string()),
+                remote_ids: Vec::new(),
+                part_states: Vec::new(),
+                due_at: now,
+                created_at: now,
+            };
+            let shard = id.shard(self.outbox.shards().len() as u32);
+            let ops = vec![Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode())];
+            self.outbox.write(shard, ops, vec![], 1).await.map_err(|e| match e {
+                StoreError::Busy => HubError::Busy,
+                e => HubError::Store(e.to_string()),
+            })?;
+            metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string()).increment(1);
+            Ok(id)
+        })
+    }
+}
