@@ -12,7 +12,16 @@ use std::time::{Duration, Instant};
 const WINDOW: usize = 64;
 
 fn start(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+    start_with(config, None)
+}
+
+fn start_with(config: &std::path::Path, notify_socket: Option<&std::path::Path>) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
+    cmd.env_remove("NOTIFY_SOCKET");
+    if let Some(p) = notify_socket {
+        cmd.env("NOTIFY_SOCKET", p);
+    }
+    let mut child = cmd
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "warn")
@@ -131,4 +140,50 @@ async fn sigkill_mid_stream_loses_nothing() {
     let resent = seen.values().filter(|&&n| n > 1).count();
     assert!(resent <= WINDOW, "{resent} messages were sent more than once (window {WINDOW})");
     eprintln!("acknowledged {} messages before SIGKILL; all delivered after restart; {resent} re-sent to the carrier", acked.len());
+}
+
+/// SIGTERM drains: the process stops intake, finishes, and exits 0; accepted messages survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[outbox]\npath = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\n[connectors.sb]\ntype = \"sandbox\"\nsubmit_delay_ms = 200\ndlr_delay_ms = 10\n[[routes]]\nto = [\"sb\"]\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    // systemd readiness: READY=1 on $NOTIFY_SOCKET once the API listens.
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let (child, base) = start_with(&config, Some(&sock_path));
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    let client = reqwest::Client::new();
+    let r = client.post(format!("{base}/v1/messages")).json(&json!({"to": "+447700900123", "text": "drain me"})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["messages"][0]["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await; // in flight at the sandbox now
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    // Restart: the message is there and finishes.
+    let (mut child, base) = start(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = client.get(format!("{base}/v1/messages/{id}")).send().await.unwrap().json().await.unwrap();
+        if v["state"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

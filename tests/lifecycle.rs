@@ -232,3 +232,46 @@ async fn status_callbacks_are_signed_and_retried() {
 
 /// The literal-tag XForms instance from the WBXML conformance vectors (wbxml-053).
 const WBXML_FORM: &str = "03016a4e6461746100696400686f757365686f6c640076657273696f6e00323032342d30352d3031006e616d65006167650076696c6c616765006d656d62657273006d65746100696e7374616e6365494400c400040583080412831a01442503416d696e610001442a0333340001442e034b696a696a690001443603350001443e444303757569643a36663163326138652d306237642d346335652d396133662d30303030303030303030303000010101";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_outbox_answers_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = postern::config::Config::from_toml(&format!(
+        "[outbox]\npath = {:?}\nmax_depth = 3\n[api]\nlisten = \"127.0.0.1:0\"\n[connectors.sb]\ntype = \"sandbox\"\ndown = true\n[[routes]]\nto = [\"sb\"]\n",
+        dir.path().display().to_string()
+    ))
+    .unwrap();
+    let gw = postern::app::Gateway::start(cfg).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/messages", gw.api_addr);
+    for i in 0..3 {
+        let r = http.post(&url).json(&json!({"to": format!("+44770090012{i}"), "text": "x"})).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let r = http.post(&url).json(&json!({"to": "+447700900129", "text": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "outbox_full");
+    assert_eq!(gw.hub.outbox.depth(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_route_spreads_by_weight() {
+    let g = gateway(
+        "[connectors.big]\ntype = \"sandbox\"\ndlr_delay_ms = 5\n[connectors.small]\ntype = \"sandbox\"\ndlr_delay_ms = 5\n\
+         [[routes]]\nto = [\"big\", \"small\"]\nstrategy = \"weighted\"\nweights = [3, 1]\n",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..80 {
+        ids.push(g.send(json!({"to": format!("+3361234{i:04}"), "text": "w"})).await);
+    }
+    let mut big = 0;
+    for id in &ids {
+        if g.wait_state(id, "delivered", 10).await["connector"] == "big" {
+            big += 1;
+        }
+    }
+    assert!((45..=75).contains(&big), "{big} of 80 went to the weight-3 connector");
+}

@@ -604,6 +604,17 @@ mod tests {
     }
 
     #[test]
+    fn wap_push_is_found() {
+        let doc = hex::decode("01056a0045c60d036578616d706c650085036e657773001103313233000ac3072024050607080901034e6577206d61696c2061727269766564000101").unwrap();
+        // WSP: TID 0x01, PDU type 0x06 (Push), headers length 3, content type SI + charset.
+        let mut push = vec![0x01, 0x06, 0x03, 0xAE, 0x81, 0xEA];
+        push.extend(&doc);
+        assert_eq!(find_in_sms(&push, Some(2948)), Some(&doc[..]));
+        assert_eq!(find_in_sms(&doc, None), Some(&doc[..]));
+        assert_eq!(find_in_sms(b"just some bytes", Some(2948)), None);
+    }
+
+    #[test]
     fn limits_and_errors() {
         assert!(matches!(decode(&[]).unwrap_err().kind, WbxmlErrorKind::UnexpectedEnd(_)));
         assert!(matches!(decode(&[0x03, 0x90, 0x80, 0x80, 0x80, 0x00]).unwrap_err().kind, WbxmlErrorKind::IntOverflow));
