@@ -67,6 +67,36 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Handles of the metrics touched for every message, registered once: building a key and
+/// looking it up in the registry on each call costs more than the increment.
+pub struct Hot {
+    pub accepted: metrics::Counter,
+    pub requests: metrics::Counter,
+    /// By `State` discriminant order (`State::ALL`).
+    pub transitions: Vec<metrics::Counter>,
+    pub receipts: Vec<metrics::Counter>,
+    pub accept_to_submit: metrics::Histogram,
+    pub submit_to_final: metrics::Histogram,
+}
+
+static HOT: OnceLock<Hot> = OnceLock::new();
+
+/// The hot-path handles (installs the recorder first, so the handles are live).
+pub fn hot() -> &'static Hot {
+    HOT.get_or_init(|| {
+        install();
+        use crate::hub::message::State;
+        Hot {
+            accepted: metrics::counter!(API_ACCEPTED_TOTAL),
+            requests: metrics::counter!(API_REQUESTS_TOTAL),
+            transitions: State::ALL.iter().map(|s| metrics::counter!(MESSAGE_TRANSITIONS_TOTAL, L_STATE => s.as_str())).collect(),
+            receipts: State::ALL.iter().map(|s| metrics::counter!(RECEIPTS_TOTAL, L_STATE => s.as_str())).collect(),
+            accept_to_submit: metrics::histogram!(ACCEPT_TO_SUBMIT_SECONDS),
+            submit_to_final: metrics::histogram!(SUBMIT_TO_FINAL_SECONDS),
+        }
+    })
+}
+
 /// Render the current metrics in the Prometheus text format.
 pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()

@@ -81,7 +81,7 @@ impl Api {
             }
             _ => Err(ApiError::not_found("path")),
         };
-        metrics::counter!(crate::metrics::API_REQUESTS_TOTAL).increment(1);
+        crate::metrics::hot().requests.increment(1);
         result.unwrap_or_else(ApiError::into_response)
     }
 

@@ -57,7 +57,7 @@ fn invalid_json(to: &str, i: &Invalid) -> Value {
 }
 
 /// Summary of one accepted message in a send response.
-fn accepted_json(m: &Message) -> Value {
+fn accepted_json(m: &crate::hub::StoredSummary) -> Value {
     json!({"id": m.id.to_string(), "to": m.to, "state": m.state.as_str(), "segments": m.segments})
 }
 

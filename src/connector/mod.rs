@@ -127,6 +127,9 @@ pub struct Link {
     /// Notified when the link may have come up.
     pub changed: Notify,
     was_up: AtomicBool,
+    /// Metric handles for this connector (registered once).
+    pub submitted: metrics::Counter,
+    pub inflight_gauge: metrics::Gauge,
 }
 
 impl Link {
@@ -140,6 +143,8 @@ impl Link {
             bucket: TokenBucket::new(limits.tps, limits.burst),
             changed: Notify::new(),
             was_up: AtomicBool::new(true),
+            submitted: metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => name.to_string()),
+            inflight_gauge: metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.to_string()),
         }
     }
 

@@ -27,9 +27,18 @@ pub enum AcceptError {
     Store(#[from] StoreError),
 }
 
+/// What the API answers about a stored message.
+#[derive(Debug, Clone)]
+pub struct StoredSummary {
+    pub id: MessageId,
+    pub to: String,
+    pub state: State,
+    pub segments: u16,
+}
+
 /// Per-draft result of `accept`: the stored message, or why its route was refused.
 pub enum Accepted {
-    Stored(Message),
+    Stored(StoredSummary),
     NoRoute(Draft),
 }
 
@@ -161,12 +170,12 @@ impl Hub {
             slot.0.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
             slot.0.push(Op::Put(Cf::Due, keys::due_key(s as u32, due, id).to_vec(), Vec::new()));
             slot.2 += 1;
+            out.push(Accepted::Stored(StoredSummary { id, to: msg.to.clone(), state, segments: msg.segments }));
             if due > now {
                 later.push((s, due));
             } else {
-                slot.1.push(msg.clone());
+                slot.1.push(msg);
             }
-            out.push(Accepted::Stored(msg));
         }
         let mut waits = Vec::new();
         for (s, (ops, enqueue, n)) in per_shard.into_iter().enumerate() {
@@ -188,8 +197,9 @@ impl Hub {
             self.outbox.shards()[s].wake_by(due);
         }
         let stored = out.iter().filter(|a| matches!(a, Accepted::Stored(_))).count() as u64;
-        metrics::counter!(m::API_ACCEPTED_TOTAL).increment(stored);
-        metrics::counter!(m::MESSAGE_TRANSITIONS_TOTAL, m::L_STATE => "queued").increment(stored);
+        let hot = m::hot();
+        hot.accepted.increment(stored);
+        hot.transitions[State::Queued.index()].increment(stored);
         Ok(out)
     }
 

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 const NO_LINK_DEFER_MS: i64 = 1000;
 
 pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sender<ShardEvent>) {
-    let label = shard.label.clone();
+    let depth_gauge = metrics::gauge!(m::OUTBOX_DEPTH, m::L_SHARD => shard.label.clone());
+    let mut gauge_at = std::time::Instant::now();
     loop {
         let Some(hub) = hub.upgrade() else { return };
         if hub.draining.load(Ordering::Relaxed) {
@@ -29,7 +30,10 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
         if (low && shard.take_overflow()) || shard.wake_at() <= now {
             scan(&hub, &shard, now);
         }
-        metrics::gauge!(m::OUTBOX_DEPTH, m::L_SHARD => label.clone()).set(shard.depth.load(Ordering::Relaxed) as f64);
+        if gauge_at.elapsed() >= Duration::from_millis(100) {
+            gauge_at = std::time::Instant::now();
+            depth_gauge.set(shard.depth.load(Ordering::Relaxed) as f64);
+        }
         match shard.pop() {
             Some(Popped::Message(msg)) => dispatch(&hub, &shard, &actor, msg).await,
             Some(Popped::Canceled(_)) => {}
@@ -95,13 +99,12 @@ async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<Shard
     msg.attempts += 1;
     msg.connector = Some(link.name.to_string());
     msg.set_state(State::Sending, now_ms());
-    let gauge = metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => link.name.to_string());
-    gauge.increment(1.0);
+    link.inflight_gauge.increment(1.0);
     let actor = actor.clone();
     tokio::spawn(async move {
         let outcome = link.connector.deliver(&msg).await;
         drop(permit);
-        gauge.decrement(1.0);
+        link.inflight_gauge.decrement(1.0);
         let _ = actor.send(ShardEvent::Outcome { msg, outcome }).await;
     });
 }

@@ -241,6 +241,10 @@ impl State {
             State::Received => "received",
         }
     }
+    /// Position in `State::ALL` (for per-state metric handles).
+    pub fn index(self) -> usize {
+        self as usize
+    }
     pub fn parse(s: &str) -> Option<State> {
         State::ALL.into_iter().find(|x| x.as_str() == s)
     }

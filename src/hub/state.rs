@@ -44,14 +44,41 @@ enum After {
     Wake(Millis),
 }
 
+/// Messages submitted and waiting for receipts, kept by the actor so that a receipt needs no
+/// read of the store. Bounded; evicted entries are simply read back from RocksDB.
+struct SubmittedCache {
+    map: HashMap<MessageId, Message>,
+    order: std::collections::VecDeque<MessageId>,
+    cap: usize,
+}
+
+impl SubmittedCache {
+    fn take(&mut self, id: MessageId) -> Option<Message> {
+        self.map.remove(&id)
+    }
+    fn put(&mut self, msg: Message) {
+        self.order.push_back(msg.id);
+        self.map.insert(msg.id, msg);
+        while self.map.len() > self.cap || self.order.len() > 2 * self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
 pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, mut rx: mpsc::Receiver<ShardEvent>) {
     let mut batch = Vec::with_capacity(1024);
+    let mut cache = SubmittedCache { map: HashMap::new(), order: Default::default(), cap: 50_000 };
     loop {
         if rx.recv_many(&mut batch, 1024).await == 0 {
             return;
         }
         let Some(hub) = hub.upgrade() else { return };
-        apply(&hub, &shard, batch.drain(..)).await;
+        apply(&hub, &shard, &mut cache, batch.drain(..)).await;
     }
 }
 
@@ -63,7 +90,7 @@ fn error_info(code: &str, message: &str) -> ErrorInfo {
     ErrorInfo { code: code.to_string(), message: message.to_string() }
 }
 
-async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = ShardEvent>) {
+async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events: impl Iterator<Item = ShardEvent>) {
     let now = now_ms();
     let s = shard.index;
     let retry_cfg = &hub.cfg.outbox.retry;
@@ -73,10 +100,14 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
 
-    // Load a message into the working set (from an earlier event of this batch, or the store).
-    fn load<'w>(hub: &Hub, work: &'w mut HashMap<MessageId, (Message, usize)>, id: MessageId) -> Option<&'w mut Message> {
+    // Load a message into the working set (from an earlier event of this batch, the cache of
+    // submitted messages, or the store).
+    fn load<'w>(hub: &Hub, cache: &mut SubmittedCache, work: &'w mut HashMap<MessageId, (Message, usize)>, id: MessageId) -> Option<&'w mut Message> {
         if !work.contains_key(&id) {
-            let m = hub.outbox.get(id).ok().flatten()?;
+            let m = match cache.take(id) {
+                Some(m) => m,
+                None => hub.outbox.get(id).ok().flatten()?,
+            };
             let n = m.history.len();
             work.insert(id, (m, n));
         }
@@ -91,8 +122,10 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
                 remove_due(&mut ops, s, &msg);
                 match outcome {
                     Outcome::Submitted { remote_ids } => {
-                        metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => connector.clone()).increment(1);
-                        metrics::histogram!(m::ACCEPT_TO_SUBMIT_SECONDS).record((now - msg.created_at).max(0) as f64 / 1000.0);
+                        if let Some(l) = hub.link(&connector) {
+                            l.submitted.increment(1);
+                        }
+                        m::hot().accept_to_submit.record((now - msg.created_at).max(0) as f64 / 1000.0);
                         for (i, rid) in remote_ids.iter().enumerate() {
                             ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, rid), keys::remote_value(id, i as u16).to_vec()));
                         }
@@ -140,11 +173,11 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
                 work.insert(id, (msg, stored));
             }
             ShardEvent::Receipt { id, part, state, error } => {
-                let Some(msg) = load(hub, &mut work, id) else {
+                let Some(msg) = load(hub, cache, &mut work, id) else {
                     metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => "").increment(1);
                     continue;
                 };
-                metrics::counter!(m::RECEIPTS_TOTAL, m::L_STATE => state.as_str()).increment(1);
+                m::hot().receipts[state.index()].increment(1);
                 if msg.state.is_final() || msg.state != State::Submitted {
                     continue; // duplicate or late receipt
                 }
@@ -168,7 +201,7 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
                         msg.error = Some(error_info("undelivered", "the carrier reported the message not delivered"));
                     }
                     let submitted_at = msg.history.iter().rev().find(|t| t.state == State::Submitted).map(|t| t.at).unwrap_or(now);
-                    metrics::histogram!(m::SUBMIT_TO_FINAL_SECONDS).record((now - submitted_at).max(0) as f64 / 1000.0);
+                    m::hot().submit_to_final.record((now - submitted_at).max(0) as f64 / 1000.0);
                     msg.set_state(overall, now);
                     let connector = msg.connector.clone().unwrap_or_default();
                     for rid in &msg.remote_ids {
@@ -177,7 +210,7 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
                 }
             }
             ShardEvent::Cancel { id, reply } => {
-                let Some(msg) = load(hub, &mut work, id) else {
+                let Some(msg) = load(hub, cache, &mut work, id) else {
                     let _ = reply.send(Err(CancelError::NotFound));
                     continue;
                 };
@@ -221,7 +254,7 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
     for (msg, stored) in work.values() {
         ops.push(Op::Put(Cf::Msg, keys::msg_key(msg.id).to_vec(), msg.encode()));
         for t in msg.history.iter().skip(*stored) {
-            metrics::counter!(m::MESSAGE_TRANSITIONS_TOTAL, m::L_STATE => t.state.as_str()).increment(1);
+            m::hot().transitions[t.state.index()].increment(1);
             for ev in callbacks::events_for(msg, t.state, t.at) {
                 let eid = hub.ids.next();
                 ops.push(Op::Put(Cf::Events, keys::event_key(now, eid).to_vec(), CallbackEvent::encode(&ev)));
@@ -232,6 +265,11 @@ async fn apply(hub: &Hub, shard: &ShardState, events: impl Iterator<Item = Shard
     let n = work.len();
     let result = hub.outbox.write(s, ops, vec![], n).await;
     if result.is_ok() {
+        for (_, (msg, _)) in work {
+            if msg.state == State::Submitted {
+                cache.put(msg);
+            }
+        }
         shard.depth.fetch_add(depth_delta, Ordering::Relaxed);
         if events > 0 {
             hub.callbacks_wake.notify_one();

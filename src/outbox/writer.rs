@@ -60,6 +60,8 @@ pub(super) fn run(
     let mut opts = WriteOptions::default();
     opts.set_sync(durability == Durability::Fsync);
     let label = shard.label.clone();
+    let commit_seconds = metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone());
+    let commit_size = metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone());
     let mut pending: Vec<WriteReq> = Vec::with_capacity(256);
     while let Ok(first) = rx.recv() {
         let mut messages = first.messages;
@@ -101,8 +103,8 @@ pub(super) fn run(
             Err(StoreError::Write("missing column family".into()))
         };
         let elapsed = started.elapsed();
-        metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone()).record(elapsed.as_secs_f64());
-        metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone()).record(messages as f64);
+        commit_seconds.record(elapsed.as_secs_f64());
+        commit_size.record(messages as f64);
         match &result {
             Ok(()) => {
                 let ready: Vec<Message> = pending.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
