@@ -99,8 +99,10 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
-    messages: Vec<Value>,
+struct BatchRequest<'a> {
+    /// Items stay raw JSON so that each is parsed (and fails) on its own.
+    #[serde(borrow)]
+    messages: Vec<&'a serde_json::value::RawValue>,
 }
 
 async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -118,7 +120,7 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     let mut items: Vec<Result<(usize, Vec<Value>), ApiError>> = Vec::with_capacity(batch.messages.len());
     let mut drafts: Vec<Draft> = Vec::new();
     for v in batch.messages {
-        let item = serde_json::from_value::<MessageRequest>(v)
+        let item = serde_json::from_str::<MessageRequest>(v.get())
             .map_err(from_json_error)
             .and_then(|mr| request::validate(mr, &rules).map_err(ApiError::from))
             .and_then(|val| match (val.drafts.is_empty(), val.rejected.first()) {

@@ -49,7 +49,7 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             path: PathBuf::from("./var"),
-            shards: 2,
+            shards: 4,
             durability: Durability::Fsync,
             group_commit_max: 2048,
             ready_queue: 20_000,

@@ -42,8 +42,39 @@ pub enum Accepted {
     NoRoute(Draft),
 }
 
+/// Remote id -> (message, part) for messages submitted and waiting for receipts: lets a receipt
+/// find its message without a store lookup. Sharded to keep lock hold times short; bounded (a
+/// miss falls back to the durable `remote` index).
+pub struct RemoteIndex {
+    shards: Vec<parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>>>,
+    cap_per_shard: usize,
+}
+
+impl RemoteIndex {
+    fn new() -> Self {
+        RemoteIndex { shards: (0..16).map(|_| parking_lot::Mutex::new(HashMap::new())).collect(), cap_per_shard: 65_536 }
+    }
+    fn slot(&self, remote_id: &str) -> &parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>> {
+        let h = remote_id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        &self.shards[(h % self.shards.len() as u64) as usize]
+    }
+    pub fn insert(&self, connector: &Arc<str>, remote_id: &str, id: MessageId, part: u16) {
+        let mut m = self.slot(remote_id).lock();
+        if m.len() < self.cap_per_shard {
+            m.insert((connector.clone(), remote_id.to_string()), (id, part));
+        }
+    }
+    pub fn remove(&self, connector: &Arc<str>, remote_id: &str) {
+        self.slot(remote_id).lock().remove(&(connector.clone(), remote_id.to_string()));
+    }
+    fn get(&self, connector: &Arc<str>, remote_id: &str) -> Option<(MessageId, u16)> {
+        self.slot(remote_id).lock().get(&(connector.clone(), remote_id.to_string())).copied()
+    }
+}
+
 /// The hub.
 pub struct Hub {
+    pub remote_index: RemoteIndex,
     pub cfg: Arc<Config>,
     pub outbox: Arc<Outbox>,
     pub ids: IdGen,
@@ -84,6 +115,7 @@ impl Hub {
         }
         let (unknown, unknown_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
+            remote_index: RemoteIndex::new(),
             cfg,
             outbox: outbox.clone(),
             ids,
@@ -226,8 +258,12 @@ impl Hub {
     }
 
     fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
-        match self.outbox.lookup_remote(&r.connector, &r.remote_id) {
-            Ok(Some((id, part))) => {
+        let found = match self.remote_index.get(&r.connector, &r.remote_id) {
+            Some(hit) => Some(hit),
+            None => self.outbox.lookup_remote(&r.connector, &r.remote_id).ok().flatten(),
+        };
+        match found {
+            Some((id, part)) => {
                 let shard = id.shard(self.actors.len() as u32) as usize;
                 let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error };
                 if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
@@ -254,16 +290,22 @@ impl Hub {
     }
 }
 
-/// A receipt whose remote id is not (yet) known is retried for a short while: the receipt can
-/// race the commit of the submit that recorded the id.
+/// A receipt whose remote id is not (yet) known is retried with backoff for about two minutes:
+/// a receipt can overtake the commit of the submit that recorded its id when the link is fast
+/// and the hub busy. Only then is it counted as unknown.
 async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::UnboundedReceiver<(Instant, u8, Receipt)>) {
-    const TRIES: u8 = 12;
+    const TRIES: u8 = 14; // 100 ms doubling, capped at 10 s: about 2 minutes in all
+    const MAX_QUEUED: usize = 1_000_000;
     let mut q: VecDeque<(Instant, u8, Receipt)> = VecDeque::new();
     loop {
         let wait = q.front().map(|(t, ..)| t.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             item = rx.recv() => match item {
-                Some(i) => q.push_back(i),
+                Some(i) if q.len() < MAX_QUEUED => q.push_back(i),
+                Some((_, _, r)) => {
+                    metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
+                    tracing::warn!(connector = %r.connector, remote_id = %r.remote_id, "receipt dropped: too many receipts waiting for their message");
+                }
                 None => return,
             },
             _ = tokio::time::sleep(wait) => {}
@@ -277,7 +319,8 @@ async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::Unbound
                     metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
                     tracing::warn!(connector = %r.connector, remote_id = %r.remote_id, "receipt for an unknown message id");
                 } else {
-                    q.push_back((now + Duration::from_millis(250), tries + 1, r));
+                    let delay = Duration::from_millis((100u64 << tries.min(7)).min(10_000));
+                    q.push_back((now + delay, tries + 1, r));
                 }
             }
         }
