@@ -19,9 +19,11 @@ release: deps
 run: release
 	./target/release/postern serve
 
-## The whole test suite (unit, integration with real RocksDB/HTTP, crash test).
+## The whole test suite (unit, integration with real RocksDB/HTTP, crash test, conformance
+## vectors from ../shared/data, libwbxml differential). Benchmarks are built, not run.
 test: test-deps
-	$(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) build --benches
+	$(CARGO) test --no-fail-fast
 
 check-config: release
 	./target/release/postern check-config $(CONFIG)

@@ -34,7 +34,7 @@ fn pdu_bench(c: &mut Criterion) {
     let text: String = "The quick brown fox jumps over the lazy dog 0123456789 ".repeat(3).chars().take(160).collect();
     let septets = gsm7::to_septets(&text).unwrap();
     // SMSC, first octet, OA, PID, DCS, SCTS; then UDL = 160 septets and the packed text.
-    let mut pdu = hex::decode("07911326040000F0040B911346610089F600004250607080900000").unwrap();
+    let mut pdu = hex::decode("07911326040000F0040B911346610089F6000042506070809000").unwrap();
     pdu.push(160);
     pdu.extend(gsm7::pack(&septets, 0));
     assert_eq!(sms_pdu::decode(&pdu).unwrap().to_json()["text"], text.as_str());
@@ -58,14 +58,15 @@ fn wbxml_bench(c: &mut Criterion) {
     doc.push(tbl.len() as u8);
     doc.extend(&tbl);
     doc.extend([0xC4, idx[0], 0x04, idx[1], 0x83, idx[2], 0x01]); // <data id="household">
-    for (tag, val) in [(3, "Amina"), (4, "34"), (5, "Kijiji")] {
+    for (tag, val) in [(3, "Amina Yusuf"), (4, "34"), (5, "Kijiji cha Juu")] {
         doc.extend([0x44, idx[tag], 0x03]);
         doc.extend(val.as_bytes());
         doc.extend([0x00, 0x01]);
     }
     doc.extend([0x44, idx[6], 0x44, idx[7], 0x03]);
-    doc.extend(b"uuid:6f1c2a8e-0b7d");
+    doc.extend(b"uuid:6f1c2a8e-0b7d-4c5e-9a3f");
     doc.extend([0x00, 0x01, 0x01, 0x01]);
+    assert!(doc.len() >= 140, "{} octets", doc.len());
     let d = wbxml::decode(&doc).unwrap();
     assert_eq!(d.root.name, "data");
     let mut g = c.benchmark_group("wbxml");

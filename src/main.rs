@@ -199,7 +199,7 @@ fn run_codec(cmd: Cmd) -> Result<ExitCode> {
                 },
                 c => return Ok(data_error(format!("--coding {c:?}: use auto, gsm7 or ucs2"))),
             };
-            let spec = sms_pdu::SubmitSpec { to, body, srr, validity, message_ref: mr, reject_duplicates: false, pid: 0, class: None, concat_ref: reference, ref16: false };
+            let spec = sms_pdu::SubmitSpec { to, body, srr, validity, message_ref: mr, reject_duplicates: false, reply_path: false, pid: 0, class: None, concat_ref: reference, ref16: false };
             match sms_pdu::encode_submit(&spec) {
                 Ok(parts) => {
                     for p in parts {

@@ -103,6 +103,7 @@ fn sms_pdu_submit_vectors_re_encode() {
             validity,
             message_ref: e["message_ref"].as_u64().unwrap() as u8,
             reject_duplicates: false,
+            reply_path: e["rp"] == true,
             pid: 0,
             class: None,
             concat_ref: 0,
@@ -114,10 +115,6 @@ fn sms_pdu_submit_vectors_re_encode() {
         }
         let input = hex::decode(r["pdu_hex"].as_str().unwrap()).unwrap();
         let tpdu = &input[input[0] as usize + 1..];
-        // TP-RP is not something we set.
-        if tpdu[0] & 0x80 != 0 {
-            continue;
-        }
         assert_eq!(hex::encode_upper(&out[0].pdu[1..]), hex::encode_upper(tpdu), "{}", r["id"]);
         assert_eq!(out[0].tpdu_length, e["tpdu_length"].as_u64().unwrap() as usize);
         checked += 1;

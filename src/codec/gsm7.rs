@@ -190,25 +190,30 @@ pub const fn packed_len(septets: usize, fill_bits: u8) -> usize {
 /// Pack septets LSB-first into `out`, starting with `fill_bits` zero bits. Returns the octets
 /// written; spare bits of the last octet are zero. Panics only if `out` is shorter than
 /// [`packed_len`], which is the caller's contract (no allocation happens here).
+///
+/// Eight septets are 56 bits, exactly 7 octets, so the bit offset inside every 7-octet group is
+/// the same (`fill_bits`): whole groups go through one 64-bit word each.
 pub fn pack_into(septets: &[u8], fill_bits: u8, out: &mut [u8]) -> usize {
     let len = packed_len(septets.len(), fill_bits);
     let out = &mut out[..len];
+    let f = (fill_bits % 7) as u32;
     let mut o = 0;
     let mut rest = septets;
-    if fill_bits == 0 {
-        // 8 septets -> 7 octets, through a u64.
-        while rest.len() >= 8 {
-            let mut acc = 0u64;
-            for (k, &s) in rest[..8].iter().enumerate() {
-                acc |= ((s & 0x7F) as u64) << (7 * k);
-            }
-            out[o..o + 7].copy_from_slice(&acc.to_le_bytes()[..7]);
-            o += 7;
-            rest = &rest[8..];
+    // Bits of the previous group above its 56 - f that spill into the next octet group.
+    let mut carry: u64 = 0;
+    while rest.len() >= 8 {
+        let mut acc = 0u64;
+        for (k, &s) in rest[..8].iter().enumerate() {
+            acc |= ((s & 0x7F) as u64) << (7 * k);
         }
+        let word = (acc << f) | carry;
+        out[o..o + 7].copy_from_slice(&word.to_le_bytes()[..7]);
+        carry = if f == 0 { 0 } else { acc >> (56 - f) };
+        o += 7;
+        rest = &rest[8..];
     }
-    let mut acc: u32 = 0;
-    let mut bits: u32 = if fill_bits == 0 { 0 } else { fill_bits as u32 % 8 };
+    let mut acc: u32 = carry as u32;
+    let mut bits: u32 = f;
     for &s in rest {
         acc |= ((s & 0x7F) as u32) << bits;
         bits += 7;
@@ -257,24 +262,25 @@ pub fn unpack_into(
     if out.len() < count {
         return Err(UnpackError::OutputTooSmall { septets: count, capacity: out.len() });
     }
+    let src = &packed[..needed];
+    let f = fill_bits as u32;
     let mut i = 0;
-    let mut src = &packed[..needed];
-    if fill_bits == 0 {
-        while count - i >= 8 {
-            let mut b = [0u8; 8];
-            b[..7].copy_from_slice(&src[..7]);
-            let acc = u64::from_le_bytes(b);
-            for k in 0..8 {
-                out[i + k] = ((acc >> (7 * k)) & 0x7F) as u8;
-            }
-            i += 8;
-            src = &src[7..];
+    let mut byte = 0;
+    // Whole groups of 8 septets through a 64-bit word (needs 8 readable octets).
+    while count - i >= 8 && byte + 8 <= src.len() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&src[byte..byte + 8]);
+        let w = u64::from_le_bytes(b) >> f;
+        for k in 0..8 {
+            out[i + k] = ((w >> (7 * k)) & 0x7F) as u8;
         }
+        i += 8;
+        byte += 7;
     }
     let mut acc: u32 = 0;
     let mut bits: u32 = 0;
-    let mut skip = if i == 0 { fill_bits as u32 } else { 0 };
-    let mut bytes = src.iter();
+    let mut skip = f;
+    let mut bytes = src[byte..].iter();
     while i < count {
         while bits < 7 + skip {
             // `needed` guarantees enough input octets for `count` septets.

@@ -571,6 +571,8 @@ pub struct SubmitSpec {
     pub validity: Option<Validity>,
     pub message_ref: u8,
     pub reject_duplicates: bool,
+    /// TP-RP: a reply path is set.
+    pub reply_path: bool,
     pub pid: u8,
     pub class: Option<u8>,
     /// Concatenation reference for multipart messages.
@@ -666,7 +668,12 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
             Some(Validity::Enhanced(_)) => 1,
             Some(Validity::Absolute(_)) => 3,
         };
-        let fo = 0x01 | (spec.reject_duplicates as u8) << 2 | vpf << 3 | (spec.srr as u8) << 5 | (!udh_bytes.is_empty() as u8) << 6;
+        let fo = 0x01
+            | (spec.reject_duplicates as u8) << 2
+            | vpf << 3
+            | (spec.srr as u8) << 5
+            | (!udh_bytes.is_empty() as u8) << 6
+            | (spec.reply_path as u8) << 7;
         let mut t = vec![fo, spec.message_ref.wrapping_add(i as u8)];
         da.encode(&mut t);
         t.push(spec.pid);
@@ -715,6 +722,7 @@ mod tests {
             validity: Some(Validity::Relative(0)),
             message_ref: 0,
             reject_duplicates: false,
+            reply_path: false,
             pid: 0,
             class: None,
             concat_ref: 0,
