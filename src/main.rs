@@ -69,6 +69,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: XformCmd,
     },
+    /// SMPP PDUs.
+    Smpp {
+        #[command(subcommand)]
+        cmd: SmppCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SmppCmd {
+    /// Print every field of one SMPP PDU (header, parameters, TLVs, parsed receipt) as JSON.
+    Decode { hex: String },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +241,20 @@ fn run_codec(cmd: Cmd) -> Result<ExitCode> {
                 Err(e) => Ok(data_error(e)),
             }
         }
+        Cmd::Smpp { cmd: SmppCmd::Decode { hex: h } } => {
+            let clean: String = h.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+            let bytes = match hex::decode(&clean) {
+                Ok(b) => b,
+                Err(e) => return Ok(data_error(format!("not hex: {e}"))),
+            };
+            match postern::connector::smpp::pdu_view::view(&bytes) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(data_error(e)),
+            }
+        }
         _ => Ok(ExitCode::from(2)),
     }
 }
@@ -307,7 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", postern::config::EMBEDDED_DEFAULT);
             Ok(ExitCode::SUCCESS)
         }
-        cmd @ (Cmd::Pdu { .. } | Cmd::Wbxml { .. } | Cmd::Xform { .. }) => run_codec(cmd),
+        cmd @ (Cmd::Pdu { .. } | Cmd::Wbxml { .. } | Cmd::Xform { .. } | Cmd::Smpp { .. }) => run_codec(cmd),
     }
 }
 

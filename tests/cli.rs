@@ -128,3 +128,17 @@ fn pdu_wbxml_and_xform_commands() {
     std::fs::write(&x, "<data><open></data>").unwrap();
     assert_eq!(postern().args(["xform", "decode"]).arg(&x).output().unwrap().status.code(), Some(65));
 }
+
+#[test]
+fn smpp_decode_command() {
+    let out = postern()
+        .args(["smpp", "decode", "0000002a000000020000000000000001736d7070636c69656e7431007061737377 6f7264000034000000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["command_name"].as_str(), v["system_id"].as_str(), v["interface_version"].as_u64()), (Some("bind_transmitter"), Some("smppclient1"), Some(52)));
+    let out = postern().args(["smpp", "decode", "0000002a0000000200"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at octet"));
+}

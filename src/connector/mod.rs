@@ -5,6 +5,7 @@
 
 pub mod ratelimit;
 pub mod sandbox;
+pub mod smpp;
 
 use crate::config::{Config, ConnectorConfig, Limits};
 use crate::hub::message::{Message, MessageId, State};
