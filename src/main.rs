@@ -69,6 +69,47 @@ enum Cmd {
         #[command(subcommand)]
         cmd: XformCmd,
     },
+    /// Run an SMPP SMSC simulator (for tests, benchmarks, and trying links without an operator).
+    SmscSim {
+        #[arg(long, default_value = "127.0.0.1:2775")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "postern")]
+        system_id: String,
+        #[arg(long, default_value = "secret")]
+        password: String,
+        /// Message id format: hex or decimal.
+        #[arg(long, default_value = "hex")]
+        id_format: String,
+        /// Delay before each submit_sm_resp.
+        #[arg(long, default_value_t = 0)]
+        ack_delay_ms: u64,
+        /// Delay from submit to delivery receipt.
+        #[arg(long, default_value_t = 100)]
+        dlr_delay_ms: u64,
+        /// Weights of DELIVRD,UNDELIV,REJECTD,EXPIRED receipts.
+        #[arg(long, default_value = "100,0,0,0")]
+        dlr_mix: String,
+        /// Receipts as tlv, text or both.
+        #[arg(long, default_value = "both")]
+        dlr_as: String,
+        /// Answer every Nth submit with ESME_RTHROTTLED (0 = never).
+        #[arg(long, default_value_t = 0)]
+        throttle_every: u64,
+        /// Drop each connection after N PDUs (0 = never).
+        #[arg(long, default_value_t = 0)]
+        drop_after: u64,
+        /// Refuse every bind (ESME_RBINDFAIL).
+        #[arg(long)]
+        refuse_binds: bool,
+        /// Answer binds with ESME_RALYBND.
+        #[arg(long)]
+        already_bound: bool,
+        /// MO messages per second to each receiving session.
+        #[arg(long, default_value_t = 0.0)]
+        mo_rate: f64,
+        #[arg(long, default_value = "hello from the simulator")]
+        mo_text: String,
+    },
     /// SMPP PDUs.
     Smpp {
         #[command(subcommand)]
@@ -333,6 +374,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cmd @ (Cmd::Pdu { .. } | Cmd::Wbxml { .. } | Cmd::Xform { .. } | Cmd::Smpp { .. }) => run_codec(cmd),
+        Cmd::SmscSim { listen, system_id, password, id_format, ack_delay_ms, dlr_delay_ms, dlr_mix, dlr_as, throttle_every, drop_after, refuse_binds, already_bound, mo_rate, mo_text } => {
+            use postern::connector::smpp::sim::{DlrAs, SimConfig, SimIdFormat, SmscSim};
+            let mix: Vec<u32> = dlr_mix.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            let Ok(dlr_mix) = <[u32; 4]>::try_from(mix) else {
+                return Ok(data_error("--dlr-mix takes four weights: DELIVRD,UNDELIV,REJECTD,EXPIRED"));
+            };
+            let cfg = SimConfig {
+                listen,
+                system_id,
+                password,
+                id_format: if id_format == "decimal" { SimIdFormat::Decimal } else { SimIdFormat::Hex },
+                ack_delay: Duration::from_millis(ack_delay_ms),
+                dlr_delay: Duration::from_millis(dlr_delay_ms),
+                dlr_mix,
+                dlr_as: match dlr_as.as_str() {
+                    "tlv" => DlrAs::Tlv,
+                    "text" => DlrAs::Text,
+                    _ => DlrAs::Both,
+                },
+                throttle_every,
+                drop_after,
+                refuse_binds,
+                already_bound,
+                mo_rate,
+                mo_text,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let sim = SmscSim::start(cfg).await?;
+                println!("SMSC simulator listening on smpp://{}", sim.addr);
+                let c = sim.counters.clone();
+                let mut last = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::signal::ctrl_c() => break,
+                    }
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let submits = c.submits.load(Relaxed);
+                    println!(
+                        "binds {} submits {} ({} /s) throttled {} receipts {} acked {} mo {} nacks {}",
+                        c.binds.load(Relaxed), submits, submits - last, c.throttled.load(Relaxed), c.receipts.load(Relaxed),
+                        c.receipt_acks.load(Relaxed), c.mo.load(Relaxed), c.nacks.load(Relaxed)
+                    );
+                    last = submits;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -3,3 +3,4 @@
 
 pub mod dlr;
 pub mod pdu_view;
+pub mod sim;

@@ -1,0 +1,349 @@
+//! `postern smsc-sim`: a real SMPP 3.4 SMSC for tests, benchmarks and users (Kannel ships
+//! `fakesmsc`). Binds with configurable credentials; acks every `submit_sm` with an id (hex or
+//! decimal), optionally after a delay so that windows fill; sends delivery receipts after a
+//! delay with a configurable mix of DELIVRD/UNDELIV/REJECTD/EXPIRED, as TLVs, text or both;
+//! fault modes: throttle every Nth submit, drop the connection after N PDUs, refuse binds,
+//! answer `ESME_RALYBND`; injects MO messages at a rate. Built on rusmpp's codec.
+
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use rusmpp::tokio_codec::CommandCodec;
+use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp};
+use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
+use rusmpp::types::{COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
+use rusmpp::{Command, CommandStatus, Pdu};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+/// Message id format of `submit_sm_resp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimIdFormat {
+    Hex,
+    Decimal,
+}
+
+/// Receipt form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlrAs {
+    Tlv,
+    Text,
+    Both,
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    pub system_id: String,
+    pub password: String,
+    pub id_format: SimIdFormat,
+    pub ack_delay: Duration,
+    pub dlr_delay: Duration,
+    /// Weights of DELIVRD, UNDELIV, REJECTD, EXPIRED.
+    pub dlr_mix: [u32; 4],
+    pub dlr_as: DlrAs,
+    /// Answer every Nth submit with ESME_RTHROTTLED (0 = never).
+    pub throttle_every: u64,
+    /// Close a connection after this many PDUs received (0 = never).
+    pub drop_after: u64,
+    pub refuse_binds: bool,
+    pub already_bound: bool,
+    /// MO messages per second to every receiving session (0 = none).
+    pub mo_rate: f64,
+    pub mo_text: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            system_id: "postern".into(),
+            password: "secret".into(),
+            id_format: SimIdFormat::Hex,
+            ack_delay: Duration::ZERO,
+            dlr_delay: Duration::from_millis(100),
+            dlr_mix: [100, 0, 0, 0],
+            dlr_as: DlrAs::Both,
+            throttle_every: 0,
+            drop_after: 0,
+            refuse_binds: false,
+            already_bound: false,
+            mo_rate: 0.0,
+            mo_text: "hello from the simulator".into(),
+        }
+    }
+}
+
+/// What the simulator has seen and done.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub binds: AtomicU64,
+    pub submits: AtomicU64,
+    pub throttled: AtomicU64,
+    pub receipts: AtomicU64,
+    pub receipt_acks: AtomicU64,
+    pub mo: AtomicU64,
+    pub nacks: AtomicU64,
+}
+
+/// A running simulator.
+pub struct SmscSim {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for SmscSim {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    cfg: SimConfig,
+    counters: Arc<Counters>,
+    next_id: AtomicU64,
+    /// Sessions that can receive deliver_sm: (connection, sender).
+    receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>)>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
+    COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
+}
+
+impl SmscSim {
+    /// Start listening; returns once the socket is bound.
+    pub async fn start(cfg: SimConfig) -> std::io::Result<SmscSim> {
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            cfg,
+            counters: counters.clone(),
+            next_id: AtomicU64::new(0x1000),
+            receivers: Mutex::new(Vec::new()),
+            stop: stop.clone(),
+        });
+        tokio::spawn(async move {
+            let mut conn_id = 0u64;
+            while !shared.stop.load(Ordering::Relaxed) {
+                let Ok(Ok((s, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else { continue };
+                let _ = s.set_nodelay(true);
+                conn_id += 1;
+                shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(session(shared.clone(), s, conn_id));
+            }
+        });
+        Ok(SmscSim { addr, counters, stop })
+    }
+}
+
+fn pick_stat(mix: &[u32; 4]) -> (&'static str, MessageState) {
+    let total: u32 = mix.iter().sum();
+    let mut x = if total == 0 { 0 } else { rand::random::<u32>() % total };
+    let stats = [("DELIVRD", MessageState::Delivered), ("UNDELIV", MessageState::Undeliverable), ("REJECTD", MessageState::Rejected), ("EXPIRED", MessageState::Expired)];
+    for (i, w) in mix.iter().enumerate() {
+        if x < *w {
+            return stats[i];
+        }
+        x -= w;
+    }
+    stats[0]
+}
+
+fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command {
+    let (stat, state) = pick_stat(&shared.cfg.dlr_mix);
+    let now = chrono_like_now();
+    let err = if stat == "DELIVRD" { "000" } else { "001" };
+    let text = format!("id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:", if stat == "DELIVRD" { "001" } else { "000" });
+    let mut b = DeliverSm::builder()
+        .source_addr_ton(Ton::International)
+        .source_addr_npi(Npi::Isdn)
+        .source_addr(c(src))
+        .dest_addr_ton(Ton::Unknown)
+        .dest_addr_npi(Npi::Unknown)
+        .destination_addr(c(dst))
+        .esm_class(EsmClass::from(0x04u8))
+        .data_coding(DataCoding::from(0u8));
+    if shared.cfg.dlr_as != DlrAs::Tlv {
+        b = b.short_message(OctetString::from_vec(text.into_bytes()).unwrap_or_else(|_| OctetString::empty()));
+    }
+    if shared.cfg.dlr_as != DlrAs::Text {
+        b = b
+            .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(c(id)))
+            .push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+    }
+    Command::new(CommandStatus::EsmeRok, seq, b.build())
+}
+
+/// `YYMMDDhhmm` of now (UTC), for receipt texts.
+fn chrono_like_now() -> String {
+    let s = crate::hub::message::rfc3339(crate::hub::message::now_ms());
+    format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
+}
+
+async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
+    let framed = Framed::new(stream, CommandCodec::new().with_max_length(4096));
+    let (mut sink, mut reader) = framed.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let writer = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if sink.send(cmd).await.is_err() {
+                break;
+            }
+        }
+    });
+    let seq = Arc::new(AtomicU32::new(1));
+    let mut pdus = 0u64;
+    let mut bound = false;
+    let mut mo_task: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(item) = reader.next().await {
+        let Ok(cmd) = item else {
+            // Framing lost: tell the peer, then close (SMPP 3.4 §2.10).
+            shared.counters.nacks.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(Command::new(CommandStatus::EsmeRinvcmdlen, 0, Pdu::GenericNack));
+            break;
+        };
+        pdus += 1;
+        if shared.cfg.drop_after > 0 && pdus > shared.cfg.drop_after {
+            break; // fault mode: the connection just goes away
+        }
+        let s = cmd.sequence_number();
+        let reply = |status: CommandStatus, pdu: Pdu| Command::new(status, s, pdu);
+        match cmd.pdu() {
+            Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))) => {
+                let (sid, pw, rx_capable) = match p {
+                    Pdu::BindTransmitter(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), false),
+                    Pdu::BindReceiver(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true),
+                    Pdu::BindTransceiver(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true),
+                    _ => unreachable!("matched above"),
+                };
+                let status = if bound || shared.cfg.already_bound {
+                    CommandStatus::EsmeRalybnd
+                } else if shared.cfg.refuse_binds {
+                    CommandStatus::EsmeRbindfail
+                } else if sid != shared.cfg.system_id {
+                    CommandStatus::EsmeRinvsysid
+                } else if pw != shared.cfg.password {
+                    CommandStatus::EsmeRinvpaswd
+                } else {
+                    CommandStatus::EsmeRok
+                };
+                let resp: Pdu = match p {
+                    Pdu::BindTransmitter(_) => BindTransmitterResp::builder().system_id(c("postern-sim")).build().into(),
+                    Pdu::BindReceiver(_) => BindReceiverResp::builder().system_id(c("postern-sim")).build().into(),
+                    _ => BindTransceiverResp::builder().system_id(c("postern-sim")).build().into(),
+                };
+                let _ = tx.send(reply(status, resp));
+                if status == CommandStatus::EsmeRok {
+                    bound = true;
+                    shared.counters.binds.fetch_add(1, Ordering::Relaxed);
+                    if rx_capable {
+                        shared.receivers.lock().push((conn, tx.clone()));
+                        if shared.cfg.mo_rate > 0.0 {
+                            mo_task = Some(tokio::spawn(mo_loop(shared.clone(), tx.clone(), seq.clone())));
+                        }
+                    }
+                }
+            }
+            Some(Pdu::SubmitSm(sm)) if bound => {
+                let n = shared.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
+                if shared.cfg.throttle_every > 0 && n % shared.cfg.throttle_every == 0 {
+                    shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(reply(CommandStatus::EsmeRthrottled, SubmitSmResp::builder().message_id(c("")).build().into()));
+                    continue;
+                }
+                let raw = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let id = match shared.cfg.id_format {
+                    SimIdFormat::Hex => format!("{raw:x}"),
+                    SimIdFormat::Decimal => raw.to_string(),
+                };
+                let resp = reply(CommandStatus::EsmeRok, SubmitSmResp::builder().message_id(c(&id)).build().into());
+                if shared.cfg.ack_delay.is_zero() {
+                    let _ = tx.send(resp);
+                } else {
+                    let (tx2, d) = (tx.clone(), shared.cfg.ack_delay);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        let _ = tx2.send(resp);
+                    });
+                }
+                if u8::from(sm.registered_delivery) & 0x03 != 0 {
+                    let (src, dst) = (sm.destination_addr.as_str().to_string(), sm.source_addr.as_str().to_string());
+                    let (shared2, seq2) = (shared.clone(), seq.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(shared2.cfg.ack_delay + shared2.cfg.dlr_delay).await;
+                        // Receipts go to the submitting session when it can receive, else any receiver.
+                        let target = {
+                            let r = shared2.receivers.lock();
+                            r.iter().find(|(c, _)| *c == conn).or(r.first()).map(|(_, t)| t.clone())
+                        };
+                        if let Some(t) = target {
+                            let cmd = receipt(&shared2, &id, &src, &dst, seq2.fetch_add(1, Ordering::Relaxed));
+                            if t.send(cmd).is_ok() {
+                                shared2.counters.receipts.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            }
+            Some(Pdu::DeliverSmResp(_)) => {
+                shared.counters.receipt_acks.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Pdu::EnquireLink) => {
+                let _ = tx.send(reply(CommandStatus::EsmeRok, Pdu::EnquireLinkResp));
+            }
+            Some(Pdu::Unbind) => {
+                let _ = tx.send(reply(CommandStatus::EsmeRok, Pdu::UnbindResp));
+                break;
+            }
+            Some(Pdu::EnquireLinkResp) | Some(Pdu::GenericNack) => {}
+            Some(Pdu::SubmitSm(_)) => {
+                let _ = tx.send(reply(CommandStatus::EsmeRinvbndsts, SubmitSmResp::builder().message_id(c("")).build().into()));
+            }
+            _ => {
+                shared.counters.nacks.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(reply(CommandStatus::EsmeRinvcmdid, Pdu::GenericNack));
+            }
+        }
+    }
+    shared.receivers.lock().retain(|(c, _)| *c != conn);
+    if let Some(t) = mo_task {
+        t.abort();
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Command>, seq: Arc<AtomicU32>) {
+    let every = Duration::from_secs_f64(1.0 / shared.cfg.mo_rate.max(0.001));
+    let mut n = 0u64;
+    let start = Instant::now();
+    loop {
+        n += 1;
+        tokio::time::sleep_until((start + every * n as u32).into()).await;
+        let sm = DeliverSm::builder()
+            .source_addr_ton(Ton::International)
+            .source_addr_npi(Npi::Isdn)
+            .source_addr(c(&format!("4477009{:05}", n % 100_000)))
+            .dest_addr_ton(Ton::Unknown)
+            .dest_addr_npi(Npi::Unknown)
+            .destination_addr(c("12345"))
+            .data_coding(DataCoding::from(0u8))
+            .short_message(OctetString::from_vec(crate::codec::gsm7::to_septets(&shared.cfg.mo_text).unwrap_or_default()).unwrap_or_else(|_| OctetString::empty()))
+            .build();
+        if tx.send(Command::new(CommandStatus::EsmeRok, seq.fetch_add(1, Ordering::Relaxed), sm)).is_err() {
+            return;
+        }
+        shared.counters.mo.fetch_add(1, Ordering::Relaxed);
+    }
+}
