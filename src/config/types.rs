@@ -152,6 +152,7 @@ impl Default for SmsConfig {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ConnectorConfig {
     Sandbox(SandboxConfig),
+    Smpp(SmppConfig),
 }
 
 impl ConnectorConfig {
@@ -159,11 +160,15 @@ impl ConnectorConfig {
     pub fn limits(&self) -> Limits {
         match self {
             ConnectorConfig::Sandbox(s) => Limits { window: s.window, tps: s.tps, burst: s.burst },
+            // The dispatcher's window spans all sessions; the connector paces with its own
+            // adaptive bucket (throttling halves it), so the dispatcher does not rate-limit.
+            ConnectorConfig::Smpp(s) => Limits { window: s.window * s.binds as usize, tps: 0.0, burst: 0 },
         }
     }
     pub fn type_name(&self) -> &'static str {
         match self {
             ConnectorConfig::Sandbox(_) => "sandbox",
+            ConnectorConfig::Smpp(_) => "smpp",
         }
     }
 }
@@ -218,6 +223,94 @@ impl Default for SandboxConfig {
             reject_prefixes: Vec::new(),
             down: false,
             journal: None,
+        }
+    }
+}
+
+/// SMPP bind type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BindKind {
+    #[default]
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+/// How long messages go to the carrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LongMessages {
+    /// Concatenation UDH in each part's short_message (esm_class UDHI).
+    #[default]
+    Udh,
+    /// SAR TLVs.
+    Sar,
+    /// The whole message in `message_payload`.
+    Payload,
+}
+
+/// GSM 7-bit on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Gsm7Wire {
+    /// One septet per octet (what most SMSCs expect with data_coding 0).
+    #[default]
+    Unpacked,
+    Packed,
+}
+
+/// `type = "smpp"`: a carrier link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppConfig {
+    /// `smpp://host:port` or `smpps://host:port` (TLS).
+    pub url: String,
+    pub system_id: String,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub system_type: String,
+    pub bind: BindKind,
+    /// Parallel sessions sharing one rate limit.
+    pub binds: u32,
+    /// Outstanding submit_sm per session.
+    pub window: usize,
+    /// Messages per second over all sessions (0 = as fast as the carrier takes them).
+    pub tps: f64,
+    pub enquire_link_s: u64,
+    pub response_timeout_s: u64,
+    pub long_messages: LongMessages,
+    pub gsm7: Gsm7Wire,
+    /// How the carrier writes ids in receipts versus submit_sm_resp.
+    pub id_format: crate::connector::smpp::dlr::IdFormat,
+    /// Ask for delivery receipts.
+    pub dlr: bool,
+    pub addr_ton: u8,
+    pub addr_npi: u8,
+    pub address_range: String,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        SmppConfig {
+            url: String::new(),
+            system_id: String::new(),
+            password: None,
+            password_env: None,
+            system_type: String::new(),
+            bind: BindKind::Transceiver,
+            binds: 1,
+            window: 64,
+            tps: 0.0,
+            enquire_link_s: 30,
+            response_timeout_s: 10,
+            long_messages: LongMessages::Udh,
+            gsm7: Gsm7Wire::Unpacked,
+            id_format: Default::default(),
+            dlr: true,
+            addr_ton: 0,
+            addr_npi: 0,
+            address_range: String::new(),
         }
     }
 }

@@ -105,7 +105,11 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
             c.bad(&p, "connector names are 1-64 characters of A-Z a-z 0-9 - _");
         }
         let l = conn.limits();
-        c.range(&format!("{p}.window"), l.window, 1, 1024);
+        let window = match conn {
+            ConnectorConfig::Smpp(s) => s.window,
+            _ => l.window,
+        };
+        c.range(&format!("{p}.window"), window, 1, 1024);
         c.range(&format!("{p}.tps"), l.tps, 0.0, 1_000_000.0);
         match conn {
             ConnectorConfig::Sandbox(sb) => {
@@ -113,6 +117,24 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
                 c.share(&format!("{p}.temp_fail_share"), sb.temp_fail_share);
                 c.range(&format!("{p}.dlr_delay_ms"), sb.dlr_delay_ms, 0, 86_400_000);
                 c.range(&format!("{p}.submit_delay_ms"), sb.submit_delay_ms, 0, 600_000);
+            }
+            ConnectorConfig::Smpp(sm) => {
+                if !(sm.url.starts_with("smpp://") || sm.url.starts_with("smpps://")) {
+                    c.bad(format!("{p}.url"), format!("must be smpp://host:port or smpps://host:port, got {:?}", sm.url));
+                }
+                if sm.system_id.is_empty() || sm.system_id.len() > 15 {
+                    c.bad(format!("{p}.system_id"), "must be 1-15 characters");
+                }
+                match (&sm.password, &sm.password_env) {
+                    (Some(_), Some(_)) => c.bad(format!("{p}.password"), "set either password or password_env, not both"),
+                    (None, None) => c.bad(format!("{p}.password"), "set password or password_env"),
+                    (Some(pw), None) if pw.len() > 8 => c.bad(format!("{p}.password"), "SMPP passwords are at most 8 characters"),
+                    _ => {}
+                }
+                c.env_var(&format!("{p}.password_env"), &sm.password_env);
+                c.range(&format!("{p}.binds"), sm.binds, 1, 64);
+                c.range(&format!("{p}.response_timeout_s"), sm.response_timeout_s, 1, 300);
+                c.range(&format!("{p}.enquire_link_s"), sm.enquire_link_s, 1, 3600);
             }
         }
     }

@@ -83,6 +83,11 @@ pub enum HubError {
 pub trait HubSink: Send + Sync {
     /// A receipt for a remote id. Never blocks; unknown ids are counted and logged.
     fn report(&self, receipt: Receipt);
+    /// A receipt, resolved once its state change is committed (so the peer is acked only then).
+    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
+        self.report(receipt);
+        Box::pin(async {})
+    }
     /// Store an inbound message; resolves after the outbox write.
     fn receive(&self, msg: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>>;
 }
@@ -182,6 +187,7 @@ pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
         .map(|(name, c)| {
             let conn: Arc<dyn Connector> = match c {
                 ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
+                ConnectorConfig::Smpp(s) => Arc::new(smpp::client::SmppConnector::new(name, s.clone())),
             };
             metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() { 1.0 } else { 0.0 });
             metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.clone()).set(0.0);

@@ -258,6 +258,10 @@ impl Hub {
     }
 
     fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
+        self.route_receipt_acked(r, None).map_err(|(r, _)| r)
+    }
+
+    fn route_receipt_acked(&self, r: Receipt, ack: Option<oneshot::Sender<()>>) -> Result<(), (Receipt, Option<oneshot::Sender<()>>)> {
         let found = match self.remote_index.get(&r.connector, &r.remote_id) {
             Some(hit) => Some(hit),
             None => self.outbox.lookup_remote(&r.connector, &r.remote_id).ok().flatten(),
@@ -265,14 +269,14 @@ impl Hub {
         match found {
             Some((id, part)) => {
                 let shard = id.shard(self.actors.len() as u32) as usize;
-                let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error };
+                let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error, ack };
                 if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
                     let tx = self.actors[shard].clone();
                     tokio::spawn(async move { tx.send(ev).await });
                 }
                 Ok(())
             }
-            _ => Err(r),
+            _ => Err((r, ack)),
         }
     }
 
@@ -328,6 +332,21 @@ async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::Unbound
 }
 
 impl HubSink for Hub {
+    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
+        let (tx, rx) = oneshot::channel();
+        match self.route_receipt_acked(receipt, Some(tx)) {
+            Ok(()) => Box::pin(async move {
+                let _ = rx.await;
+            }),
+            // Not (yet) known: queue it for retries and ack the peer now; the receipt is kept
+            // in memory only, which is what every gateway does with receipts it cannot match.
+            Err((r, _)) => {
+                let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+                Box::pin(async {})
+            }
+        }
+    }
+
     fn report(&self, receipt: Receipt) {
         if let Err(r) = self.route_receipt(receipt) {
             let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));

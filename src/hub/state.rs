@@ -30,7 +30,8 @@ pub enum CancelError {
 /// Work for a shard's state actor.
 pub enum ShardEvent {
     Outcome { msg: Message, outcome: Outcome },
-    Receipt { id: MessageId, part: u16, state: State, error: Option<String> },
+    /// `ack` is answered after the commit (SMPP acks the receipt only then).
+    Receipt { id: MessageId, part: u16, state: State, error: Option<String>, ack: Option<oneshot::Sender<()>> },
     Cancel { id: MessageId, reply: oneshot::Sender<Result<Message, CancelError>> },
     /// End a claimed message without a delivery attempt (expired, no route).
     Finish { msg: Message, state: State, error: ErrorInfo },
@@ -39,6 +40,7 @@ pub enum ShardEvent {
 }
 
 enum After {
+    Ack(oneshot::Sender<()>),
     Unclaim(MessageId),
     Reply(oneshot::Sender<Result<Message, CancelError>>, Message),
     Wake(Millis),
@@ -176,7 +178,10 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 let stored = msg.history.iter().rposition(|t| t.state == State::Sending).unwrap_or(msg.history.len());
                 work.insert(id, (msg, stored));
             }
-            ShardEvent::Receipt { id, part, state, error } => {
+            ShardEvent::Receipt { id, part, state, error, ack } => {
+                if let Some(a) = ack {
+                    after.push(After::Ack(a));
+                }
                 let Some(msg) = load(hub, cache, &mut work, id) else {
                     metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => "").increment(1);
                     continue;
@@ -290,6 +295,9 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
     for a in after {
         match a {
             After::Unclaim(id) => shard.unclaim(&[id]),
+            After::Ack(a) => {
+                let _ = a.send(());
+            }
             After::Wake(t) => shard.wake_by(t),
             After::Reply(reply, msg) => {
                 let _ = reply.send(result.clone().map(|_| msg).map_err(|e| CancelError::Store(e.to_string())));

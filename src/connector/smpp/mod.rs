@@ -3,4 +3,5 @@
 
 pub mod dlr;
 pub mod pdu_view;
+pub mod client;
 pub mod sim;

@@ -112,6 +112,9 @@ struct Shared {
     next_id: AtomicU64,
     /// Sessions that can receive deliver_sm: (connection, sender).
     receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>)>>,
+    /// Receipts that fell due while no session could receive: sent at the next bind, as an
+    /// SMSC does.
+    pending: Mutex<Vec<Command>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -131,6 +134,7 @@ impl SmscSim {
             counters: counters.clone(),
             next_id: AtomicU64::new(0x1000),
             receivers: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
             stop: stop.clone(),
         });
         tokio::spawn(async move {
@@ -249,6 +253,11 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     shared.counters.binds.fetch_add(1, Ordering::Relaxed);
                     if rx_capable {
                         shared.receivers.lock().push((conn, tx.clone()));
+                        for cmd in std::mem::take(&mut *shared.pending.lock()) {
+                            if tx.send(cmd).is_ok() {
+                                shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         if shared.cfg.mo_rate > 0.0 {
                             mo_task = Some(tokio::spawn(mo_loop(shared.clone(), tx.clone(), seq.clone())));
                         }
@@ -287,11 +296,15 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                             let r = shared2.receivers.lock();
                             r.iter().find(|(c, _)| *c == conn).or(r.first()).map(|(_, t)| t.clone())
                         };
-                        if let Some(t) = target {
-                            let cmd = receipt(&shared2, &id, &src, &dst, seq2.fetch_add(1, Ordering::Relaxed));
-                            if t.send(cmd).is_ok() {
-                                shared2.counters.receipts.fetch_add(1, Ordering::Relaxed);
-                            }
+                        let cmd = receipt(&shared2, &id, &src, &dst, seq2.fetch_add(1, Ordering::Relaxed));
+                        match target {
+                            Some(t) => match t.send(cmd) {
+                                Ok(()) => {
+                                    shared2.counters.receipts.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => shared2.pending.lock().push(e.0),
+                            },
+                            None => shared2.pending.lock().push(cmd),
                         }
                     });
                 }

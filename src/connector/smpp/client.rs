@@ -1,0 +1,434 @@
+//! `type = "smpp"`: carrier links on rusmppc 0.4. Each of `binds` sessions has a supervisor that
+//! connects and binds, reconnects with exponential backoff and jitter (longer after
+//! `ESME_RALYBND`), and reads the session's events: receipts (TLVs or text) are reported to the
+//! hub and acked only after the state change is committed; MO messages are stored before
+//! `deliver_sm_resp`; `data_sm` gets a `generic_nack` (rusmpp 0.4 cannot answer it). Sending:
+//! data_coding per message from our codecs, long messages by UDH, SAR TLVs or
+//! `message_payload`, all parts in order on one session; pacing by an adaptive token bucket that
+//! halves on `ESME_RTHROTTLED`/`ESME_RMSGQFUL` and recovers additively.
+
+use super::dlr::{self, normalize_id};
+use super::pdu_view;
+use crate::codec::{gsm7, segment, ucs2, Coding};
+use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
+use crate::connector::ratelimit::TokenBucket;
+use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt};
+use crate::hub::message::{Body, Message};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm};
+use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton};
+use rusmpp::{Command, CommandStatus, Pdu};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_util::codec::Encoder;
+
+/// One bound session.
+struct Session {
+    client: Mutex<Option<rusmppc::Client>>,
+    up: AtomicBool,
+}
+
+/// The carrier link.
+pub struct SmppConnector {
+    name: Arc<str>,
+    cfg: SmppConfig,
+    password: String,
+    sessions: Vec<Arc<Session>>,
+    next: AtomicUsize,
+    next_ref: AtomicU16,
+    /// Adaptive pacing (AIMD): starts at `tps` (or unlimited), halves on throttling.
+    bucket: TokenBucket,
+    throttled_at: Mutex<Option<std::time::Instant>>,
+    manual_down: AtomicBool,
+    hub: OnceLock<Arc<dyn HubSink>>,
+    submitted: AtomicU64,
+    throttles: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
+    COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
+}
+
+/// Temporary SMPP statuses (retry on any link); anything else not OK is permanent.
+fn classify(status: CommandStatus) -> ErrorClass {
+    match u32::from(status) {
+        0x14 | 0x58 => ErrorClass::Throttled,        // ESME_RMSGQFUL, ESME_RTHROTTLED
+        0x08 | 0x45 | 0x64 | 0xFE => ErrorClass::Temporary, // SYSERR, SUBMITFAIL, RX_T_APPN, DELIVERYFAILURE
+        _ => ErrorClass::Permanent,
+    }
+}
+
+impl SmppConnector {
+    pub fn new(name: &str, cfg: SmppConfig) -> Self {
+        let password = cfg.password.clone().or_else(|| cfg.password_env.as_ref().and_then(|k| std::env::var(k).ok())).unwrap_or_default();
+        let sessions = (0..cfg.binds.max(1)).map(|_| Arc::new(Session { client: Mutex::new(None), up: AtomicBool::new(false) })).collect();
+        SmppConnector {
+            name: name.into(),
+            bucket: TokenBucket::new(cfg.tps, 0),
+            cfg,
+            password,
+            sessions,
+            next: AtomicUsize::new(0),
+            next_ref: AtomicU16::new(rand::random()),
+            throttled_at: Mutex::new(None),
+            manual_down: AtomicBool::new(false),
+            hub: OnceLock::new(),
+            submitted: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    async fn bind(&self) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
+        let (client, events) = rusmppc::ConnectionBuilder::new()
+            .enquire_link_interval(Duration::from_secs(self.cfg.enquire_link_s))
+            .enquire_link_response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
+            .response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
+            .disable_interface_version_check()
+            .connect(&self.cfg.url)
+            .await?;
+        let (sid, pw, st, range) = (c(&self.cfg.system_id), c(&self.password), c(&self.cfg.system_type), c(&self.cfg.address_range));
+        let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
+        let r = match self.cfg.bind {
+            BindKind::Transceiver => client
+                .bind_transceiver(BindTransceiver::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .await
+                .map(|_| ()),
+            BindKind::Transmitter => client
+                .bind_transmitter(BindTransmitter::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .await
+                .map(|_| ()),
+            BindKind::Receiver => client
+                .bind_receiver(BindReceiver::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .await
+                .map(|_| ()),
+        };
+        match r {
+            Ok(()) => Ok((client, events.boxed())),
+            Err(e) => {
+                let _ = client.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Keep one session bound for as long as the process runs.
+    async fn supervise(self: Arc<Self>, s: Arc<Session>, idx: usize) {
+        let mut attempt: u32 = 0;
+        loop {
+            match self.bind().await {
+                Ok((client, mut events)) => {
+                    attempt = 0;
+                    tracing::info!(connector = %self.name, session = idx, "SMPP session bound");
+                    *s.client.lock() = Some(client.clone());
+                    s.up.store(true, Ordering::Release);
+                    while let Some(ev) = events.next().await {
+                        match ev {
+                            rusmppc::Event::Incoming(cmd) => self.incoming(&client, cmd).await,
+                            rusmppc::Event::Error(e) => {
+                                tracing::warn!(connector = %self.name, session = idx, error = %e, "SMPP session error");
+                                if !client.is_active() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    s.up.store(false, Ordering::Release);
+                    *s.client.lock() = None;
+                    let _ = client.close().await;
+                    self.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(connector = %self.name, session = idx, "SMPP session closed; reconnecting");
+                }
+                Err(e) => {
+                    let already = matches!(&e, rusmppc::error::Error::UnexpectedResponse { response } if response.status() == CommandStatus::EsmeRalybnd);
+                    tracing::warn!(connector = %self.name, session = idx, error = %e, attempt, "SMPP bind failed");
+                    if already {
+                        attempt = attempt.max(5); // the old session must time out at the SMSC first
+                    }
+                }
+            }
+            attempt = attempt.saturating_add(1);
+            // Exponential backoff with jitter, so a fleet of binds does not storm the SMSC.
+            let base = (250u64 << attempt.min(7)).min(30_000);
+            let jitter = rand::random::<u64>() % (base / 2 + 1);
+            tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+        }
+    }
+
+    async fn incoming(&self, client: &rusmppc::Client, cmd: Command) {
+        let seq = cmd.sequence_number();
+        match cmd.pdu() {
+            Some(Pdu::DeliverSm(_)) => {
+                let mut buf = bytes::BytesMut::new();
+                let view = rusmpp::tokio_codec::CommandCodec::new().encode(&cmd, &mut buf).ok().and_then(|_| pdu_view::view(&buf).ok());
+                let Some(v) = view else {
+                    let _ = client.generic_nack(seq).await;
+                    return;
+                };
+                let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
+                let status = if esm & 0x3C == 0x04 || esm & 0x3C == 0x08 {
+                    self.on_receipt(&v).await
+                } else {
+                    self.on_mo(&v).await
+                };
+                let _ = client.deliver_sm_resp(seq, DeliverSmResp::default()).await.map(|_| status);
+            }
+            Some(Pdu::DataSm(_)) => {
+                // rusmpp 0.4 cannot send data_sm_resp: refuse clearly so the SMSC uses deliver_sm.
+                let _ = client.generic_nack(seq).await;
+            }
+            Some(Pdu::Unbind) => {
+                let _ = client.unbind_resp(seq).await;
+                let _ = client.close().await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_receipt(&self, v: &serde_json::Value) {
+        let tlv_id = v["tlv"]["receipted_message_id"].as_str();
+        let text_id = v["receipt"]["id"].as_str();
+        let Some(id) = tlv_id.or(text_id) else { return };
+        let state = v["tlv"]["message_state"].as_u64().and_then(|s| dlr::message_state(s as u8)).or_else(|| v["receipt"]["stat"].as_str().and_then(dlr::stat_state));
+        let Some(state) = state else { return }; // intermediate (ENROUTE, ACCEPTD)
+        let error = v["receipt"]["err"].as_u64().filter(|&e| e != 0).map(|e| format!("{e:03}"));
+        if let Some(hub) = self.hub.get() {
+            let receipt = Receipt { connector: self.name.clone(), remote_id: normalize_id(id, self.cfg.id_format, true), state, error };
+            hub.report_and_wait(receipt).await;
+        }
+    }
+
+    async fn on_mo(&self, v: &serde_json::Value) {
+        let Some(hub) = self.hub.get() else { return };
+        let body = match v["short_message_text"].as_str() {
+            Some(t) => Body::Text(t.to_string()),
+            None => Body::Binary {
+                data: hex::decode(v["short_message_hex"].as_str().unwrap_or("")).unwrap_or_default(),
+                data_coding: v["data_coding"].as_u64().unwrap_or(4) as u8,
+            },
+        };
+        let inbound = InboundMessage {
+            connector: self.name.clone(),
+            from: v["source_addr"].as_str().unwrap_or("").to_string(),
+            to: v["destination_addr"].as_str().unwrap_or("").to_string(),
+            body,
+            metadata: Some(serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"], "tlv": v["tlv"]}})),
+            dest_port: v["tlv"]["destination_port"].as_u64().map(|p| p as u16),
+        };
+        if let Err(e) = hub.receive(inbound).await {
+            tracing::error!(connector = %self.name, error = %e, "MO message not stored");
+        }
+    }
+
+    /// The submit_sm PDUs for a message, in order.
+    fn build(&self, msg: &Message) -> Result<Vec<SubmitSm>, DeliveryError> {
+        let bad = |m: String| DeliveryError::new(ErrorClass::Permanent, "unencodable", m);
+        let (dc, parts, udhs): (u8, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = match &msg.body {
+            Body::Text(t) => {
+                let coding = msg.coding;
+                let encode = |s: &str| -> Result<Vec<u8>, DeliveryError> {
+                    match coding {
+                        Coding::Gsm7 => {
+                            let sept = gsm7::to_septets(s).map_err(|e| bad(e.to_string()))?;
+                            Ok(if self.cfg.gsm7 == Gsm7Wire::Packed { gsm7::pack(&sept, 0) } else { sept })
+                        }
+                        _ => Ok(ucs2::encode(s)),
+                    }
+                };
+                let dc = if coding == Coding::Gsm7 { 0x00 } else { 0x08 };
+                if let Some(udh) = &msg.udh {
+                    (dc, vec![encode(t)?], vec![Some(udh.clone())])
+                } else if self.cfg.long_messages == LongMessages::Payload {
+                    (dc, vec![encode(t)?], vec![None])
+                } else {
+                    let pieces = segment::split(t, if coding == Coding::Gsm7 { Coding::Gsm7 } else { Coding::Ucs2 }, segment::ConcatRef::Bits8);
+                    let enc: Result<Vec<_>, _> = pieces.iter().map(|p| encode(p)).collect();
+                    let n = pieces.len();
+                    (dc, enc?, vec![None; n])
+                }
+            }
+            Body::Binary { data, data_coding } => {
+                let pieces: Vec<Vec<u8>> = if msg.udh.is_some() || self.cfg.long_messages == LongMessages::Payload {
+                    vec![data.clone()]
+                } else {
+                    segment::split_binary(data, segment::ConcatRef::Bits8).into_iter().map(|p| p.to_vec()).collect()
+                };
+                let n = pieces.len();
+                (*data_coding, pieces, vec![msg.udh.clone(); n])
+            }
+        };
+        let total = parts.len();
+        let reference = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        let from = msg.from.as_deref().unwrap_or("");
+        let (src_ton, src_npi, src) = if let Some(d) = from.strip_prefix('+') {
+            (Ton::International, Npi::Isdn, d.to_string())
+        } else if !from.is_empty() && from.bytes().all(|b| b.is_ascii_digit()) {
+            (Ton::Unknown, Npi::Isdn, from.to_string())
+        } else {
+            (Ton::Alphanumeric, Npi::Unknown, from.to_string())
+        };
+        let dst = msg.to.trim_start_matches('+').to_string();
+        let mut out = Vec::with_capacity(total);
+        for (i, (part, udh)) in parts.into_iter().zip(udhs).enumerate() {
+            let mut esm = 0u8;
+            let mut short = part;
+            let mut tlvs: Vec<MessageSubmissionRequestTlvValue> = Vec::new();
+            if let Some(u) = udh {
+                esm |= 0x40;
+                short = [u, short].concat();
+            } else if total > 1 {
+                match self.cfg.long_messages {
+                    LongMessages::Udh => {
+                        esm |= 0x40;
+                        let u = vec![0x05, 0x00, 0x03, reference as u8, total as u8, i as u8 + 1];
+                        short = [u, short].concat();
+                    }
+                    LongMessages::Sar => {
+                        tlvs.push(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference));
+                        tlvs.push(MessageSubmissionRequestTlvValue::SarTotalSegments(total as u8));
+                        tlvs.push(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(i as u8 + 1));
+                    }
+                    LongMessages::Payload => {}
+                }
+            }
+            let mut b = SubmitSm::builder()
+                .source_addr_ton(src_ton)
+                .source_addr_npi(src_npi)
+                .source_addr(c(&src))
+                .dest_addr_ton(Ton::International)
+                .dest_addr_npi(Npi::Isdn)
+                .destination_addr(c(&dst))
+                .esm_class(EsmClass::from(esm))
+                .registered_delivery(RegisteredDelivery::from(if self.cfg.dlr { 0x01u8 } else { 0 }))
+                .data_coding(DataCoding::from(dc));
+            if short.len() > 254 || self.cfg.long_messages == LongMessages::Payload && total == 1 && msg.udh.is_none() {
+                tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(MessagePayload::new(AnyOctetString::from_vec(short))));
+            } else {
+                b = b.short_message(OctetString::from_vec(short).map_err(|e| bad(format!("short_message: {e}")))?);
+            }
+            for t in tlvs {
+                b = b.push_tlv(t);
+            }
+            out.push(b.build());
+        }
+        Ok(out)
+    }
+
+    /// Additive recovery after throttling: +10% of the configured rate per second without one.
+    fn recover_rate(&self) {
+        let mut t = self.throttled_at.lock();
+        if let Some(at) = *t {
+            if at.elapsed() >= Duration::from_secs(1) {
+                let base = if self.cfg.tps > 0.0 { self.cfg.tps } else { 0.0 };
+                let cur = self.bucket.rate();
+                let step = if base > 0.0 { base / 10.0 } else { cur / 10.0 + 1.0 };
+                let next = cur + step;
+                if base > 0.0 && next >= base {
+                    self.bucket.set_rate(base);
+                    *t = None;
+                } else if base == 0.0 && next > 100_000.0 {
+                    self.bucket.set_rate(0.0);
+                    *t = None;
+                } else {
+                    self.bucket.set_rate(next);
+                    *t = Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    fn on_throttled(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+        let cur = self.bucket.rate();
+        let observed = if cur > 0.0 { cur } else { (self.submitted.load(Ordering::Relaxed) as f64).clamp(10.0, 1000.0) };
+        self.bucket.set_rate((observed / 2.0).max(1.0));
+        *self.throttled_at.lock() = Some(std::time::Instant::now());
+    }
+
+    fn pick(&self) -> Option<rusmppc::Client> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|k| &self.sessions[(start + k) % n]).filter(|s| s.up.load(Ordering::Acquire)).find_map(|s| s.client.lock().clone())
+    }
+}
+
+impl Connector for SmppConnector {
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
+        let _ = self.hub.set(hub);
+        for (i, s) in self.sessions.iter().enumerate() {
+            tokio::spawn(self.clone().supervise(s.clone(), i));
+        }
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            if self.cfg.bind == BindKind::Receiver {
+                return Outcome::PermFail { error: DeliveryError::new(ErrorClass::Permanent, "receiver_only", "this link is bound as a receiver") };
+            }
+            let pdus = match self.build(msg) {
+                Ok(p) => p,
+                Err(error) => return Outcome::PermFail { error },
+            };
+            // All parts on one session, in order.
+            let Some(client) = self.pick() else {
+                return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Temporary, "link_down", "no SMPP session is bound"), retry_after: None };
+            };
+            let mut ids = Vec::with_capacity(pdus.len());
+            for p in pdus {
+                self.recover_rate();
+                self.bucket.acquire().await;
+                match client.submit_sm(p).await {
+                    Ok(resp) => ids.push(normalize_id(resp.message_id().as_str(), self.cfg.id_format, false)),
+                    Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
+                        let status = response.status();
+                        let class = classify(status);
+                        if class == ErrorClass::Throttled {
+                            self.on_throttled();
+                        }
+                        let error = DeliveryError::new(class, &format!("smpp_0x{:02x}", u32::from(status)), format!("{status:?}"));
+                        return match class {
+                            ErrorClass::Permanent => Outcome::PermFail { error },
+                            _ => Outcome::TempFail { error, retry_after: (class == ErrorClass::Throttled).then_some(Duration::from_millis(500)) },
+                        };
+                    }
+                    Err(rusmppc::error::Error::ResponseTimeout { .. }) => {
+                        // Outcome unknown: requeue (at most a window of duplicates).
+                        return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "no submit_sm_resp in time"), retry_after: None };
+                    }
+                    Err(e) => {
+                        return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Temporary, "link_error", e.to_string()), retry_after: None };
+                    }
+                }
+            }
+            self.submitted.fetch_add(1, Ordering::Relaxed);
+            Outcome::Submitted { remote_ids: ids }
+        })
+    }
+
+    fn is_up(&self) -> bool {
+        !self.manual_down.load(Ordering::Relaxed) && self.cfg.bind != BindKind::Receiver && self.sessions.iter().any(|s| s.up.load(Ordering::Acquire))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.cfg.url,
+            "system_id": self.cfg.system_id,
+            "bind": self.cfg.bind,
+            "sessions_up": self.sessions.iter().filter(|s| s.up.load(Ordering::Relaxed)).count(),
+            "sessions": self.sessions.len(),
+            "submitted": self.submitted.load(Ordering::Relaxed),
+            "throttled": self.throttles.load(Ordering::Relaxed),
+            "reconnects": self.reconnects.load(Ordering::Relaxed),
+            "rate": self.bucket.rate(),
+        })
+    }
+
+    fn set_down(&self, down: bool) {
+        self.manual_down.store(down, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,99 @@
+//! The SMPP carrier link against the SMSC simulator over real TCP: HTTP in, submit_sm out,
+//! receipts back to a final state; long messages by UDH, SAR and payload; throttling; the SMSC
+//! dropping the link.
+
+mod common;
+use common::*;
+use postern::connector::smpp::sim::{SimConfig, SmscSim};
+use serde_json::json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+async fn sim(cfg: SimConfig) -> SmscSim {
+    SmscSim::start(SimConfig { dlr_delay: Duration::from_millis(20), ..cfg }).await.unwrap()
+}
+
+fn link(addr: std::net::SocketAddr, extra: &str) -> String {
+    format!("[connectors.op]\ntype = \"smpp\"\nurl = \"smpp://{addr}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = 16\n{extra}\n[[routes]]\nto = [\"op\"]\n")
+}
+
+async fn wait_up(g: &TestGateway) {
+    for _ in 0..200 {
+        if g.gw.hub.link("op").unwrap().connector.is_up() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("SMPP link never came up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_smpp_to_delivered() {
+    let s = sim(SimConfig::default()).await;
+    let g = gateway(&link(s.addr, "")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "from": "Postern", "text": "€uro {test} @ home"})).await;
+    let v = g.wait_state(&id, "delivered", 10).await;
+    assert_eq!(states(&v), ["queued", "sending", "submitted", "delivered"]);
+    assert_eq!(v["remote_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(s.counters.submits.load(Relaxed), 1);
+    let (_, c) = g.get("/v1/connectors").await;
+    assert_eq!(c["connectors"][0]["detail"]["sessions_up"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_udh_sar_payload() {
+    for (mode, parts) in [("udh", 2), ("sar", 2), ("payload", 1)] {
+        let s = sim(SimConfig::default()).await;
+        let g = gateway(&link(s.addr, &format!("long_messages = \"{mode}\""))).await;
+        wait_up(&g).await;
+        let id = g.send(json!({"to": "+447700900123", "text": "x".repeat(250)})).await;
+        let v = g.wait_state(&id, "delivered", 10).await;
+        assert_eq!(s.counters.submits.load(Relaxed), parts, "{mode}");
+        assert_eq!(v["remote_ids"].as_array().unwrap().len(), parts as usize, "{mode}: every part's receipt matched");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_slows_the_link_and_loses_nothing() {
+    let s = sim(SimConfig { throttle_every: 4, ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "")).await;
+    wait_up(&g).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "t"})).await);
+    }
+    for id in &ids {
+        let v = g.wait_state(id, "delivered", 20).await;
+        assert_eq!(v["attempts"], 1, "throttling spends no attempt: {v}");
+    }
+    assert!(s.counters.throttled.load(Relaxed) >= 4);
+    let (_, c) = g.get("/v1/connectors").await;
+    assert!(c["connectors"][0]["detail"]["throttled"].as_u64().unwrap() >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_smsc_drops_the_link() {
+    let s = sim(SimConfig { drop_after: 8, ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "response_timeout_s = 2")).await;
+    wait_up(&g).await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "r"})).await);
+    }
+    for id in &ids {
+        let v = g.wait_state(id, "delivered", 60).await;
+        assert_eq!(v["state"], "delivered");
+    }
+    assert!(s.counters.connections.load(Relaxed) >= 3, "it had to reconnect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_receipts() {
+    let s = sim(SimConfig { dlr_mix: [0, 1, 0, 0], ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
+    let v = g.wait_state(&id, "undelivered", 10).await;
+    assert_eq!(v["error"]["code"], "network_error");
+}
