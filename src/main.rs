@@ -182,17 +182,12 @@ fn data_error(msg: impl std::fmt::Display) -> ExitCode {
 /// Read a file or stdin; a file of hex digits is decoded to bytes.
 fn read_input(file: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
     let raw = match file {
-        None => {
+        Some(p) if p.as_os_str() != "-" => std::fs::read(p)?,
+        _ => {
             let mut v = Vec::new();
             std::io::stdin().read_to_end(&mut v)?;
             v
         }
-        Some(p) if p.as_os_str() == "-" => {
-            let mut v = Vec::new();
-            std::io::stdin().read_to_end(&mut v)?;
-            v
-        }
-        Some(p) => std::fs::read(p)?,
     };
     let trimmed: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if !trimmed.is_empty() && trimmed.len() % 2 == 0 && trimmed.iter().all(|b| b.is_ascii_hexdigit()) {
@@ -216,6 +211,17 @@ fn parse_vp(s: &str) -> Option<u64> {
     })
 }
 
+/// Print a decoder's result, or its error as one line with exit code 65.
+fn emit<T, E: std::fmt::Display>(r: std::result::Result<T, E>, show: impl FnOnce(T) -> Result<String>) -> Result<ExitCode> {
+    match r {
+        Ok(v) => {
+            println!("{}", show(v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(data_error(e)),
+    }
+}
+
 fn run_codec(cmd: Cmd) -> Result<ExitCode> {
     use postern::codec::{national, sms_pdu, wbxml, xform};
     match cmd {
@@ -226,13 +232,7 @@ fn run_codec(cmd: Cmd) -> Result<ExitCode> {
                 Err(e) => return Ok(data_error(format!("not hex: {e}"))),
             };
             let v = if tpdu { sms_pdu::decode_tpdu(&bytes).map(|t| t.to_json()) } else { sms_pdu::decode(&bytes).map(|s| s.to_json()) };
-            match v {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(data_error(e)),
-            }
+            emit(v, |v| Ok(serde_json::to_string_pretty(&v)?))
         }
         Cmd::Pdu { cmd: PduCmd::Encode { to, text, from: _, srr, vp, coding, mr, reference } } => {
             let validity = match vp {
@@ -264,23 +264,11 @@ fn run_codec(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Wbxml { cmd: WbxmlCmd::Decode { file } } => {
             let bytes = read_input(file.as_ref())?;
-            match wbxml::decode(&bytes) {
-                Ok(d) => {
-                    println!("{}", d.to_xml());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(data_error(e)),
-            }
+            emit(wbxml::decode(&bytes), |d| Ok(d.to_xml()))
         }
         Cmd::Xform { cmd: XformCmd::Decode { file } } => {
             let bytes = read_input(file.as_ref())?;
-            match xform::decode(&bytes) {
-                Ok(f) => {
-                    println!("{}", serde_json::to_string_pretty(&f.to_json())?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(data_error(e)),
-            }
+            emit(xform::decode(&bytes), |f| Ok(serde_json::to_string_pretty(&f.to_json())?))
         }
         Cmd::Smpp { cmd: SmppCmd::Decode { hex: h } } => {
             let clean: String = h.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
@@ -288,13 +276,7 @@ fn run_codec(cmd: Cmd) -> Result<ExitCode> {
                 Ok(b) => b,
                 Err(e) => return Ok(data_error(format!("not hex: {e}"))),
             };
-            match postern::connector::smpp::pdu_view::view(&bytes) {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(data_error(e)),
-            }
+            emit(postern::connector::smpp::pdu_view::view(&bytes), |v| Ok(serde_json::to_string_pretty(&v)?))
         }
         _ => Ok(ExitCode::from(2)),
     }

@@ -148,6 +148,12 @@ pub fn to_septets(text: &str) -> Result<Vec<u8>, Unencodable> {
 /// set it). An ESC followed by a septet with no extension meaning decodes as that septet's basic
 /// character, as TS 23.038 §6.2.1.1 asks of receivers; a trailing lone ESC decodes as a space.
 pub fn decode_septets(septets: &[u8], out: &mut String) {
+    decode_with_tables(septets, &BASIC, &EXTENSION, out)
+}
+
+/// Decode with a given locking table and single-shift (extension) table; the national
+/// language tables use this too.
+pub fn decode_with_tables(septets: &[u8], locking: &[char; 128], single: &[(u8, char)], out: &mut String) {
     out.reserve(septets.len());
     let mut i = 0;
     while i < septets.len() {
@@ -155,7 +161,8 @@ pub fn decode_septets(septets: &[u8], out: &mut String) {
         if s == ESC {
             match septets.get(i + 1).map(|b| b & 0x7F) {
                 Some(next) => {
-                    out.push(extension_char(next).unwrap_or(BASIC[next as usize]));
+                    let ext = single.iter().find(|&&(x, _)| x == next).map(|&(_, c)| c);
+                    out.push(ext.unwrap_or(locking[next as usize]));
                     i += 2;
                 }
                 None => {
@@ -164,7 +171,7 @@ pub fn decode_septets(septets: &[u8], out: &mut String) {
                 }
             }
         } else {
-            out.push(BASIC[s as usize]);
+            out.push(locking[s as usize]);
             i += 1;
         }
     }
@@ -175,10 +182,6 @@ pub fn septets_to_string(septets: &[u8]) -> String {
     let mut s = String::with_capacity(septets.len());
     decode_septets(septets, &mut s);
     s
-}
-
-fn extension_char(s: u8) -> Option<char> {
-    EXTENSION.iter().find(|&&(x, _)| x == s).map(|&(_, c)| c)
 }
 
 /// Octets needed to pack `septets` septets after `fill_bits` fill bits.

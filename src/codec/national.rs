@@ -154,27 +154,7 @@ impl Shift {
     /// Decode septets. An escape to a septet the single shift table lacks decodes as the
     /// locking table's character (TS 23.038 §6.2.1.1).
     pub fn decode(self, septets: &[u8], out: &mut String) {
-        let lock = self.locking_table();
-        let single = self.single_table();
-        let mut i = 0;
-        while i < septets.len() {
-            let s = septets[i] & 0x7F;
-            if s == ESC {
-                match septets.get(i + 1).map(|b| b & 0x7F) {
-                    Some(n) => {
-                        out.push(single.iter().find(|&&(x, _)| x == n).map(|&(_, c)| c).unwrap_or(lock[n as usize]));
-                        i += 2;
-                    }
-                    None => {
-                        out.push(' ');
-                        i += 1;
-                    }
-                }
-            } else {
-                out.push(lock[s as usize]);
-                i += 1;
-            }
-        }
+        gsm7::decode_with_tables(septets, self.locking_table(), self.single_table(), out)
     }
 }
 
