@@ -153,6 +153,7 @@ impl Default for SmsConfig {
 pub enum ConnectorConfig {
     Sandbox(SandboxConfig),
     Smpp(SmppConfig),
+    SmppServer(SmppServerConfig),
 }
 
 impl ConnectorConfig {
@@ -163,12 +164,14 @@ impl ConnectorConfig {
             // The dispatcher's window spans all sessions; the connector paces with its own
             // adaptive bucket (throttling halves it), so the dispatcher does not rate-limit.
             ConnectorConfig::Smpp(s) => Limits { window: s.window * s.binds as usize, tps: 0.0, burst: 0 },
+            ConnectorConfig::SmppServer(s) => Limits { window: s.window, tps: 0.0, burst: 0 },
         }
     }
     pub fn type_name(&self) -> &'static str {
         match self {
             ConnectorConfig::Sandbox(_) => "sandbox",
             ConnectorConfig::Smpp(_) => "smpp",
+            ConnectorConfig::SmppServer(_) => "smpp-server",
         }
     }
 }
@@ -313,6 +316,45 @@ impl Default for SmppConfig {
             address_range: String::new(),
         }
     }
+}
+
+/// `type = "smpp-server"`: downstream ESMEs bind here and submit messages into the hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppServerConfig {
+    pub listen: String,
+    /// Outstanding deliver_sm (receipts, MO) per session.
+    pub window: usize,
+    /// Seconds a new connection has to bind.
+    pub bind_timeout_s: u64,
+    pub accounts: Vec<SmppAccount>,
+}
+
+impl Default for SmppServerConfig {
+    fn default() -> Self {
+        SmppServerConfig { listen: "127.0.0.1:2775".into(), window: 64, bind_timeout_s: 10, accounts: Vec::new() }
+    }
+}
+
+/// `[[connectors.NAME.accounts]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppAccount {
+    pub system_id: String,
+    /// Hashed with `postern hash-password`.
+    pub password: String,
+    /// submit_sm per second (0 = unlimited); beyond it ESME_RTHROTTLED.
+    #[serde(default)]
+    pub tps: f64,
+    #[serde(default = "default_max_binds")]
+    pub max_binds: u32,
+    /// MO for these numbers (E.164 prefixes or exact short codes) goes to this account.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+}
+
+fn default_max_binds() -> u32 {
+    4
 }
 
 /// Message channels.

@@ -136,6 +136,23 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
                 c.range(&format!("{p}.response_timeout_s"), sm.response_timeout_s, 1, 300);
                 c.range(&format!("{p}.enquire_link_s"), sm.enquire_link_s, 1, 3600);
             }
+            ConnectorConfig::SmppServer(sv) => {
+                if sv.listen.parse::<SocketAddr>().is_err() {
+                    c.bad(format!("{p}.listen"), format!("must be IP:PORT, got {:?}", sv.listen));
+                }
+                if sv.accounts.is_empty() {
+                    c.bad(format!("{p}.accounts"), "an SMPP server needs at least one [[accounts]]");
+                }
+                for (i, a) in sv.accounts.iter().enumerate() {
+                    if a.system_id.is_empty() || a.system_id.len() > 15 {
+                        c.bad(format!("{p}.accounts[{i}].system_id"), "must be 1-15 characters");
+                    }
+                    if let Err(e) = secret::parse_hash(&a.password) {
+                        c.bad(format!("{p}.accounts[{i}].password"), e.to_string());
+                    }
+                    c.range(&format!("{p}.accounts[{i}].max_binds"), a.max_binds, 1, 64);
+                }
+            }
         }
     }
 

@@ -79,8 +79,33 @@ pub enum HubError {
     Busy,
 }
 
+/// Why the hub refused a message a connector submitted.
+#[derive(Debug, Clone, Error)]
+pub enum SubmitError {
+    #[error("no route for this destination")]
+    NoRoute,
+    #[error("the outbox is full")]
+    Busy,
+    #[error("outbox unavailable: {0}")]
+    Store(String),
+}
+
+/// A connector that wants to hear about messages after their changes are committed (an SMPP
+/// server sending receipts and MO to its ESMEs).
+pub trait Listener: Send + Sync {
+    /// A message tagged `via:<connector>:…` changed state.
+    fn on_state(&self, msg: &Message, state: State);
+    /// An inbound message was stored.
+    fn on_inbound(&self, msg: &Message);
+}
+
 /// What a connector may call on the hub.
 pub trait HubSink: Send + Sync {
+    /// Submit a message into the outbox (as the HTTP API does); resolves with its id after the
+    /// group commit, which is when the peer may be acknowledged.
+    fn submit(&self, draft: crate::hub::request::Draft) -> BoxFuture<'_, Result<MessageId, SubmitError>>;
+    /// Register a listener.
+    fn listen(&self, listener: Arc<dyn Listener>);
     /// A receipt for a remote id. Never blocks; unknown ids are counted and logged.
     fn report(&self, receipt: Receipt);
     /// A receipt, resolved once its state change is committed (so the peer is acked only then).
@@ -188,6 +213,7 @@ pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
             let conn: Arc<dyn Connector> = match c {
                 ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
                 ConnectorConfig::Smpp(s) => Arc::new(smpp::client::SmppConnector::new(name, s.clone())),
+                ConnectorConfig::SmppServer(s) => Arc::new(smpp::server::SmppServer::new(name, s.clone())),
             };
             metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() { 1.0 } else { 0.0 });
             metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.clone()).set(0.0);

@@ -75,6 +75,7 @@ impl RemoteIndex {
 /// The hub.
 pub struct Hub {
     pub remote_index: RemoteIndex,
+    listeners: parking_lot::RwLock<Vec<Arc<dyn crate::connector::Listener>>>,
     pub cfg: Arc<Config>,
     pub outbox: Arc<Outbox>,
     pub ids: IdGen,
@@ -116,6 +117,7 @@ impl Hub {
         let (unknown, unknown_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             remote_index: RemoteIndex::new(),
+            listeners: parking_lot::RwLock::new(Vec::new()),
             cfg,
             outbox: outbox.clone(),
             ids,
@@ -280,6 +282,16 @@ impl Hub {
         }
     }
 
+    /// Tell listeners about a committed state change of a message that came in through a
+    /// connector (tag `via:…`).
+    pub(crate) fn notify_state(&self, msg: &Message, state: State) {
+        if msg.tags.iter().any(|t| t.starts_with("via:")) {
+            for l in self.listeners.read().iter() {
+                l.on_state(msg, state);
+            }
+        }
+    }
+
     /// Stop taking new work; dispatchers finish what they hold.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
@@ -332,6 +344,24 @@ async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::Unbound
 }
 
 impl HubSink for Hub {
+    fn submit(&self, draft: Draft) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
+        use crate::connector::SubmitError;
+        Box::pin(async move {
+            match self.accept(vec![draft]).await {
+                Ok(mut v) => match v.pop() {
+                    Some(Accepted::Stored(s)) => Ok(s.id),
+                    _ => Err(SubmitError::NoRoute),
+                },
+                Err(AcceptError::Saturated(_)) | Err(AcceptError::Store(StoreError::Busy)) => Err(SubmitError::Busy),
+                Err(AcceptError::Store(e)) => Err(SubmitError::Store(e.to_string())),
+            }
+        })
+    }
+
+    fn listen(&self, listener: Arc<dyn crate::connector::Listener>) {
+        self.listeners.write().push(listener);
+    }
+
     fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
         let (tx, rx) = oneshot::channel();
         match self.route_receipt_acked(receipt, Some(tx)) {
@@ -408,6 +438,9 @@ impl HubSink for Hub {
                 e => HubError::Store(e.to_string()),
             })?;
             metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string()).increment(1);
+            for l in self.listeners.read().iter() {
+                l.on_inbound(&msg);
+            }
             Ok(id)
         })
     }

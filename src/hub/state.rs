@@ -278,7 +278,10 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
     let n = work.len();
     let result = hub.outbox.write(s, ops, vec![], n).await;
     if result.is_ok() {
-        for (_, (msg, _)) in work {
+        for (_, (msg, stored)) in work {
+            for t in msg.history.iter().skip(stored) {
+                hub.notify_state(&msg, t.state);
+            }
             if msg.state == State::Submitted {
                 cache.put(msg);
             }

@@ -4,4 +4,5 @@
 pub mod dlr;
 pub mod pdu_view;
 pub mod client;
+pub mod server;
 pub mod sim;

@@ -1,0 +1,154 @@
+//! The SMPP server for downstream ESMEs over real TCP: an independent client (rusmppc, and
+//! Python smpplib in a venv) binds, submits, and gets the receipt; TPS and session limits; MO
+//! routed to the account's numbers.
+
+mod common;
+use common::*;
+use futures::StreamExt;
+use postern::connector::{HubSink, InboundMessage};
+use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
+use rusmpp::types::{COctetString, OctetString};
+use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
+use rusmpp::{CommandStatus, Pdu};
+use std::str::FromStr;
+use std::time::Duration;
+
+fn server_cfg(hash: &str, extra: &str) -> String {
+    format!(
+        "[connectors.esme]\ntype = \"smpp-server\"\nlisten = \"127.0.0.1:0\"\n[[connectors.esme.accounts]]\nsystem_id = \"acme\"\npassword = \"{hash}\"\nnumbers = [\"12345\"]\n{extra}\n{SANDBOX}"
+    )
+}
+
+fn server_addr(g: &TestGateway) -> String {
+    g.gw.hub.link("esme").unwrap().connector.status()["listen"].as_str().unwrap().to_string()
+}
+
+async fn bind(addr: &str, pw: &str) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
+    let (client, events) = rusmppc::ConnectionBuilder::new().response_timeout(Duration::from_secs(5)).disable_interface_version_check().connect(format!("smpp://{addr}")).await?;
+    client
+        .bind_transceiver(
+            BindTransceiver::builder()
+                .system_id(COctetString::from_str("acme").unwrap())
+                .password(COctetString::from_str(pw).unwrap())
+                .system_type(COctetString::empty())
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build(),
+        )
+        .await?;
+    Ok((client, events.boxed()))
+}
+
+fn submit(text: &str) -> SubmitSm {
+    SubmitSm::builder()
+        .source_addr_ton(Ton::Alphanumeric)
+        .source_addr(COctetString::from_str("Acme").unwrap())
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(COctetString::from_str("447700900123").unwrap())
+        .registered_delivery(RegisteredDelivery::from(1u8))
+        .short_message(OctetString::from_str(text).unwrap())
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esme_submits_and_gets_its_receipt_and_mo() {
+    let hash = postern::secret::hash_secret("pw123");
+    let g = gateway(&server_cfg(&hash, "")).await;
+    let addr = server_addr(&g);
+    assert!(bind(&addr, "wrong").await.is_err(), "bad password refused");
+    let (client, mut events) = bind(&addr, "pw123").await.unwrap();
+    let resp = client.submit_sm(submit("hello from an ESME")).await.unwrap();
+    let id = resp.message_id().as_str().to_string();
+    // The id is ours: the message is in the outbox, and reaches delivered through the sandbox.
+    let v = g.wait_state(&id, "delivered", 10).await;
+    assert_eq!(v["text"], "hello from an ESME");
+    assert_eq!(v["from"], "Acme");
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("receipt").unwrap();
+    let rusmppc::Event::Incoming(cmd) = ev else { panic!("{ev:?}") };
+    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("{cmd:?}") };
+    let text = String::from_utf8_lossy(d.short_message().as_ref()).into_owned();
+    let r = postern::connector::smpp::dlr::parse(&text).unwrap();
+    assert_eq!((r.id.as_deref(), r.stat.as_deref()), (Some(id.as_str()), Some("DELIVRD")));
+    client.deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default()).await.unwrap();
+
+    // MO for the account's number comes to the bound ESME.
+    let hub: std::sync::Arc<dyn HubSink> = g.gw.hub.clone();
+    hub.receive(InboundMessage { connector: "sb".into(), from: "+447700900777".into(), to: "12345".into(), body: postern::hub::message::Body::Text("YES".into()), metadata: None, dest_port: None })
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("MO").unwrap();
+    let rusmppc::Event::Incoming(cmd) = ev else { panic!() };
+    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("{cmd:?}") };
+    assert_eq!(d.short_message().as_ref(), b"YES");
+    assert_eq!(d.source_addr.as_str(), "447700900777");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tps_and_session_limits() {
+    let hash = postern::secret::hash_secret("pw123");
+    let g = gateway(&server_cfg(&hash, "tps = 5\nmax_binds = 1")).await;
+    let addr = server_addr(&g);
+    let (client, _events) = bind(&addr, "pw123").await.unwrap();
+    assert!(bind(&addr, "pw123").await.is_err(), "second session over max_binds refused");
+    let mut throttled = 0;
+    for _ in 0..20 {
+        match client.submit_sm(submit("x")).await {
+            Ok(_) => {}
+            Err(rusmppc::error::Error::UnexpectedResponse { response }) if response.status() == CommandStatus::EsmeRthrottled => throttled += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(throttled >= 10, "only {throttled} of 20 throttled at 5 tps");
+}
+
+/// An independent implementation: Python smpplib (installed in a venv by the test) binds,
+/// submits and receives the receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smpplib_client() {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("smpplib-venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        let st = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3");
+        assert!(st.success(), "python3 -m venv failed (make test installs python3-venv)");
+    }
+    let st = std::process::Command::new(&py).args(["-m", "pip", "install", "-q", "smpplib==2.2.4"]).status().unwrap();
+    assert!(st.success(), "pip install smpplib failed");
+    let hash = postern::secret::hash_secret("pw123");
+    let g = gateway(&server_cfg(&hash, "")).await;
+    let (host, port) = server_addr(&g).rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let script = r#"
+import sys, json, smpplib.client, smpplib.consts, smpplib.gsm
+host, port = sys.argv[1], int(sys.argv[2])
+c = smpplib.client.Client(host, port, timeout=10)
+got = {}
+def on_sent(pdu):
+    got["id"] = pdu.message_id.decode()
+def on_message(pdu):
+    got["receipt"] = pdu.short_message.decode("latin-1")
+    got["receipted"] = (pdu.receipted_message_id or b"").decode()
+    raise StopIteration
+c.set_message_sent_handler(on_sent)
+c.set_message_received_handler(on_message)
+c.connect()
+c.bind_transceiver(system_id="acme", password="pw123")
+c.send_message(source_addr_ton=5, source_addr="Acme", dest_addr_ton=1, dest_addr_npi=1,
+               destination_addr="447700900124", short_message=b"hello from smpplib", registered_delivery=1)
+try:
+    for _ in range(50):
+        c.read_once()
+except StopIteration:
+    pass
+print(json.dumps(got))
+c.unbind(); c.disconnect()
+"#;
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(py).arg("-c").arg(script).arg(host).arg(port).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "smpplib: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["receipted"], id);
+    assert!(v["receipt"].as_str().unwrap().contains("stat:DELIVRD"));
+    assert_eq!(g.wait_state(id, "delivered", 10).await["text"], "hello from smpplib");
+}
