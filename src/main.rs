@@ -109,6 +109,9 @@ enum Cmd {
         mo_rate: f64,
         #[arg(long, default_value = "hello from the simulator")]
         mo_text: String,
+        /// Send each MO in N concatenated parts (out of order).
+        #[arg(long, default_value_t = 1)]
+        mo_parts: u8,
     },
     /// SMPP PDUs.
     Smpp {
@@ -356,7 +359,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cmd @ (Cmd::Pdu { .. } | Cmd::Wbxml { .. } | Cmd::Xform { .. } | Cmd::Smpp { .. }) => run_codec(cmd),
-        Cmd::SmscSim { listen, system_id, password, id_format, ack_delay_ms, dlr_delay_ms, dlr_mix, dlr_as, throttle_every, drop_after, refuse_binds, already_bound, mo_rate, mo_text } => {
+        Cmd::SmscSim { listen, system_id, password, id_format, ack_delay_ms, dlr_delay_ms, dlr_mix, dlr_as, throttle_every, drop_after, refuse_binds, already_bound, mo_rate, mo_text, mo_parts } => {
             use postern::connector::smpp::sim::{DlrAs, SimConfig, SimIdFormat, SmscSim};
             let mix: Vec<u32> = dlr_mix.split(',').filter_map(|x| x.trim().parse().ok()).collect();
             let Ok(dlr_mix) = <[u32; 4]>::try_from(mix) else {
@@ -381,6 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 already_bound,
                 mo_rate,
                 mo_text,
+                mo_parts,
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {

@@ -97,3 +97,22 @@ async fn undelivered_receipts() {
     let v = g.wait_state(&id, "undelivered", 10).await;
     assert_eq!(v["error"]["code"], "network_error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_multipart_is_reassembled() {
+    let text = "This MO message is long enough to arrive in three parts, sent out of order by the SMSC.";
+    let s = sim(SimConfig { mo_rate: 2.0, mo_parts: 3, mo_text: text.into(), ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "")).await;
+    wait_up(&g).await;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, l) = g.get("/v1/messages?direction=inbound").await;
+        if let Some(m) = l["messages"].as_array().and_then(|a| a.first()) {
+            assert_eq!(m["text"], text);
+            assert_eq!(m["from"], "447700900001");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no MO arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -48,7 +48,13 @@ pub struct SmppConnector {
     submitted: AtomicU64,
     throttles: AtomicU64,
     reconnects: AtomicU64,
+    /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
+    reassembler: Mutex<crate::codec::reassembly::Reassembler>,
 }
+
+/// How long the parts of a concatenated MO wait for the rest before what arrived is stored,
+/// marked incomplete (Kannel's `sms-combine-concatenated-mo` waits 1800 s).
+const MO_PARTS_TIMEOUT_MS: i64 = 600_000;
 
 fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
@@ -81,6 +87,7 @@ impl SmppConnector {
             submitted: AtomicU64::new(0),
             throttles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(MO_PARTS_TIMEOUT_MS, 10_000)),
         }
     }
 
@@ -203,25 +210,64 @@ impl SmppConnector {
         }
     }
 
+    /// An MO message: single, or one part of a concatenated message in any of SMPP's three
+    /// forms (UDH in the short message, SAR TLVs, or whole in `message_payload`).
     async fn on_mo(&self, v: &serde_json::Value) {
+        use crate::codec::reassembly::{PartBody, PartInfo};
         let Some(hub) = self.hub.get() else { return };
-        let body = match v["short_message_text"].as_str() {
-            Some(t) => Body::Text(t.to_string()),
-            None => Body::Binary {
-                data: hex::decode(v["short_message_hex"].as_str().unwrap_or("")).unwrap_or_default(),
-                data_coding: v["data_coding"].as_u64().unwrap_or(4) as u8,
-            },
+        let from = v["source_addr"].as_str().unwrap_or("").to_string();
+        let to = v["destination_addr"].as_str().unwrap_or("").to_string();
+        let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
+        let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
+        let raw = hex::decode(v["tlv"]["message_payload"].as_str().or(v["short_message_hex"].as_str()).unwrap_or("")).unwrap_or_default();
+        let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
+            match crate::codec::udh::Udh::parse(&raw) {
+                Ok((u, n)) => (Some(u), raw[n..].to_vec()),
+                Err(_) => (None, raw),
+            }
+        } else {
+            (None, raw)
         };
-        let inbound = InboundMessage {
-            connector: self.name.clone(),
-            from: v["source_addr"].as_str().unwrap_or("").to_string(),
-            to: v["destination_addr"].as_str().unwrap_or("").to_string(),
-            body,
-            metadata: Some(serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"], "tlv": v["tlv"]}})),
-            dest_port: v["tlv"]["destination_port"].as_u64().map(|p| p as u16),
+        let part_body = match pdu_view::short_message_text(dc, &payload) {
+            Some(t) => PartBody::Text(t),
+            None => PartBody::Data(payload),
         };
-        if let Err(e) = hub.receive(inbound).await {
-            tracing::error!(connector = %self.name, error = %e, "MO message not stored");
+        let sar = &v["tlv"];
+        let info: Option<PartInfo> = udh.as_ref().and_then(|u| u.concat()).map(PartInfo::from).or_else(|| {
+            match (sar["sar_msg_ref_num"].as_u64(), sar["sar_total_segments"].as_u64(), sar["sar_segment_seqnum"].as_u64()) {
+                (Some(r), Some(t), Some(s)) => Some(PartInfo::from_sar(r as u16, t as u8, s as u8)),
+                _ => None,
+            }
+        });
+        let now = crate::hub::message::now_ms();
+        let mut complete: Vec<(PartBody, Vec<u8>)> = Vec::new();
+        match info.filter(|i| i.total > 1) {
+            None => complete.push((part_body, Vec::new())),
+            Some(i) => {
+                let mut r = self.reassembler.lock();
+                match r.add(&from, &to, i, part_body, now) {
+                    Ok(done) => complete.extend(done.into_iter().map(|d| (d.body, d.missing))),
+                    Err(e) => tracing::warn!(connector = %self.name, error = %e, "bad MO part"),
+                }
+                complete.extend(r.expire(now).into_iter().map(|d| (d.body, d.missing)));
+            }
+        }
+        for (body, missing) in complete {
+            let body = match body {
+                PartBody::Text(t) => Body::Text(t),
+                PartBody::Data(d) => Body::Binary { data: d, data_coding: dc },
+            };
+            let inbound = InboundMessage {
+                connector: self.name.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                body,
+                metadata: Some(serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"]}, "incomplete_parts_missing": missing})),
+                dest_port: udh.as_ref().and_then(|u| u.ports()).map(|p| p.0).or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16)),
+            };
+            if let Err(e) = hub.receive(inbound).await {
+                tracing::error!(connector = %self.name, error = %e, "MO message not stored");
+            }
         }
     }
 

@@ -57,6 +57,8 @@ pub struct SimConfig {
     /// MO messages per second to every receiving session (0 = none).
     pub mo_rate: f64,
     pub mo_text: String,
+    /// Send each MO in this many parts with a concatenation UDH (1 = single SMS).
+    pub mo_parts: u8,
 }
 
 impl Default for SimConfig {
@@ -76,6 +78,7 @@ impl Default for SimConfig {
             already_bound: false,
             mo_rate: 0.0,
             mo_text: "hello from the simulator".into(),
+            mo_parts: 1,
         }
     }
 }
@@ -344,18 +347,32 @@ async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Command>, seq: A
     loop {
         n += 1;
         tokio::time::sleep_until((start + every * n as u32).into()).await;
-        let sm = DeliverSm::builder()
-            .source_addr_ton(Ton::International)
-            .source_addr_npi(Npi::Isdn)
-            .source_addr(c(&format!("4477009{:05}", n % 100_000)))
-            .dest_addr_ton(Ton::Unknown)
-            .dest_addr_npi(Npi::Unknown)
-            .destination_addr(c("12345"))
-            .data_coding(DataCoding::from(0u8))
-            .short_message(OctetString::from_vec(crate::codec::gsm7::to_septets(&shared.cfg.mo_text).unwrap_or_default()).unwrap_or_else(|_| OctetString::empty()))
-            .build();
-        if tx.send(Command::new(CommandStatus::EsmeRok, seq.fetch_add(1, Ordering::Relaxed), sm)).is_err() {
-            return;
+        let septets = crate::codec::gsm7::to_septets(&shared.cfg.mo_text).unwrap_or_default();
+        let parts = shared.cfg.mo_parts.max(1) as usize;
+        let chunk = septets.len().div_ceil(parts).max(1);
+        let pieces: Vec<&[u8]> = septets.chunks(chunk).collect();
+        let total = pieces.len();
+        // Parts go out in reverse order: the receiver must reassemble out of order.
+        for (i, piece) in pieces.iter().enumerate().rev() {
+            let (esm, body) = if total > 1 {
+                (0x40u8, [vec![0x05, 0x00, 0x03, (n % 256) as u8, total as u8, i as u8 + 1], piece.to_vec()].concat())
+            } else {
+                (0u8, piece.to_vec())
+            };
+            let sm = DeliverSm::builder()
+                .source_addr_ton(Ton::International)
+                .source_addr_npi(Npi::Isdn)
+                .source_addr(c(&format!("4477009{:05}", n % 100_000)))
+                .dest_addr_ton(Ton::Unknown)
+                .dest_addr_npi(Npi::Unknown)
+                .destination_addr(c("12345"))
+                .esm_class(EsmClass::from(esm))
+                .data_coding(DataCoding::from(0u8))
+                .short_message(OctetString::from_vec(body).unwrap_or_else(|_| OctetString::empty()))
+                .build();
+            if tx.send(Command::new(CommandStatus::EsmeRok, seq.fetch_add(1, Ordering::Relaxed), sm)).is_err() {
+                return;
+            }
         }
         shared.counters.mo.fetch_add(1, Ordering::Relaxed);
     }
