@@ -385,6 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mo_rate,
                 mo_text,
                 mo_parts,
+                slow_first: 0,
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {

@@ -116,3 +116,32 @@ async fn mo_multipart_is_reassembled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_fills_and_is_never_exceeded() {
+    // Every ack takes 200 ms: with a window of 8 the link keeps 8 submits in flight.
+    let s = sim(SimConfig { ack_delay: Duration::from_millis(200), ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "").replace("window = 16", "window = 8")).await;
+    wait_up(&g).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "w"})).await);
+    }
+    for id in &ids {
+        g.wait_state(id, "delivered", 30).await;
+    }
+    assert_eq!(s.counters.max_outstanding.load(Relaxed), 8, "the window fills to 8 and no further");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_timeout_requeues_the_message() {
+    // The first submit is answered after 2.5 s, past the 1 s response timeout: its outcome is
+    // unknown, so the message goes back to the queue and is sent again.
+    let s = sim(SimConfig { ack_delay: Duration::from_millis(2500), slow_first: 1, ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "response_timeout_s = 1")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "slow"})).await;
+    let v = g.wait_state(&id, "delivered", 20).await;
+    assert_eq!(v["attempts"], 2);
+    assert_eq!(s.counters.submits.load(Relaxed), 2, "one duplicate at most (the window)");
+}

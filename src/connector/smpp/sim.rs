@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub mo_text: String,
     /// Send each MO in this many parts with a concatenation UDH (1 = single SMS).
     pub mo_parts: u8,
+    /// Only the first N submits are acked after `ack_delay` (0 = all of them).
+    pub slow_first: u64,
 }
 
 impl Default for SimConfig {
@@ -79,6 +81,7 @@ impl Default for SimConfig {
             mo_rate: 0.0,
             mo_text: "hello from the simulator".into(),
             mo_parts: 1,
+            slow_first: 0,
         }
     }
 }
@@ -94,6 +97,9 @@ pub struct Counters {
     pub receipt_acks: AtomicU64,
     pub mo: AtomicU64,
     pub nacks: AtomicU64,
+    /// submit_sm received but not yet answered, now and at most.
+    pub outstanding: AtomicU64,
+    pub max_outstanding: AtomicU64,
 }
 
 /// A running simulator.
@@ -280,12 +286,17 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     SimIdFormat::Decimal => raw.to_string(),
                 };
                 let resp = reply(CommandStatus::EsmeRok, SubmitSmResp::builder().message_id(c(&id)).build().into());
-                if shared.cfg.ack_delay.is_zero() {
+                let now_out = shared.counters.outstanding.fetch_add(1, Ordering::AcqRel) + 1;
+                shared.counters.max_outstanding.fetch_max(now_out, Ordering::AcqRel);
+                let slow = shared.cfg.slow_first == 0 || n <= shared.cfg.slow_first;
+                if shared.cfg.ack_delay.is_zero() || !slow {
+                    shared.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
                     let _ = tx.send(resp);
                 } else {
-                    let (tx2, d) = (tx.clone(), shared.cfg.ack_delay);
+                    let (tx2, d, shared2) = (tx.clone(), shared.cfg.ack_delay, shared.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(d).await;
+                        shared2.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
                         let _ = tx2.send(resp);
                     });
                 }
