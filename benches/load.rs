@@ -6,6 +6,10 @@
 //!   cargo bench --bench load -- --mode batch --batch 100 --connections 16 --seconds 60
 //!   cargo bench --bench load -- --mode single --connections 64 --rate 20000   # latency at a set rate
 //!   cargo bench --bench load -- --mode sendsms --connections 128 --seconds 20
+//!   cargo bench --bench load -- --carrier smpp --sim-ack-ms 20 --smpp-window 64   # via SMPP
+//!
+//! With `--carrier smpp` the messages go over one SMPP bind to `postern smsc-sim` (a separate
+//! process) and the rate is also counted at the SMSC.
 //!
 //! The load generator is a minimal HTTP/1.1 client (one request in flight per connection) so
 //! that it takes as little of the machine's two cores as possible.
@@ -27,6 +31,9 @@ struct Args {
     shards: u32,
     durability: String,
     binary: String,
+    carrier: String,
+    sim_ack_ms: u64,
+    smpp_window: usize,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +46,9 @@ fn parse_args() -> Args {
         shards: 4,
         durability: "fsync".into(),
         binary: env!("CARGO_BIN_EXE_postern").into(),
+        carrier: "sandbox".into(),
+        sim_ack_ms: 0,
+        smpp_window: 64,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -53,6 +63,9 @@ fn parse_args() -> Args {
             "--shards" => a.shards = v.parse().expect("--shards N"),
             "--durability" => a.durability = v,
             "--binary" => a.binary = v,
+            "--carrier" => a.carrier = v,
+            "--sim-ack-ms" => a.sim_ack_ms = v.parse().expect("--sim-ack-ms N"),
+            "--smpp-window" => a.smpp_window = v.parse().expect("--smpp-window N"),
             "--bench" => {
                 i += 1;
                 continue;
@@ -157,12 +170,37 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bench.toml");
     let bench_hash = postern::secret::hash_secret("bench");
+    // Optional SMPP carrier: the simulator in its own process.
+    let mut sim_child = None;
+    let sim_counts = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<(Instant, u64)>::new()));
+    let connector = if a.carrier == "smpp" {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(&a.binary)
+            .args(["smsc-sim", "--listen", &format!("127.0.0.1:{port}"), "--ack-delay-ms", &a.sim_ack_ms.to_string(), "--dlr-delay-ms", "200"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start smsc-sim");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let counts = sim_counts.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if let Some(n) = line.split_whitespace().skip_while(|w| *w != "submits").nth(1).and_then(|n| n.parse().ok()) {
+                    counts.lock().push((Instant::now(), n));
+                }
+            }
+        });
+        sim_child = Some(child);
+        std::thread::sleep(Duration::from_millis(300));
+        format!("[connectors.sandbox]\ntype = \"smpp\"\nurl = \"smpp://127.0.0.1:{port}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = {}\n", a.smpp_window)
+    } else {
+        "[connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n".to_string()
+    };
     std::fs::write(
         &cfg,
         format!(
             "[outbox]\npath = {:?}\nshards = {}\ndurability = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\nmax_batch = 1000\n\
              [[api.sendsms_users]]\nusername = \"bench\"\npassword = \"{bench_hash}\"\n\
-             [connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n[[routes]]\nto = [\"sandbox\"]\n",
+             {connector}[[routes]]\nto = [\"sandbox\"]\n",
             dir.path().join("data").display().to_string(),
             a.shards,
             a.durability
@@ -185,6 +223,8 @@ fn main() {
     };
     std::thread::spawn(move || for _ in lines {});
     let pid = child.id();
+    // Wait for the link to be up before the clock starts.
+    std::thread::sleep(Duration::from_millis(if a.carrier == "smpp" { 1500 } else { 0 }));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async {
@@ -276,9 +316,22 @@ fn main() {
         println!("latency:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms per request", pct(&l, 0.5), pct(&l, 0.99), pct(&l, 1.0));
         println!("outbox:    max depth {max_depth:.0}");
         println!("cpu:       postern {:.1} s = {:.1} us/msg", cpu, cpu * 1e6 / n_acc.max(1) as f64);
+        if a.carrier == "smpp" {
+            // Rate at the SMSC over the load period (from its per-second counters).
+            let c = sim_counts.lock().clone();
+            let in_window: Vec<_> = c.iter().filter(|(t, _)| *t >= started && *t <= started + Duration::from_secs(a.seconds)).collect();
+            if let (Some(first), Some(last)) = (in_window.first(), in_window.last()) {
+                let secs = last.0.duration_since(first.0).as_secs_f64().max(1.0);
+                println!("smsc:      {} submit_sm counted, {:.0} submit_sm/s during the load", last.1, (last.1 - first.1) as f64 / secs);
+            }
+        }
     });
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(mut s) = sim_child {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
 }
 
 /// User + system CPU seconds of a process, from /proc.

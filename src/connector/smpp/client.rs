@@ -56,6 +56,9 @@ pub struct SmppConnector {
 /// marked incomplete (Kannel's `sms-combine-concatenated-mo` waits 1800 s).
 const MO_PARTS_TIMEOUT_MS: i64 = 600_000;
 
+/// deliver_sm (receipts, MO) handled at once per session; each is acked after its commit.
+const INBOUND_CONCURRENCY: usize = 256;
+
 fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
 }
@@ -127,6 +130,7 @@ impl SmppConnector {
     /// Keep one session bound for as long as the process runs.
     async fn supervise(self: Arc<Self>, s: Arc<Session>, idx: usize) {
         let mut attempt: u32 = 0;
+        let inbound_window = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONCURRENCY));
         loop {
             match self.bind().await {
                 Ok((client, mut events)) => {
@@ -136,7 +140,16 @@ impl SmppConnector {
                     s.up.store(true, Ordering::Release);
                     while let Some(ev) = events.next().await {
                         match ev {
-                            rusmppc::Event::Incoming(cmd) => self.incoming(&client, cmd).await,
+                            rusmppc::Event::Incoming(cmd) => {
+                                // Each deliver_sm waits for its commit before its resp; handle
+                                // them concurrently (bounded) so receipts keep pace with submits.
+                                let Ok(permit) = inbound_window.clone().acquire_owned().await else { break };
+                                let (this, client) = (self.clone(), client.clone());
+                                tokio::spawn(async move {
+                                    this.incoming(&client, cmd).await;
+                                    drop(permit);
+                                });
+                            }
                             rusmppc::Event::Error(e) => {
                                 tracing::warn!(connector = %self.name, session = idx, error = %e, "SMPP session error");
                                 if !client.is_active() {
