@@ -115,12 +115,15 @@ impl Drop for SmscSim {
     }
 }
 
+type Unacked = Arc<Mutex<std::collections::HashMap<u32, Command>>>;
+
 struct Shared {
     cfg: SimConfig,
     counters: Arc<Counters>,
     next_id: AtomicU64,
-    /// Sessions that can receive deliver_sm: (connection, sender).
-    receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>)>>,
+    /// Sessions that can receive deliver_sm: (connection, sender, receipts sent and not yet
+    /// acked by deliver_sm_resp, by sequence number).
+    receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>, Unacked)>>,
     /// Receipts that fell due while no session could receive: sent at the next bind, as an
     /// SMSC does.
     pending: Mutex<Vec<Command>>,
@@ -216,6 +219,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
         }
     });
     let seq = Arc::new(AtomicU32::new(1));
+    let unacked: Unacked = Arc::default();
     let mut pdus = 0u64;
     let mut bound = false;
     let mut mo_task: Option<tokio::task::JoinHandle<()>> = None;
@@ -261,8 +265,10 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     bound = true;
                     shared.counters.binds.fetch_add(1, Ordering::Relaxed);
                     if rx_capable {
-                        shared.receivers.lock().push((conn, tx.clone()));
-                        for cmd in std::mem::take(&mut *shared.pending.lock()) {
+                        shared.receivers.lock().push((conn, tx.clone(), unacked.clone()));
+                        for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
+                            cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
+                            unacked.lock().insert(cmd.sequence_number, cmd.clone());
                             if tx.send(cmd).is_ok() {
                                 shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
                             }
@@ -308,11 +314,14 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                         // Receipts go to the submitting session when it can receive, else any receiver.
                         let target = {
                             let r = shared2.receivers.lock();
-                            r.iter().find(|(c, _)| *c == conn).or(r.first()).map(|(_, t)| t.clone())
+                            r.iter().find(|(c, _, _)| *c == conn).or(r.first()).map(|(_, t, u)| (t.clone(), u.clone()))
                         };
                         let cmd = receipt(&shared2, &id, &src, &dst, seq2.fetch_add(1, Ordering::Relaxed));
                         match target {
-                            Some(t) => match t.send(cmd) {
+                            Some((t, u)) => match {
+                                u.lock().insert(cmd.sequence_number, cmd.clone());
+                                t.send(cmd)
+                            } {
                                 Ok(()) => {
                                     shared2.counters.receipts.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -325,6 +334,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
             Some(Pdu::DeliverSmResp(_)) => {
                 shared.counters.receipt_acks.fetch_add(1, Ordering::Relaxed);
+                unacked.lock().remove(&s);
             }
             Some(Pdu::EnquireLink) => {
                 let _ = tx.send(reply(CommandStatus::EsmeRok, Pdu::EnquireLinkResp));
@@ -343,7 +353,10 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
         }
     }
-    shared.receivers.lock().retain(|(c, _)| *c != conn);
+    shared.receivers.lock().retain(|(c, _, _)| *c != conn);
+    // Receipts this session never acked are kept for the next bind, as an SMSC does.
+    let left: Vec<Command> = unacked.lock().drain().map(|(_, c)| c).collect();
+    shared.pending.lock().extend(left);
     if let Some(t) = mo_task {
         t.abort();
     }
