@@ -291,6 +291,8 @@ pub struct SmppConfig {
     pub addr_ton: u8,
     pub addr_npi: u8,
     pub address_range: String,
+    /// For `smpps://`: trust this CA (PEM) instead of the public roots (private SMSC certs).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for SmppConfig {
@@ -314,6 +316,7 @@ impl Default for SmppConfig {
             addr_ton: 0,
             addr_npi: 0,
             address_range: String::new(),
+            tls_ca: None,
         }
     }
 }
@@ -323,6 +326,8 @@ impl Default for SmppConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SmppServerConfig {
     pub listen: String,
+    /// Serve TLS (SMPP over TLS) with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
     /// Outstanding deliver_sm (receipts, MO) per session.
     pub window: usize,
     /// Seconds a new connection has to bind.
@@ -332,8 +337,16 @@ pub struct SmppServerConfig {
 
 impl Default for SmppServerConfig {
     fn default() -> Self {
-        SmppServerConfig { listen: "127.0.0.1:2775".into(), window: 64, bind_timeout_s: 10, accounts: Vec::new() }
+        SmppServerConfig { listen: "127.0.0.1:2775".into(), tls: None, window: 64, bind_timeout_s: 10, accounts: Vec::new() }
     }
+}
+
+/// PEM files for a TLS listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// `[[connectors.NAME.accounts]]`

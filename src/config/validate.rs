@@ -132,6 +132,11 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
                     _ => {}
                 }
                 c.env_var(&format!("{p}.password_env"), &sm.password_env);
+                if let Some(ca) = &sm.tls_ca {
+                    if std::fs::metadata(ca).is_err() {
+                        c.bad(format!("{p}.tls_ca"), format!("cannot read {}", ca.display()));
+                    }
+                }
                 c.range(&format!("{p}.binds"), sm.binds, 1, 64);
                 c.range(&format!("{p}.response_timeout_s"), sm.response_timeout_s, 1, 300);
                 c.range(&format!("{p}.enquire_link_s"), sm.enquire_link_s, 1, 3600);
@@ -139,6 +144,13 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
             ConnectorConfig::SmppServer(sv) => {
                 if sv.listen.parse::<SocketAddr>().is_err() {
                     c.bad(format!("{p}.listen"), format!("must be IP:PORT, got {:?}", sv.listen));
+                }
+                if let Some(t) = &sv.tls {
+                    for (k, f) in [("cert", &t.cert), ("key", &t.key)] {
+                        if std::fs::metadata(f).is_err() {
+                            c.bad(format!("{p}.tls.{k}"), format!("cannot read {}", f.display()));
+                        }
+                    }
                 }
                 if sv.accounts.is_empty() {
                     c.bad(format!("{p}.accounts"), "an SMPP server needs at least one [[accounts]]");

@@ -95,13 +95,18 @@ impl SmppConnector {
     }
 
     async fn bind(&self) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
-        let (client, events) = rusmppc::ConnectionBuilder::new()
+        let mut builder = rusmppc::ConnectionBuilder::new()
             .enquire_link_interval(Duration::from_secs(self.cfg.enquire_link_s))
             .enquire_link_response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
             .response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
-            .disable_interface_version_check()
-            .connect(&self.cfg.url)
-            .await?;
+            .disable_interface_version_check();
+        if let Some(ca) = &self.cfg.tls_ca {
+            match super::tls::client_config(ca) {
+                Ok(c) => builder = builder.rustls_config(c),
+                Err(e) => tracing::error!(connector = %self.name, error = %e, "cannot load tls_ca"),
+            }
+        }
+        let (client, events) = builder.connect(&self.cfg.url).await?;
         let (sid, pw, st, range) = (c(&self.cfg.system_id), c(&self.password), c(&self.cfg.system_type), c(&self.cfg.address_range));
         let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
         let r = match self.cfg.bind {

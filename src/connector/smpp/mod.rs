@@ -6,3 +6,4 @@ pub mod pdu_view;
 pub mod client;
 pub mod server;
 pub mod sim;
+pub mod tls;

@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::codec::{Encoder, Framed};
 
@@ -95,7 +94,10 @@ impl SmppServer {
         acct.queued.notify_waiters();
     }
 
-    async fn session(self: Arc<Self>, stream: TcpStream) {
+    async fn session<S>(self: Arc<Self>, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let framed = Framed::new(stream, CommandCodec::new().with_max_length(4096));
         let (mut sink, mut reader) = framed.split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
@@ -396,16 +398,39 @@ impl Connector for SmppServer {
                 return;
             }
         };
+        let acceptor = match &self.cfg.tls {
+            None => None,
+            Some(t) => match super::tls::server_config(&t.cert, &t.key) {
+                Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
+                Err(e) => {
+                    tracing::error!(connector = %self.name, error = %e, "SMPP server TLS setup failed; not listening");
+                    return;
+                }
+            },
+        };
         if let Ok(a) = listener.local_addr() {
             let _ = self.local.set(a);
-            tracing::info!(connector = %self.name, listen = %a, "SMPP server listening");
+            tracing::info!(connector = %self.name, listen = %a, tls = acceptor.is_some(), "SMPP server listening");
         }
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((s, _)) => {
                         let _ = s.set_nodelay(true);
-                        tokio::spawn(self.clone().session(s));
+                        let this = self.clone();
+                        match acceptor.clone() {
+                            None => {
+                                tokio::spawn(this.session(s));
+                            }
+                            Some(acc) => {
+                                tokio::spawn(async move {
+                                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(s)).await {
+                                        Ok(Ok(tls)) => this.session(tls).await,
+                                        _ => tracing::warn!(connector = %this.name, "TLS handshake failed"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
