@@ -34,6 +34,10 @@ struct Args {
     carrier: String,
     sim_ack_ms: u64,
     smpp_window: usize,
+    /// Load a running server at this address (host:port) instead of starting Postern.
+    external: Option<String>,
+    /// Stop after this many messages (0 = run for --seconds).
+    count: u64,
 }
 
 fn parse_args() -> Args {
@@ -49,6 +53,8 @@ fn parse_args() -> Args {
         carrier: "sandbox".into(),
         sim_ack_ms: 0,
         smpp_window: 64,
+        external: None,
+        count: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,6 +72,8 @@ fn parse_args() -> Args {
             "--carrier" => a.carrier = v,
             "--sim-ack-ms" => a.sim_ack_ms = v.parse().expect("--sim-ack-ms N"),
             "--smpp-window" => a.smpp_window = v.parse().expect("--smpp-window N"),
+            "--external" => a.external = Some(v),
+            "--count" => a.count = v.parse().expect("--count N"),
             "--bench" => {
                 i += 1;
                 continue;
@@ -208,18 +216,21 @@ fn main() {
     )
     .unwrap();
     let mut child = Command::new(&a.binary)
-        .args(["serve", "-c"])
-        .arg(&cfg)
+        .args(if a.external.is_some() { vec!["--version"] } else { vec!["serve", "-c"] })
+        .args(if a.external.is_some() { None } else { Some(&cfg) })
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .expect("start postern");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines.next().expect("postern exited").unwrap();
-        if let Some(rest) = l.trim().strip_prefix("API:") {
-            break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
-        }
+    let addr = match &a.external {
+        Some(ext) => ext.clone(),
+        None => loop {
+            let l = lines.next().expect("postern exited").unwrap();
+            if let Some(rest) = l.trim().strip_prefix("API:") {
+                break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
+            }
+        },
     };
     std::thread::spawn(move || for _ in lines {});
     let pid = child.id();
@@ -247,6 +258,7 @@ fn main() {
         for mut c in conns {
             let (stop, accepted, errors, seq, lat, mode) = (stop.clone(), accepted.clone(), errors.clone(), seq.clone(), lat.clone(), a.mode.clone());
             let batch = a.batch;
+            let count_limit = a.count;
             tasks.push(tokio::spawn(async move {
                 let mut body = Vec::new();
                 let mut local = Vec::with_capacity(1 << 16);
@@ -260,6 +272,9 @@ fn main() {
                         t.tick().await;
                     }
                     let n = seq.fetch_add(1, Ordering::Relaxed);
+                    if count_limit > 0 && n >= count_limit {
+                        break;
+                    }
                     let (req, count) = request(&mode, batch, n);
                     let t0 = Instant::now();
                     match c.roundtrip(&req, &mut body).await {
@@ -281,10 +296,12 @@ fn main() {
         }
         let mut max_depth = 0f64;
         let deadline = started + Duration::from_secs(a.seconds);
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let m = scrape(&addr).await;
-            max_depth = max_depth.max(metric(&m, "postern_outbox_depth", ""));
+        while Instant::now() < deadline && !(a.count > 0 && tasks.iter().all(|t| t.is_finished())) {
+            tokio::time::sleep(Duration::from_millis(if a.count > 0 { 50 } else { 1000 })).await;
+            if a.external.is_none() {
+                let m = scrape(&addr).await;
+                max_depth = max_depth.max(metric(&m, "postern_outbox_depth", ""));
+            }
         }
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
@@ -295,7 +312,7 @@ fn main() {
         let n_acc = accepted.load(Ordering::Relaxed);
         // Let the last receipts arrive, then count what reached delivered.
         let mut done = 0.0;
-        let drain_deadline = Instant::now() + Duration::from_secs(30);
+        let drain_deadline = Instant::now() + Duration::from_secs(if a.external.is_some() { 0 } else { 30 });
         while Instant::now() < drain_deadline {
             let m = scrape(&addr).await;
             done = metric(&m, "postern_message_transitions_total", "state=\"delivered\"") - done0;

@@ -401,9 +401,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     use std::sync::atomic::Ordering::Relaxed;
                     let submits = c.submits.load(Relaxed);
                     println!(
-                        "binds {} submits {} ({} /s) throttled {} receipts {} acked {} mo {} nacks {}",
+                        "binds {} submits {} ({} /s) throttled {} receipts {} acked {} mo {} nacks {} first_ms {} last_ms {}",
                         c.binds.load(Relaxed), submits, submits - last, c.throttled.load(Relaxed), c.receipts.load(Relaxed),
-                        c.receipt_acks.load(Relaxed), c.mo.load(Relaxed), c.nacks.load(Relaxed)
+                        c.receipt_acks.load(Relaxed), c.mo.load(Relaxed), c.nacks.load(Relaxed),
+                        c.first_submit_ms.load(Relaxed), c.last_submit_ms.load(Relaxed)
                     );
                     last = submits;
                 }

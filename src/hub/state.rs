@@ -128,12 +128,9 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                             l.submitted.increment(1);
                         }
                         m::hot().accept_to_submit.record((now - msg.created_at).max(0) as f64 / 1000.0);
-                        let link_name = hub.link(&connector).map(|l| l.name.clone());
+                        // (the in-memory remote index was filled by the dispatcher)
                         for (i, rid) in remote_ids.iter().enumerate() {
                             ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, rid), keys::remote_value(id, i as u16).to_vec()));
-                            if let Some(name) = &link_name {
-                                hub.remote_index.insert(name, rid, id, i as u16);
-                            }
                         }
                         msg.part_states = vec![State::Submitted; remote_ids.len()];
                         msg.remote_ids = remote_ids;

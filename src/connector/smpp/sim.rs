@@ -97,6 +97,9 @@ pub struct Counters {
     pub receipt_acks: AtomicU64,
     pub mo: AtomicU64,
     pub nacks: AtomicU64,
+    /// Milliseconds since the Unix epoch of the first and last submit_sm (rate at the SMSC).
+    pub first_submit_ms: AtomicU64,
+    pub last_submit_ms: AtomicU64,
     /// submit_sm received but not yet answered, now and at most.
     pub outstanding: AtomicU64,
     pub max_outstanding: AtomicU64,
@@ -281,6 +284,9 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
             Some(Pdu::SubmitSm(sm)) if bound => {
                 let n = shared.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
+                let t = crate::hub::message::now_ms() as u64;
+                let _ = shared.counters.first_submit_ms.compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed);
+                shared.counters.last_submit_ms.fetch_max(t, Ordering::Relaxed);
                 if shared.cfg.throttle_every > 0 && n % shared.cfg.throttle_every == 0 {
                     shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     let _ = tx.send(reply(CommandStatus::EsmeRthrottled, SubmitSmResp::builder().message_id(c("")).build().into()));
