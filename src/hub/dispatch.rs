@@ -104,13 +104,12 @@ async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<Shard
     let hub = hub.clone();
     tokio::spawn(async move {
         let outcome = link.connector.deliver(&msg).await;
-        drop(permit);
         link.inflight_gauge.decrement(1.0);
         let (id, ids) = match &outcome {
             crate::connector::Outcome::Submitted { remote_ids } => (msg.id, remote_ids.clone()),
             _ => (msg.id, Vec::new()),
         };
-        let _ = actor.send(ShardEvent::Outcome { msg, outcome }).await;
+        let _ = actor.send(ShardEvent::Outcome { msg, outcome, permit: Some(permit) }).await;
         // Only now may receipts find the message: queued after its outcome on the same actor,
         // a receipt is applied to the submitted message, however fast the carrier answers.
         for (i, rid) in ids.iter().enumerate() {

@@ -29,7 +29,9 @@ pub enum CancelError {
 
 /// Work for a shard's state actor.
 pub enum ShardEvent {
-    Outcome { msg: Message, outcome: Outcome },
+    /// `permit` is the link's window slot: released only after the outcome is committed, so
+    /// that after a crash at most a window of messages can be sent twice (contract 2).
+    Outcome { msg: Message, outcome: Outcome, permit: Option<tokio::sync::OwnedSemaphorePermit> },
     /// `ack` is answered after the commit (SMPP acks the receipt only then).
     Receipt { id: MessageId, part: u16, state: State, error: Option<String>, ack: Option<oneshot::Sender<()>> },
     Cancel { id: MessageId, reply: oneshot::Sender<Result<Message, CancelError>> },
@@ -101,6 +103,7 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
     let mut after = Vec::new();
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
+    let mut held: Vec<tokio::sync::OwnedSemaphorePermit> = Vec::new();
 
     // Load a message into the working set (from an earlier event of this batch, the cache of
     // submitted messages, or the store).
@@ -118,7 +121,10 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
 
     for ev in events {
         match ev {
-            ShardEvent::Outcome { mut msg, outcome } => {
+            ShardEvent::Outcome { mut msg, outcome, permit } => {
+                if let Some(p) = permit {
+                    held.push(p);
+                }
                 let id = msg.id;
                 let connector = msg.connector.clone().unwrap_or_default();
                 remove_due(&mut ops, s, &msg);
@@ -292,6 +298,7 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
             shard.uncancel(id);
         }
     }
+    drop(held); // the window slots of the committed outcomes
     for a in after {
         match a {
             After::Unclaim(id) => shard.unclaim(&[id]),
