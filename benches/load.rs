@@ -9,7 +9,8 @@
 //!   cargo bench --bench load -- --carrier smpp --sim-ack-ms 20 --smpp-window 64   # via SMPP
 //!
 //! With `--carrier smpp` the messages go over one SMPP bind to `postern smsc-sim` (a separate
-//! process) and the rate is also counted at the SMSC.
+//! process) and the rate is also counted at the SMSC. `NO_DLR=1` sets `dlr = false` on the link
+//! (this reproduces the known stall noted in BENCHMARKS.md).
 //!
 //! The load generator is a minimal HTTP/1.1 client (one request in flight per connection) so
 //! that it takes as little of the machine's two cores as possible.
@@ -199,7 +200,7 @@ fn main() {
         });
         sim_child = Some(child);
         std::thread::sleep(Duration::from_millis(300));
-        format!("[connectors.sandbox]\ntype = \"smpp\"\nurl = \"smpp://127.0.0.1:{port}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = {}\n", a.smpp_window)
+        format!("[connectors.sandbox]\ntype = \"smpp\"\nurl = \"smpp://127.0.0.1:{port}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = {}\n{}", a.smpp_window, if std::env::var("NO_DLR").is_ok() { "dlr = false\n" } else { "" })
     } else {
         "[connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n".to_string()
     };

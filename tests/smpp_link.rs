@@ -145,3 +145,19 @@ async fn response_timeout_requeues_the_message() {
     assert_eq!(v["attempts"], 2);
     assert_eq!(s.counters.submits.load(Relaxed), 2, "one duplicate at most (the window)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
+    let s = sim(SimConfig::default()).await;
+    let g = gateway(&link(s.addr, "dlr = false").replace("window = 16", "window = 4")).await;
+    wait_up(&g).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "n"})).await);
+    }
+    for id in &ids {
+        g.wait_state(id, "submitted", 20).await;
+    }
+    assert_eq!(s.counters.submits.load(Relaxed), 40);
+    assert_eq!(s.counters.receipts.load(Relaxed), 0);
+}
