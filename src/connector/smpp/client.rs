@@ -26,6 +26,37 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::codec::Encoder;
 
+/// Drives rusmppc's connection future. rusmppc 0.4.0 handles at most 5 queued requests per poll
+/// and, unlike its read side, does not wake itself when it stops there: with nothing arriving
+/// from the SMSC (no receipts) queued submits would wait for the next enquire_link. This wrapper
+/// polls the connection up to 16 times per wake-up, and while we have queued new requests since
+/// the last look it re-polls within a millisecond. Idle, it adds nothing.
+struct Kicked<F> {
+    inner: std::pin::Pin<Box<F>>,
+    queued: Arc<AtomicU64>,
+    seen: u64,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        for _ in 0..16 {
+            if self.inner.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        let now = self.queued.load(Ordering::Acquire);
+        if now != self.seen {
+            self.seen = now;
+            let at = tokio::time::Instant::now() + Duration::from_millis(1);
+            self.timer.as_mut().reset(at);
+            let _ = self.timer.as_mut().poll(cx);
+        }
+        std::task::Poll::Pending
+    }
+}
+
 /// One bound session.
 struct Session {
     client: Mutex<Option<rusmppc::Client>>,
@@ -48,6 +79,8 @@ pub struct SmppConnector {
     submitted: AtomicU64,
     throttles: AtomicU64,
     reconnects: AtomicU64,
+    /// Requests handed to rusmppc (see [`Kicked`]).
+    queued: Arc<AtomicU64>,
     /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
     reassembler: Mutex<crate::codec::reassembly::Reassembler>,
 }
@@ -90,6 +123,7 @@ impl SmppConnector {
             submitted: AtomicU64::new(0),
             throttles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            queued: Arc::new(AtomicU64::new(0)),
             reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(MO_PARTS_TIMEOUT_MS, 10_000)),
         }
     }
@@ -106,7 +140,8 @@ impl SmppConnector {
                 Err(e) => tracing::error!(connector = %self.name, error = %e, "cannot load tls_ca"),
             }
         }
-        let (client, events) = builder.connect(&self.cfg.url).await?;
+        let (client, events, connection) = builder.no_spawn().connect(&self.cfg.url).await?;
+        tokio::spawn(Kicked { inner: Box::pin(connection), queued: self.queued.clone(), seen: 0, timer: Box::pin(tokio::time::sleep(Duration::ZERO)) });
         let (sid, pw, st, range) = (c(&self.cfg.system_id), c(&self.password), c(&self.cfg.system_type), c(&self.cfg.address_range));
         let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
         let r = match self.cfg.bind {
@@ -187,6 +222,8 @@ impl SmppConnector {
 
     async fn incoming(&self, client: &rusmppc::Client, cmd: Command) {
         let seq = cmd.sequence_number();
+        // Every answer below is a request to rusmppc (see `Kicked`).
+        self.queued.fetch_add(1, Ordering::Release);
         match cmd.pdu() {
             Some(Pdu::DeliverSm(_)) => {
                 let mut buf = bytes::BytesMut::new();
@@ -446,6 +483,7 @@ impl Connector for SmppConnector {
             for p in pdus {
                 self.recover_rate();
                 self.bucket.acquire().await;
+                self.queued.fetch_add(1, Ordering::Release);
                 match client.submit_sm(p).await {
                     Ok(resp) => ids.push(normalize_id(resp.message_id().as_str(), self.cfg.id_format, false)),
                     Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
