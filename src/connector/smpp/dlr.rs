@@ -90,6 +90,12 @@ pub fn parse(body: &str) -> Option<ReceiptText> {
     (r.id.is_some() || r.stat.is_some()).then_some(r)
 }
 
+/// The `YYMMDDhhmm` (UTC) form receipt texts use for `submit date` and `done date`.
+pub fn receipt_date(ms: i64) -> String {
+    let s = crate::hub::message::rfc3339(ms);
+    format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
+}
+
 /// `YYMMDDhhmm[ss]` -> `20YY-MM-DDThh:mm[:ss]`.
 fn format_date(v: &str) -> Option<String> {
     if !v.bytes().all(|b| b.is_ascii_digit()) {

@@ -12,7 +12,7 @@ use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink,
 use crate::hub::message::{now_ms, Body, Message, State};
 use crate::hub::request::{check_body, BodySpec, Draft};
 use crate::secret::{parse_hash, Verifier};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp};
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
@@ -25,8 +25,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio_util::codec::{Encoder, Framed};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::codec::Encoder;
 
 fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
@@ -98,16 +98,7 @@ impl SmppServer {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let framed = Framed::new(stream, CommandCodec::new().with_max_length(4096));
-        let (mut sink, mut reader) = framed.split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
-        let writer = tokio::spawn(async move {
-            while let Some(cmd) = rx.recv().await {
-                if sink.send(cmd).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut reader, tx, writer) = super::split_session(stream);
         // Bind phase.
         let bind_timeout = Duration::from_secs(self.cfg.bind_timeout_s);
         let first = tokio::time::timeout(bind_timeout, reader.next()).await;
@@ -304,10 +295,7 @@ fn receipt_for(msg: &Message, state: State) -> DeliverSm {
     let id = msg.id.to_string();
     let sub = msg.segments;
     let dlvrd = if state == State::Delivered { sub } else { 0 };
-    let date = |ms: i64| {
-        let s = crate::hub::message::rfc3339(ms);
-        format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
-    };
+    let date = super::dlr::receipt_date;
     let done = msg.history.last().map(|t| t.at).unwrap_or(msg.created_at);
     let preview: String = msg.text().unwrap_or("").chars().take(20).collect();
     let text = format!("id:{id} sub:{sub:03} dlvrd:{dlvrd:03} submit date:{} done date:{} stat:{stat} err:{} text:{preview}", date(msg.created_at), date(done), if state == State::Delivered { "000" } else { "001" });

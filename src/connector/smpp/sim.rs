@@ -5,9 +5,8 @@
 //! fault modes: throttle every Nth submit, drop the connection after N PDUs, refuse binds,
 //! answer `ESME_RALYBND`; injects MO messages at a rate. Built on rusmpp's codec.
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use parking_lot::Mutex;
-use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp};
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::types::{COctetString, OctetString};
@@ -19,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
 
 /// Message id format of `submit_sm_resp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +179,7 @@ fn pick_stat(mix: &[u32; 4]) -> (&'static str, MessageState) {
 
 fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command {
     let (stat, state) = pick_stat(&shared.cfg.dlr_mix);
-    let now = chrono_like_now();
+    let now = super::dlr::receipt_date(crate::hub::message::now_ms());
     let err = if stat == "DELIVRD" { "000" } else { "001" };
     let text = format!("id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:", if stat == "DELIVRD" { "001" } else { "000" });
     let mut b = DeliverSm::builder()
@@ -204,23 +202,9 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
     Command::new(CommandStatus::EsmeRok, seq, b.build())
 }
 
-/// `YYMMDDhhmm` of now (UTC), for receipt texts.
-fn chrono_like_now() -> String {
-    let s = crate::hub::message::rfc3339(crate::hub::message::now_ms());
-    format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
-}
 
 async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
-    let framed = Framed::new(stream, CommandCodec::new().with_max_length(4096));
-    let (mut sink, mut reader) = framed.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
-    let writer = tokio::spawn(async move {
-        while let Some(cmd) = rx.recv().await {
-            if sink.send(cmd).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (mut reader, tx, writer) = super::split_session(stream);
     let seq = Arc::new(AtomicU32::new(1));
     let unacked: Unacked = Arc::default();
     let mut pdus = 0u64;
