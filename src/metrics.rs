@@ -23,6 +23,8 @@ pub const ACCEPT_TO_SUBMIT_SECONDS: &str = "postern_message_accept_to_submit_sec
 pub const SUBMIT_TO_FINAL_SECONDS: &str = "postern_message_submit_to_final_seconds";
 pub const CALLBACKS_TOTAL: &str = "postern_callbacks_total";
 pub const INBOUND_TOTAL: &str = "postern_inbound_received_total";
+/// SMPP sessions closed because a frame could not be decoded.
+pub const SMPP_FRAME_ERRORS_TOTAL: &str = "postern_smpp_frame_errors_total";
 
 pub const L_SHARD: &str = "shard";
 pub const L_CONNECTOR: &str = "connector";

@@ -161,3 +161,15 @@ async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     assert_eq!(s.counters.submits.load(Relaxed), 40);
     assert_eq!(s.counters.receipts.load(Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_carrier_error_table_overrides_the_defaults() {
+    // This carrier's 0x58 means "refused", not "slow down".
+    let s = sim(SimConfig { throttle_every: 1, ..Default::default() }).await;
+    let g = gateway(&link(s.addr, "errors = { \"0x58\" = \"permanent\" }")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "e"})).await;
+    let v = g.wait_state(&id, "failed", 10).await;
+    assert_eq!(v["error"]["code"], "smpp_0x58");
+    assert_eq!(v["attempts"], 1);
+}

@@ -194,3 +194,29 @@ async fn tls_bind_and_smpp_to_smpp() {
     assert_eq!(ma["id"].as_str().unwrap().trim_start_matches('0'), remote);
     a.wait_state(ma["id"].as_str().unwrap(), "delivered", 10).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_frame_closes_only_that_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hash = postern::secret::hash_secret("pw123");
+    let g = gateway(&server_cfg(&hash, "")).await;
+    let addr = server_addr(&g);
+    let (good, _ev) = bind(&addr, "pw123").await.unwrap();
+    // A second connection binds by hand, then sends a frame whose command_length is impossible.
+    let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(&hex::decode("00000020000000090000000000000001").unwrap()).await.unwrap(); // bind_transceiver, 32 octets
+    raw.write_all(b"acme\0pw123\0\0\x34\0\0\0").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await.unwrap().unwrap();
+    assert!(n >= 16, "bind answered");
+    raw.write_all(&[0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9]).await.unwrap(); // a header saying command_length 4 (< 16)
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
+    assert!(rest.len() >= 16 && rest[4..8] == [0x80, 0, 0, 0], "generic_nack before close: {rest:?}");
+    // The other session still works.
+    let r = good.submit_sm(submit("still fine")).await.unwrap();
+    g.wait_state(r.message_id().as_str(), "delivered", 10).await;
+    let (_, _) = g.get("/healthz").await;
+    let m = g.http.get(format!("{}/metrics", g.base)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("postern_smpp_frame_errors_total{connector=\"esme\"} 1"), "{m}");
+}

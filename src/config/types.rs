@@ -293,6 +293,18 @@ pub struct SmppConfig {
     pub address_range: String,
     /// For `smpps://`: trust this CA (PEM) instead of the public roots (private SMSC certs).
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Per-carrier classification of command_status values, overriding the defaults:
+    /// `errors = { "0x0B" = "permanent", "0x45" = "temporary", "0x58" = "throttled" }`.
+    pub errors: std::collections::BTreeMap<String, ErrorClassName>,
+}
+
+/// How an SMPP error status is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClassName {
+    Temporary,
+    Permanent,
+    Throttled,
 }
 
 impl Default for SmppConfig {
@@ -317,6 +329,7 @@ impl Default for SmppConfig {
             addr_npi: 0,
             address_range: String::new(),
             tls_ca: None,
+            errors: Default::default(),
         }
     }
 }

@@ -132,6 +132,11 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
                     _ => {}
                 }
                 c.env_var(&format!("{p}.password_env"), &sm.password_env);
+                for k in sm.errors.keys() {
+                    if crate::connector::smpp::client::parse_status(k).is_none() {
+                        c.bad(format!("{p}.errors.{k}"), "keys are command_status values: 0x0B or 11");
+                    }
+                }
                 if let Some(ca) = &sm.tls_ca {
                     if std::fs::metadata(ca).is_err() {
                         c.bad(format!("{p}.tls_ca"), format!("cannot read {}", ca.display()));

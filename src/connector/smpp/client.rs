@@ -96,9 +96,18 @@ fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
 }
 
-/// Temporary SMPP statuses (retry on any link); anything else not OK is permanent.
-fn classify(status: CommandStatus) -> ErrorClass {
-    match u32::from(status) {
+/// A command_status written `0x0B` or `11`.
+pub fn parse_status(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Default classification: temporary SMPP statuses (retry on any link) and throttling;
+/// anything else not OK is permanent. A connector's `errors` table overrides it.
+fn classify_default(status: u32) -> ErrorClass {
+    match status {
         0x14 | 0x58 => ErrorClass::Throttled,        // ESME_RMSGQFUL, ESME_RTHROTTLED
         0x08 | 0x45 | 0x64 | 0xFE => ErrorClass::Temporary, // SYSERR, SUBMITFAIL, RX_T_APPN, DELIVERYFAILURE
         _ => ErrorClass::Permanent,
@@ -192,6 +201,9 @@ impl SmppConnector {
                             }
                             rusmppc::Event::Error(e) => {
                                 tracing::warn!(connector = %self.name, session = idx, error = %e, "SMPP session error");
+                                if matches!(e, rusmppc::error::Error::Decode(_)) {
+                                    metrics::counter!(crate::metrics::SMPP_FRAME_ERRORS_TOTAL, crate::metrics::L_CONNECTOR => self.name.to_string()).increment(1);
+                                }
                                 if !client.is_active() {
                                     break;
                                 }
@@ -488,7 +500,13 @@ impl Connector for SmppConnector {
                     Ok(resp) => ids.push(normalize_id(resp.message_id().as_str(), self.cfg.id_format, false)),
                     Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
                         let status = response.status();
-                        let class = classify(status);
+                        let code = u32::from(status);
+                        let class = match self.cfg.errors.iter().find(|(k, _)| parse_status(k) == Some(code)).map(|(_, v)| *v) {
+                            Some(crate::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
+                            Some(crate::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
+                            Some(crate::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
+                            None => classify_default(code),
+                        };
                         if class == ErrorClass::Throttled {
                             self.on_throttled();
                         }

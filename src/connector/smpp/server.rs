@@ -181,6 +181,8 @@ impl SmppServer {
         while let Some(item) = reader.next().await {
             let Ok(cmd) = item else {
                 // Framing lost: NACK and close only this session.
+                tracing::warn!(connector = %self.name, account = %sid, "undecodable SMPP frame; closing the session");
+                metrics::counter!(crate::metrics::SMPP_FRAME_ERRORS_TOTAL, crate::metrics::L_CONNECTOR => self.name.to_string()).increment(1);
                 let _ = tx.send(Command::new(CommandStatus::EsmeRinvcmdlen, 0, Pdu::GenericNack));
                 break;
             };
