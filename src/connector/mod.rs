@@ -3,6 +3,7 @@
 //! whose `receive` resolves only after the outbox write (that is when a peer may be acked).
 //! A [`Link`] wraps each connector with its window of in-flight messages and token bucket.
 
+pub mod modem;
 pub mod ratelimit;
 pub mod sandbox;
 pub mod smpp;
