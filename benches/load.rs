@@ -216,25 +216,29 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(&a.binary)
-        .args(if a.external.is_some() { vec!["--version"] } else { vec!["serve", "-c"] })
-        .args(if a.external.is_some() { None } else { Some(&cfg) })
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start postern");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = match &a.external {
-        Some(ext) => ext.clone(),
-        None => loop {
-            let l = lines.next().expect("postern exited").unwrap();
-            if let Some(rest) = l.trim().strip_prefix("API:") {
-                break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
-            }
-        },
+    // Postern under test: started here, or already running (`--external`, e.g. Kannel).
+    let (mut child, addr) = match &a.external {
+        Some(ext) => (None, ext.clone()),
+        None => {
+            let mut child = Command::new(&a.binary)
+                .args(["serve", "-c"])
+                .arg(&cfg)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start postern");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let addr = loop {
+                let l = lines.next().expect("postern exited").unwrap();
+                if let Some(rest) = l.trim().strip_prefix("API:") {
+                    break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
+                }
+            };
+            std::thread::spawn(move || for _ in lines {});
+            (Some(child), addr)
+        }
     };
-    std::thread::spawn(move || for _ in lines {});
-    let pid = child.id();
+    let pid = child.as_ref().map(|c| c.id());
     // Wait for the link to be up before the clock starts.
     std::thread::sleep(Duration::from_millis(if a.carrier == "smpp" { 1500 } else { 0 }));
 
@@ -344,16 +348,19 @@ fn main() {
             }
         }
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Some(c) = child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     if let Some(mut s) = sim_child {
         let _ = s.kill();
         let _ = s.wait();
     }
 }
 
-/// User + system CPU seconds of a process, from /proc.
-fn proc_cpu(pid: u32) -> f64 {
+/// User + system CPU seconds of a process, from /proc (0 when it is not ours to watch).
+fn proc_cpu(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();

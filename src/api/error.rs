@@ -42,13 +42,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Resp {
         metrics::counter!(crate::metrics::API_REJECTED_TOTAL, crate::metrics::L_CODE => self.code).increment(1);
-        let mut r = json_response(self.status, &self.body());
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&s.to_string()) {
-                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-            }
-        }
-        r
+        super::with_retry_after(json_response(self.status, &self.body()), self.retry_after)
     }
 }
 

@@ -223,13 +223,7 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         }
         Err(e) => {
             let e = super::error::ApiError::from(e);
-            let mut r = reply(e.status, "Queue full, rejected; try again later");
-            if let Some(s) = e.retry_after {
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&s.to_string()) {
-                    r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-                }
-            }
-            r
+            super::with_retry_after(reply(e.status, "Queue full, rejected; try again later"), e.retry_after)
         }
     }
 }

@@ -43,6 +43,14 @@ pub fn text_response(status: StatusCode, text: impl Into<String>, content_type: 
     r
 }
 
+/// Add `Retry-After: <seconds>` when given.
+pub fn with_retry_after(mut r: Resp, seconds: Option<u32>) -> Resp {
+    if let Some(v) = seconds.and_then(|s| hyper::header::HeaderValue::from_str(&s.to_string()).ok()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// Read a body up to `limit` bytes; larger is 413.
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {

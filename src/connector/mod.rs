@@ -217,9 +217,11 @@ pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
                 ConnectorConfig::SmppServer(s) => Arc::new(smpp::server::SmppServer::new(name, s.clone())),
             };
             metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() { 1.0 } else { 0.0 });
-            metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.clone()).set(0.0);
-            metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => name.clone()).increment(0);
-            Arc::new(Link::new(name, c.type_name(), conn, c.limits()))
+            let link = Link::new(name, c.type_name(), conn, c.limits());
+            // Make both series visible from the start.
+            link.inflight_gauge.set(0.0);
+            link.submitted.increment(0);
+            Arc::new(link)
         })
         .collect()
 }

@@ -388,7 +388,10 @@ impl HubSink for Hub {
             let now = now_ms();
             let id = self.ids.next();
             let (coding, segments) = match &inbound.body {
-                message::Body::Text(t) => (crate::codec::measure(t).coding, crate::codec::measure(t).segments as u16),
+                message::Body::Text(t) => {
+                    let m = crate::codec::measure(t);
+                    (m.coding, m.segments as u16)
+                }
                 message::Body::Binary { .. } => (crate::codec::Coding::Binary, 1),
             };
             // A binary payload carrying WBXML (bare, or in a WAP Push) is decoded; an XForms

@@ -105,9 +105,10 @@ async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<Shard
     tokio::spawn(async move {
         let outcome = link.connector.deliver(&msg).await;
         link.inflight_gauge.decrement(1.0);
-        let (id, ids) = match &outcome {
-            crate::connector::Outcome::Submitted { remote_ids } => (msg.id, remote_ids.clone()),
-            _ => (msg.id, Vec::new()),
+        let id = msg.id;
+        let ids = match &outcome {
+            crate::connector::Outcome::Submitted { remote_ids } => remote_ids.clone(),
+            _ => Vec::new(),
         };
         let _ = actor.send(ShardEvent::Outcome { msg, outcome, permit: Some(permit) }).await;
         // Only now may receipts find the message: queued after its outcome on the same actor,

@@ -53,8 +53,8 @@ impl ShardState {
         }
     }
 
-    /// Claim ids (they will be on the ready queue shortly). Over capacity, nothing is claimed
-    /// and the scanner is asked to look later.
+    /// Claim ids that will be on the ready queue shortly (`push_ready` unclaims those that do
+    /// not fit).
     pub fn claim(&self, ids: &[MessageId]) {
         if ids.is_empty() {
             return;
@@ -117,10 +117,6 @@ impl ShardState {
         self.capacity.saturating_sub(self.mem.lock().ready.len())
     }
 
-    pub fn ready_len(&self) -> usize {
-        self.mem.lock().ready.len()
-    }
-
     /// Take the next message to dispatch.
     pub fn pop(&self) -> Option<Popped> {
         let mut mem = self.mem.lock();
@@ -130,11 +126,6 @@ impl ShardState {
             return Some(Popped::Canceled(m.id));
         }
         Some(Popped::Message(m))
-    }
-
-    /// Put a popped message back at the front (e.g. its connector had no room after all).
-    pub fn push_front(&self, m: Message) {
-        self.mem.lock().ready.push_front(m);
     }
 
     /// Mark a claimed message as handed to a connector. False if it was canceled meanwhile.
