@@ -31,23 +31,41 @@ fn gsm7_bench(c: &mut Criterion) {
 
 fn pdu_bench(c: &mut Criterion) {
     // A 160-character SMS-DELIVER as a modem prints it (SMSC prefix included).
-    let text: String = "The quick brown fox jumps over the lazy dog 0123456789 ".repeat(3).chars().take(160).collect();
+    let text: String = "The quick brown fox jumps over the lazy dog 0123456789 "
+        .repeat(3)
+        .chars()
+        .take(160)
+        .collect();
     let septets = gsm7::to_septets(&text).unwrap();
     // SMSC, first octet, OA, PID, DCS, SCTS; then UDL = 160 septets and the packed text.
     let mut pdu = hex::decode("07911326040000F0040B911346610089F6000042506070809000").unwrap();
     pdu.push(160);
     pdu.extend(gsm7::pack(&septets, 0));
-    assert_eq!(sms_pdu::decode(&pdu).unwrap().to_json()["text"], text.as_str());
+    assert_eq!(
+        sms_pdu::decode(&pdu).unwrap().to_json()["text"],
+        text.as_str()
+    );
     let mut g = c.benchmark_group("sms_pdu");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("decode 160-char SMS-DELIVER", |b| b.iter(|| sms_pdu::decode(black_box(&pdu)).unwrap()));
+    g.bench_function("decode 160-char SMS-DELIVER", |b| {
+        b.iter(|| sms_pdu::decode(black_box(&pdu)).unwrap())
+    });
     g.finish();
 }
 
 fn wbxml_bench(c: &mut Criterion) {
     // A literal-tag XForms instance of about 140 octets.
     let mut doc = vec![0x03, 0x01, 0x6a];
-    let strings = ["data", "id", "household", "name", "age", "village", "meta", "instanceID"];
+    let strings = [
+        "data",
+        "id",
+        "household",
+        "name",
+        "age",
+        "village",
+        "meta",
+        "instanceID",
+    ];
     let mut tbl = Vec::new();
     let mut idx = Vec::new();
     for s in strings {
@@ -71,7 +89,9 @@ fn wbxml_bench(c: &mut Criterion) {
     assert_eq!(d.root.name, "data");
     let mut g = c.benchmark_group("wbxml");
     g.throughput(Throughput::Elements(1));
-    g.bench_function(format!("decode {}-octet XForms instance", doc.len()), |b| b.iter(|| wbxml::decode(black_box(&doc)).unwrap()));
+    g.bench_function(format!("decode {}-octet XForms instance", doc.len()), |b| {
+        b.iter(|| wbxml::decode(black_box(&doc)).unwrap())
+    });
     g.finish();
 }
 

@@ -98,14 +98,23 @@ impl Conn {
         let s = TcpStream::connect(addr).await.expect("connect");
         s.set_nodelay(true).ok();
         let (r, w) = s.into_split();
-        Conn { r: TokioBufReader::new(r), w, line: String::new() }
+        Conn {
+            r: TokioBufReader::new(r),
+            w,
+            line: String::new(),
+        }
     }
 
     async fn roundtrip(&mut self, req: &[u8], body: &mut Vec<u8>) -> std::io::Result<u16> {
         self.w.write_all(req).await?;
         self.line.clear();
         self.r.read_line(&mut self.line).await?;
-        let status: u16 = self.line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = self
+            .line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut len = 0usize;
         loop {
             self.line.clear();
@@ -163,7 +172,9 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
 async fn scrape(addr: &str) -> String {
     let mut c = Conn::open(addr).await;
     let mut body = Vec::new();
-    let _ = c.roundtrip(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n", &mut body).await;
+    let _ = c
+        .roundtrip(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n", &mut body)
+        .await;
     String::from_utf8_lossy(&body).into_owned()
 }
 
@@ -183,9 +194,21 @@ fn main() {
     let mut sim_child = None;
     let sim_counts = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<(Instant, u64)>::new()));
     let connector = if a.carrier == "smpp" {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = Command::new(&a.binary)
-            .args(["smsc-sim", "--listen", &format!("127.0.0.1:{port}"), "--ack-delay-ms", &a.sim_ack_ms.to_string(), "--dlr-delay-ms", "200"])
+            .args([
+                "smsc-sim",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--ack-delay-ms",
+                &a.sim_ack_ms.to_string(),
+                "--dlr-delay-ms",
+                "200",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start smsc-sim");
@@ -193,7 +216,12 @@ fn main() {
         let counts = sim_counts.clone();
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
-                if let Some(n) = line.split_whitespace().skip_while(|w| *w != "submits").nth(1).and_then(|n| n.parse().ok()) {
+                if let Some(n) = line
+                    .split_whitespace()
+                    .skip_while(|w| *w != "submits")
+                    .nth(1)
+                    .and_then(|n| n.parse().ok())
+                {
                     counts.lock().push((Instant::now(), n));
                 }
             }
@@ -231,7 +259,11 @@ fn main() {
             let addr = loop {
                 let l = lines.next().expect("postern exited").unwrap();
                 if let Some(rest) = l.trim().strip_prefix("API:") {
-                    break rest.trim().trim_start_matches("http://").trim_end_matches("/v1/messages").to_string();
+                    break rest
+                        .trim()
+                        .trim_start_matches("http://")
+                        .trim_end_matches("/v1/messages")
+                        .to_string();
                 }
             };
             std::thread::spawn(move || for _ in lines {});
@@ -240,9 +272,17 @@ fn main() {
     };
     let pid = child.as_ref().map(|c| c.id());
     // Wait for the link to be up before the clock starts.
-    std::thread::sleep(Duration::from_millis(if a.carrier == "smpp" { 1500 } else { 0 }));
+    std::thread::sleep(Duration::from_millis(if a.carrier == "smpp" {
+        1500
+    } else {
+        0
+    }));
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
@@ -364,6 +404,7 @@ fn proc_cpu(pid: Option<u32>) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }

@@ -16,11 +16,17 @@ use tokio::sync::watch;
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Outbox(#[from] crate::outbox::OutboxError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A running gateway.
@@ -36,10 +42,20 @@ impl Gateway {
     /// Start everything; returns when the outbox is recovered and the API is listening.
     pub async fn start(cfg: Config) -> Result<Gateway, StartError> {
         crate::metrics::install();
-        let listener = api::bind(&cfg.api.listen).await.map_err(|source| StartError::Listen { addr: cfg.api.listen.clone(), source })?;
-        let api_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: cfg.api.listen.clone(), source })?;
-        std::fs::create_dir_all(&cfg.outbox.path)
-            .map_err(|source| StartError::DataDir { path: cfg.outbox.path.display().to_string(), source })?;
+        let listener = api::bind(&cfg.api.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: cfg.api.listen.clone(),
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.api.listen.clone(),
+            source,
+        })?;
+        std::fs::create_dir_all(&cfg.outbox.path).map_err(|source| StartError::DataDir {
+            path: cfg.outbox.path.display().to_string(),
+            source,
+        })?;
         let outbox = Arc::new(Outbox::open(&cfg.outbox)?);
         let cfg = Arc::new(cfg);
         let links = connector::build_all(&cfg);
@@ -51,7 +67,13 @@ impl Gateway {
         }
         let server = tokio::spawn(api::serve(api, listener, rx));
         tracing::info!(api = %api_addr, pending = outbox.depth(), "postern ready");
-        Ok(Gateway { hub, api_addr, shutdown, server, outbox })
+        Ok(Gateway {
+            hub,
+            api_addr,
+            shutdown,
+            server,
+            outbox,
+        })
     }
 
     /// Stop intake, wait up to `grace` for in-flight submits, then close the outbox.

@@ -53,11 +53,18 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
-            let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+            ];
             let b = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), &sizes));
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), &sizes)
+                });
             match b.and_then(|b| b.install_recorder().map_err(Into::into)) {
                 Ok(h) => Some(h),
                 Err(e) => {
@@ -91,8 +98,14 @@ pub fn hot() -> &'static Hot {
         Hot {
             accepted: metrics::counter!(API_ACCEPTED_TOTAL),
             requests: metrics::counter!(API_REQUESTS_TOTAL),
-            transitions: State::ALL.iter().map(|s| metrics::counter!(MESSAGE_TRANSITIONS_TOTAL, L_STATE => s.as_str())).collect(),
-            receipts: State::ALL.iter().map(|s| metrics::counter!(RECEIPTS_TOTAL, L_STATE => s.as_str())).collect(),
+            transitions: State::ALL
+                .iter()
+                .map(|s| metrics::counter!(MESSAGE_TRANSITIONS_TOTAL, L_STATE => s.as_str()))
+                .collect(),
+            receipts: State::ALL
+                .iter()
+                .map(|s| metrics::counter!(RECEIPTS_TOTAL, L_STATE => s.as_str()))
+                .collect(),
             accept_to_submit: metrics::histogram!(ACCEPT_TO_SUBMIT_SECONDS),
             submit_to_final: metrics::histogram!(SUBMIT_TO_FINAL_SECONDS),
         }

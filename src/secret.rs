@@ -31,11 +31,17 @@ pub fn parse_hash(s: &str) -> Result<SecretHash, BadHash> {
     if it.next() != Some(SCHEME) {
         return Err(BadHash("unknown scheme"));
     }
-    let iterations: u32 = it.next().and_then(|x| x.parse().ok()).ok_or(BadHash("bad iteration count"))?;
+    let iterations: u32 = it
+        .next()
+        .and_then(|x| x.parse().ok())
+        .ok_or(BadHash("bad iteration count"))?;
     if !(1000..=10_000_000).contains(&iterations) {
         return Err(BadHash("iterations must be 1000..=10000000"));
     }
-    let salt = it.next().and_then(|x| hex::decode(x).ok()).ok_or(BadHash("bad salt"))?;
+    let salt = it
+        .next()
+        .and_then(|x| hex::decode(x).ok())
+        .ok_or(BadHash("bad salt"))?;
     if salt.len() < 8 {
         return Err(BadHash("salt shorter than 8 octets"));
     }
@@ -47,7 +53,11 @@ pub fn parse_hash(s: &str) -> Result<SecretHash, BadHash> {
     if it.next().is_some() {
         return Err(BadHash("trailing fields"));
     }
-    Ok(SecretHash { iterations, salt, hash })
+    Ok(SecretHash {
+        iterations,
+        salt,
+        hash,
+    })
 }
 
 fn derive(secret: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
@@ -61,14 +71,21 @@ fn derive(secret: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
 pub fn hash_secret(secret: &str) -> String {
     let salt: [u8; 16] = rand::random();
     let h = derive(secret.as_bytes(), &salt, ITERATIONS);
-    format!("{SCHEME}${ITERATIONS}${}${}", hex::encode(salt), hex::encode(h))
+    format!(
+        "{SCHEME}${ITERATIONS}${}${}",
+        hex::encode(salt),
+        hex::encode(h)
+    )
 }
 
 impl SecretHash {
     /// Constant-time comparison of the derived key.
     pub fn verify(&self, candidate: &str) -> bool {
         let d = derive(candidate.as_bytes(), &self.salt, self.iterations);
-        d.iter().zip(self.hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        d.iter()
+            .zip(self.hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -81,7 +98,10 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(hashes: Vec<SecretHash>) -> Self {
-        Verifier { hashes, cache: Mutex::new(HashMap::new()) }
+        Verifier {
+            hashes,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()

@@ -4,8 +4,18 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-async fn raw(g: &TestGateway, method: &str, path: &str, ct: Option<&str>, body: Vec<u8>, auth: Option<&str>) -> (u16, Value) {
-    let mut rb = g.http.request(method.parse().unwrap(), format!("{}{path}", g.base)).body(body);
+async fn raw(
+    g: &TestGateway,
+    method: &str,
+    path: &str,
+    ct: Option<&str>,
+    body: Vec<u8>,
+    auth: Option<&str>,
+) -> (u16, Value) {
+    let mut rb = g
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", g.base))
+        .body(body);
     if let Some(ct) = ct {
         rb = rb.header("content-type", ct);
     }
@@ -22,48 +32,263 @@ async fn table_of_bad_inputs() {
     let g = gateway_full("max_body_bytes = 4096\nmax_batch = 5", SANDBOX).await;
     let j = Some("application/json");
     let long = "x".repeat(1600); // 11 segments > max 10
-    let big = format!("{{\"to\": \"+447700900123\", \"text\": \"{}\"}}", "y".repeat(5000));
+    let big = format!(
+        "{{\"to\": \"+447700900123\", \"text\": \"{}\"}}",
+        "y".repeat(5000)
+    );
     let batch6 = json!({"messages": (0..6).map(|_| json!({"to": "+447700900123", "text": "x"})).collect::<Vec<_>>()}).to_string();
     let cases: Vec<(&str, &str, Option<&str>, String, u16, &str)> = vec![
-        ("POST", "/v1/messages", j, "{\"to\":".into(), 400, "invalid_json"),
-        ("POST", "/v1/messages", j, "not json at all".into(), 400, "invalid_json"),
-        ("POST", "/v1/messages", j, json!({"to": 5, "text": "x"}).to_string(), 422, "invalid_type"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": 7}).to_string(), 422, "invalid_type"),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            "{\"to\":".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            "not json at all".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": 5, "text": "x"}).to_string(),
+            422,
+            "invalid_type",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": 7}).to_string(),
+            422,
+            "invalid_type",
+        ),
         ("POST", "/v1/messages", j, String::new(), 400, "empty_body"),
         ("POST", "/v1/messages", j, big, 413, "payload_too_large"),
-        ("POST", "/v1/messages", j, json!({"to": "12345", "text": "x"}).to_string(), 422, "invalid_destination"),
-        ("POST", "/v1/messages", j, json!({"to": "+44abc", "text": "x"}).to_string(), 422, "invalid_destination"),
-        ("POST", "/v1/messages", j, json!({"to": [], "text": "x"}).to_string(), 422, "invalid_destination"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": long}).to_string(), 422, "too_many_segments"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "colour": 1}).to_string(), 422, "unknown_field"),
-        ("POST", "/v1/messages", j, json!({"text": "x"}).to_string(), 422, "missing_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123"}).to_string(), 422, "empty_body"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": ""}).to_string(), 422, "empty_body"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "from": "ThisIsTooLongASender"}).to_string(), 422, "invalid_sender"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "send_at": "tomorrow"}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "validity": -5}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "binary": "zz"}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "callback_url": "ftp://x"}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "coding": "gsm7x"}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "Привет", "coding": "gsm7"}).to_string(), 422, "unencodable_text"),
-        ("POST", "/v1/messages", j, json!({"to": "+447700900123", "text": "x", "metadata": [1]}).to_string(), 422, "invalid_field"),
-        ("POST", "/v1/messages", Some("text/plain"), json!({"to": "+447700900123", "text": "x"}).to_string(), 415, "unsupported_media_type"),
-        ("POST", "/v1/messages", None, json!({"to": "+447700900123", "text": "x"}).to_string(), 415, "unsupported_media_type"),
-        ("POST", "/v1/messages/batch", j, batch6, 413, "batch_too_large"),
-        ("POST", "/v1/messages/batch", j, json!({"messages": []}).to_string(), 422, "empty_batch"),
-        ("POST", "/v1/messages/batch", j, json!({"msgs": []}).to_string(), 422, "unknown_field"),
-        ("GET", "/v1/messages/nonsense", None, String::new(), 404, "not_found"),
-        ("GET", "/v1/messages/0000000000000", None, String::new(), 404, "not_found"),
-        ("GET", "/v1/messages?limit=0", None, String::new(), 400, "invalid_query"),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "12345", "text": "x"}).to_string(),
+            422,
+            "invalid_destination",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+44abc", "text": "x"}).to_string(),
+            422,
+            "invalid_destination",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": [], "text": "x"}).to_string(),
+            422,
+            "invalid_destination",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": long}).to_string(),
+            422,
+            "too_many_segments",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "colour": 1}).to_string(),
+            422,
+            "unknown_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"text": "x"}).to_string(),
+            422,
+            "missing_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123"}).to_string(),
+            422,
+            "empty_body",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": ""}).to_string(),
+            422,
+            "empty_body",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "from": "ThisIsTooLongASender"}).to_string(),
+            422,
+            "invalid_sender",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "send_at": "tomorrow"}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "validity": -5}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "binary": "zz"}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "callback_url": "ftp://x"}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "coding": "gsm7x"}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "Привет", "coding": "gsm7"}).to_string(),
+            422,
+            "unencodable_text",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            j,
+            json!({"to": "+447700900123", "text": "x", "metadata": [1]}).to_string(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            Some("text/plain"),
+            json!({"to": "+447700900123", "text": "x"}).to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            None,
+            json!({"to": "+447700900123", "text": "x"}).to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/v1/messages/batch",
+            j,
+            batch6,
+            413,
+            "batch_too_large",
+        ),
+        (
+            "POST",
+            "/v1/messages/batch",
+            j,
+            json!({"messages": []}).to_string(),
+            422,
+            "empty_batch",
+        ),
+        (
+            "POST",
+            "/v1/messages/batch",
+            j,
+            json!({"msgs": []}).to_string(),
+            422,
+            "unknown_field",
+        ),
+        (
+            "GET",
+            "/v1/messages/nonsense",
+            None,
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/messages/0000000000000",
+            None,
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/messages?limit=0",
+            None,
+            String::new(),
+            400,
+            "invalid_query",
+        ),
         ("GET", "/v1/nothing", None, String::new(), 404, "not_found"),
-        ("PUT", "/v1/messages", j, "{}".into(), 405, "method_not_allowed"),
+        (
+            "PUT",
+            "/v1/messages",
+            j,
+            "{}".into(),
+            405,
+            "method_not_allowed",
+        ),
         ("GET", "/nothing", None, String::new(), 404, "not_found"),
     ];
     for (method, path, ct, body, status, code) in cases {
         let shown = body.chars().take(60).collect::<String>();
         let (s, v) = raw(&g, method, path, ct, body.into_bytes(), None).await;
-        assert_eq!((s, v["error"]["code"].as_str().unwrap_or("")), (status, code), "{method} {path} {shown}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{method} {path} {shown}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
     }
     // Nothing was written.
     let (_, l) = g.get("/v1/messages").await;
@@ -75,14 +300,41 @@ async fn table_of_bad_inputs() {
 async fn api_keys_are_enforced() {
     let hash = postern::secret::hash_secret("key-one");
     let g = gateway_full(&format!("keys = [\"{hash}\"]"), SANDBOX).await;
-    let body = json!({"to": "+447700900123", "text": "x"}).to_string().into_bytes();
+    let body = json!({"to": "+447700900123", "text": "x"})
+        .to_string()
+        .into_bytes();
     let j = Some("application/json");
     let (s, v) = raw(&g, "POST", "/v1/messages", j, body.clone(), None).await;
-    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (401, "unauthorized"));
-    let (s, v) = raw(&g, "POST", "/v1/messages", j, body.clone(), Some("Basic abc")).await;
-    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (401, "unauthorized"));
-    let (s, v) = raw(&g, "POST", "/v1/messages", j, body.clone(), Some("Bearer wrong")).await;
-    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (403, "forbidden"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (401, "unauthorized")
+    );
+    let (s, v) = raw(
+        &g,
+        "POST",
+        "/v1/messages",
+        j,
+        body.clone(),
+        Some("Basic abc"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (401, "unauthorized")
+    );
+    let (s, v) = raw(
+        &g,
+        "POST",
+        "/v1/messages",
+        j,
+        body.clone(),
+        Some("Bearer wrong"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (403, "forbidden")
+    );
     assert_eq!(g.gw.hub.outbox.depth(), 0);
     let (s, v) = raw(&g, "POST", "/v1/messages", j, body, Some("Bearer key-one")).await;
     assert_eq!(s, 202, "{v}");
@@ -114,7 +366,8 @@ async fn batch_answers_per_item_in_order() {
     assert_eq!(r[3]["messages"].as_array().unwrap().len(), 2);
     for item in [&r[0], &r[3]] {
         for m in item["messages"].as_array().unwrap() {
-            g.wait_state(m["id"].as_str().unwrap(), "delivered", 10).await;
+            g.wait_state(m["id"].as_str().unwrap(), "delivered", 10)
+                .await;
         }
     }
 }

@@ -29,25 +29,64 @@ fn check_config_reports_every_problem_and_exits_64() {
     }
     let syntax = dir.path().join("syntax.toml");
     std::fs::write(&syntax, "[outbox\n").unwrap();
-    assert_eq!(postern().arg("check-config").arg(&syntax).output().unwrap().status.code(), Some(64));
-    assert_eq!(postern().arg("check-config").arg(dir.path().join("missing.toml")).output().unwrap().status.code(), Some(64));
+    assert_eq!(
+        postern()
+            .arg("check-config")
+            .arg(&syntax)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(
+        postern()
+            .arg("check-config")
+            .arg(dir.path().join("missing.toml"))
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(64)
+    );
 
     let ok = postern().arg("check-config").output().unwrap();
-    assert!(ok.status.success(), "embedded default: {}", String::from_utf8_lossy(&ok.stderr));
-    let sample = postern().arg("check-config").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/postern.toml")).output().unwrap();
-    assert!(sample.status.success(), "sample config: {}", String::from_utf8_lossy(&sample.stderr));
+    assert!(
+        ok.status.success(),
+        "embedded default: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let sample = postern()
+        .arg("check-config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/postern.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        sample.status.success(),
+        "sample config: {}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
 }
 
 #[test]
 fn hash_password_reads_stdin() {
-    let mut child = postern().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = postern()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap();
     let parsed = postern::secret::parse_hash(hash.trim()).unwrap();
     assert!(parsed.verify("s3cret"));
-    let empty = postern().arg("hash-password").stdin(Stdio::null()).output().unwrap();
+    let empty = postern()
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!empty.status.success());
 }
 
@@ -63,15 +102,39 @@ async fn send_and_status_through_the_api() {
     let api = format!("http://{}", gw.api_addr);
     let out = tokio::task::spawn_blocking({
         let api = api.clone();
-        move || postern().args(["send", "--to", "+447700900123", "--text", "from the cli", "--api", &api]).output().unwrap()
+        move || {
+            postern()
+                .args([
+                    "send",
+                    "--to",
+                    "+447700900123",
+                    "--text",
+                    "from the cli",
+                    "--api",
+                    &api,
+                ])
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = v["messages"][0]["id"].as_str().unwrap().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let out = tokio::task::spawn_blocking(move || postern().args(["status", &id, "--api", &api]).output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        postern()
+            .args(["status", &id, "--api", &api])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "delivered");
@@ -81,25 +144,69 @@ async fn send_and_status_through_the_api() {
 #[test]
 fn pdu_wbxml_and_xform_commands() {
     // decode: every field as JSON
-    let out = postern().args(["pdu", "decode", "07911326040000F011000B911346610089F600000005C8329BFD06"]).output().unwrap();
+    let out = postern()
+        .args([
+            "pdu",
+            "decode",
+            "07911326040000F011000B911346610089F600000005C8329BFD06",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["type"].as_str(), v["text"].as_str(), v["tpdu_length"].as_u64()), (Some("SMS-SUBMIT"), Some("Hello"), Some(19)));
+    assert_eq!(
+        (
+            v["type"].as_str(),
+            v["text"].as_str(),
+            v["tpdu_length"].as_u64()
+        ),
+        (Some("SMS-SUBMIT"), Some("Hello"), Some(19))
+    );
     // a truncated PDU: exit 65 and the offset in one line
-    let out = postern().args(["pdu", "decode", "07911326040000F011000B91"]).output().unwrap();
+    let out = postern()
+        .args(["pdu", "decode", "07911326040000F011000B91"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("at octet 12") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("at octet 12") && err.lines().count() == 1,
+        "{err}"
+    );
     // encode, then decode what it printed: a 2-part message with concatenation
-    let text = "Postern sends long messages in parts that reassemble, even with € and {braces}. ".repeat(3);
-    let out = postern().args(["pdu", "encode", "--to", "+447700900123", "--text", &text, "--srr", "--vp", "1d"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    let text = "Postern sends long messages in parts that reassemble, even with € and {braces}. "
+        .repeat(3);
+    let out = postern()
+        .args([
+            "pdu",
+            "encode",
+            "--to",
+            "+447700900123",
+            "--text",
+            &text,
+            "--srr",
+            "--vp",
+            "1d",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(lines.len(), 2);
     let mut joined = String::new();
     for (i, l) in lines.iter().enumerate() {
         let (hex_pdu, len) = l.split_once(' ').unwrap();
-        let d = postern::codec::sms_pdu::decode(&hex::decode(hex_pdu).unwrap()).unwrap().to_json();
+        let d = postern::codec::sms_pdu::decode(&hex::decode(hex_pdu).unwrap())
+            .unwrap()
+            .to_json();
         assert_eq!(d["tpdu_length"].as_u64().unwrap().to_string(), len);
         assert_eq!(d["udh"]["concat"]["seq"], i + 1);
         assert_eq!(d["srr"], true);
@@ -107,38 +214,93 @@ fn pdu_wbxml_and_xform_commands() {
         joined.push_str(d["text"].as_str().unwrap());
     }
     assert_eq!(joined, text);
-    assert_eq!(postern().args(["pdu", "encode", "--to", "ThisIsWayTooLongForAnyAddress", "--text", "x"]).output().unwrap().status.code(), Some(65));
+    assert_eq!(
+        postern()
+            .args([
+                "pdu",
+                "encode",
+                "--to",
+                "ThisIsWayTooLongForAnyAddress",
+                "--text",
+                "x"
+            ])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(65)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("si.wbxml");
     std::fs::write(&f, hex::decode("01056a0045c60d036578616d706c650085036e657773001103313233000ac3072024050607080901034e6577206d61696c2061727269766564000101").unwrap()).unwrap();
-    let out = postern().args(["wbxml", "decode"]).arg(&f).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("<indication href=\"http://www.example.com/news\""));
+    let out = postern()
+        .args(["wbxml", "decode"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("<indication href=\"http://www.example.com/news\""));
     std::fs::write(&f, [0x03, 0x05, 0x6a, 0x00, 0x45]).unwrap();
-    let out = postern().args(["wbxml", "decode"]).arg(&f).output().unwrap();
+    let out = postern()
+        .args(["wbxml", "decode"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at octet"));
 
     let x = dir.path().join("form.xml");
     std::fs::write(&x, r#"<data id="household" version="3"><name>Amina</name><members><member>a</member><member>b</member></members></data>"#).unwrap();
-    let out = postern().args(["xform", "decode"]).arg(&x).output().unwrap();
+    let out = postern()
+        .args(["xform", "decode"])
+        .arg(&x)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["form_id"], "household");
     assert_eq!(v["fields"]["members"]["member"][1], "b");
     std::fs::write(&x, "<data><open></data>").unwrap();
-    assert_eq!(postern().args(["xform", "decode"]).arg(&x).output().unwrap().status.code(), Some(65));
+    assert_eq!(
+        postern()
+            .args(["xform", "decode"])
+            .arg(&x)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(65)
+    );
 }
 
 #[test]
 fn smpp_decode_command() {
     let out = postern()
-        .args(["smpp", "decode", "0000002a000000020000000000000001736d7070636c69656e7431007061737377 6f7264000034000000"])
+        .args([
+            "smpp",
+            "decode",
+            "0000002a000000020000000000000001736d7070636c69656e7431007061737377 6f7264000034000000",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["command_name"].as_str(), v["system_id"].as_str(), v["interface_version"].as_u64()), (Some("bind_transmitter"), Some("smppclient1"), Some(52)));
-    let out = postern().args(["smpp", "decode", "0000002a0000000200"]).output().unwrap();
+    assert_eq!(
+        (
+            v["command_name"].as_str(),
+            v["system_id"].as_str(),
+            v["interface_version"].as_u64()
+        ),
+        (Some("bind_transmitter"), Some("smppclient1"), Some(52))
+    );
+    let out = postern()
+        .args(["smpp", "decode", "0000002a0000000200"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at octet"));
 }

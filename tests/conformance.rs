@@ -8,13 +8,20 @@ use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(d.is_dir(), "conformance vectors not found at {} (shared/ must sit beside the repository)", d.display());
+    assert!(
+        d.is_dir(),
+        "conformance vectors not found at {} (shared/ must sit beside the repository)",
+        d.display()
+    );
     d
 }
 
 pub fn rows(name: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(data_dir().join(name)).unwrap();
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Every field of `expected` must equal the same field of `actual` (recursively; extra fields
@@ -23,7 +30,12 @@ fn subset(expected: &Value, actual: &Value, path: &str, diffs: &mut Vec<String>)
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, v) in e {
-                subset(v, a.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), diffs);
+                subset(
+                    v,
+                    a.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                    diffs,
+                );
             }
         }
         (Value::Object(_), _) => diffs.push(format!("{path}: expected an object, got {actual}")),
@@ -52,7 +64,12 @@ fn sms_pdu_vectors() {
         }
     }
     assert!(n > 50, "only {n} vectors");
-    assert!(failures.is_empty(), "{} of {n} SMS PDU vectors fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} SMS PDU vectors fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -65,7 +82,11 @@ fn sms_pdu_disputed_follow_the_spec() {
         let mut diffs = Vec::new();
         subset(&r["expected"], &v, "", &mut diffs);
         assert!(diffs.is_empty(), "{}: {diffs:?}", r["id"]);
-        assert_eq!(v["text"], r["disputed"]["text"]["encoder-input"], "{}", r["id"]);
+        assert_eq!(
+            v["text"], r["disputed"]["text"]["encoder-input"],
+            "{}",
+            r["id"]
+        );
     }
 }
 
@@ -76,12 +97,18 @@ fn sms_pdu_submit_vectors_re_encode() {
     let mut checked = 0;
     for r in rows("sms-pdu.jsonl") {
         let e = &r["expected"];
-        if e["type"] != "SMS-SUBMIT" || !e["udh"].is_null() || e["rd"] == true || e["message_class"] != Value::Null {
+        if e["type"] != "SMS-SUBMIT"
+            || !e["udh"].is_null()
+            || e["rd"] == true
+            || e["message_class"] != Value::Null
+        {
             continue;
         }
         let validity = match e["validity"]["format"].as_str() {
             None => None,
-            Some("relative") => Some(sms_pdu::Validity::Relative(e["validity"]["vp"].as_u64().unwrap() as u8)),
+            Some("relative") => Some(sms_pdu::Validity::Relative(
+                e["validity"]["vp"].as_u64().unwrap() as u8,
+            )),
             _ => continue,
         };
         let text = match e["text"].as_str() {
@@ -92,7 +119,9 @@ fn sms_pdu_submit_vectors_re_encode() {
             continue;
         }
         let body = match e["alphabet"].as_str() {
-            Some("gsm7") => sms_pdu::SubmitBody::Gsm7(text, postern::codec::national::Shift::DEFAULT),
+            Some("gsm7") => {
+                sms_pdu::SubmitBody::Gsm7(text, postern::codec::national::Shift::DEFAULT)
+            }
             Some("ucs2") => sms_pdu::SubmitBody::Ucs2(text),
             _ => continue,
         };
@@ -115,8 +144,16 @@ fn sms_pdu_submit_vectors_re_encode() {
         }
         let input = hex::decode(r["pdu_hex"].as_str().unwrap()).unwrap();
         let tpdu = &input[input[0] as usize + 1..];
-        assert_eq!(hex::encode_upper(&out[0].pdu[1..]), hex::encode_upper(tpdu), "{}", r["id"]);
-        assert_eq!(out[0].tpdu_length, e["tpdu_length"].as_u64().unwrap() as usize);
+        assert_eq!(
+            hex::encode_upper(&out[0].pdu[1..]),
+            hex::encode_upper(tpdu),
+            "{}",
+            r["id"]
+        );
+        assert_eq!(
+            out[0].tpdu_length,
+            e["tpdu_length"].as_u64().unwrap() as usize
+        );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} SUBMIT vectors re-encoded");
@@ -125,16 +162,27 @@ fn sms_pdu_submit_vectors_re_encode() {
 #[test]
 fn gsm7_vectors() {
     let mut n = 0;
-    for r in rows("gsm7.jsonl").into_iter().chain(rows("gsm7-disputed.jsonl")) {
+    for r in rows("gsm7.jsonl")
+        .into_iter()
+        .chain(rows("gsm7-disputed.jsonl"))
+    {
         n += 1;
         let id = r["id"].as_str().unwrap();
         let text = r["text"].as_str().unwrap();
         let septets = gsm7::to_septets(text).unwrap();
-        assert_eq!(hex::encode(&septets), r["septets_hex"].as_str().unwrap(), "{id} septets");
+        assert_eq!(
+            hex::encode(&septets),
+            r["septets_hex"].as_str().unwrap(),
+            "{id} septets"
+        );
         match r["kind"].as_str().unwrap() {
             "pack" => {
                 let packed = gsm7::pack(&septets, 0);
-                assert_eq!(hex::encode(&packed), r["packed_hex"].as_str().unwrap(), "{id} packed");
+                assert_eq!(
+                    hex::encode(&packed),
+                    r["packed_hex"].as_str().unwrap(),
+                    "{id} packed"
+                );
                 let count = r["septet_count"].as_u64().unwrap() as usize;
                 let back = gsm7::unpack(&packed, count, 0).unwrap();
                 assert_eq!(gsm7::septets_to_string(&back), text, "{id} decode");
@@ -148,7 +196,11 @@ fn gsm7_vectors() {
                 assert_eq!(fill as u64, r["fill_bits"].as_u64().unwrap(), "{id} fill");
                 let mut ud = udh.clone();
                 ud.extend(gsm7::pack(&septets, fill));
-                assert_eq!(hex::encode(&ud), r["user_data_hex"].as_str().unwrap(), "{id} user data");
+                assert_eq!(
+                    hex::encode(&ud),
+                    r["user_data_hex"].as_str().unwrap(),
+                    "{id} user data"
+                );
                 let udl = (udh.len() * 8).div_ceil(7) + septets.len();
                 assert_eq!(udl as u64, r["udl_septets"].as_u64().unwrap(), "{id} udl");
                 let back = gsm7::unpack(&ud[udh.len()..], septets.len(), fill).unwrap();
@@ -171,14 +223,20 @@ fn all_text(e: &postern::codec::wbxml::Element, out: &mut String) {
     for c in &e.children {
         match c {
             // The vectors' `texts` come from XML parsers, which read CR LF as LF (XML 1.0 §2.11).
-            postern::codec::wbxml::Node::Text(t) | postern::codec::wbxml::Node::CData(t) => out.push_str(&t.replace("\r\n", "\n")),
+            postern::codec::wbxml::Node::Text(t) | postern::codec::wbxml::Node::CData(t) => {
+                out.push_str(&t.replace("\r\n", "\n"))
+            }
             postern::codec::wbxml::Node::Element(c) => all_text(c, out),
         }
     }
 }
 
 fn strip_doctype(xml: &str) -> String {
-    match (xml.find("<!DOCTYPE"), xml.find("<!DOCTYPE").and_then(|i| xml[i..].find('>').map(|j| i + j + 1))) {
+    match (
+        xml.find("<!DOCTYPE"),
+        xml.find("<!DOCTYPE")
+            .and_then(|i| xml[i..].find('>').map(|j| i + j + 1)),
+    ) {
         (Some(i), Some(j)) => format!("{}{}", &xml[..i], &xml[j..]),
         _ => xml.to_string(),
     }
@@ -190,14 +248,21 @@ fn wbxml_vectors() {
     let mut failures = Vec::new();
     let mut n = 0;
     let mut xml_checked = 0;
-    for r in rows("wbxml.jsonl").into_iter().chain(rows("wbxml-disputed.jsonl")) {
+    for r in rows("wbxml.jsonl")
+        .into_iter()
+        .chain(rows("wbxml-disputed.jsonl"))
+    {
         n += 1;
         let id = r["id"].as_str().unwrap();
         let e = &r["expected"];
         let bytes = hex::decode(r["wbxml_hex"].as_str().unwrap()).unwrap();
         let got = wbxml::decode(&bytes);
         match (e["outcome"].as_str().unwrap(), got) {
-            ("error", Ok(d)) => failures.push(format!("{id} ({}): decoded, expected an error: {}", r["name"], d.to_xml())),
+            ("error", Ok(d)) => failures.push(format!(
+                "{id} ({}): decoded, expected an error: {}",
+                r["name"],
+                d.to_xml()
+            )),
             ("error", Err(_)) => {}
             ("ok", Err(err)) => failures.push(format!("{id} ({}): {err}", r["name"])),
             ("ok", Ok(d)) => {
@@ -218,9 +283,15 @@ fn wbxml_vectors() {
                 let mut names = Vec::new();
                 element_names(&d.root, &mut names);
                 if let Some(exp) = e["element_names"].as_array() {
-                    let exp: Vec<String> = exp.iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                    let exp: Vec<String> = exp
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect();
                     if exp != names {
-                        failures.push(format!("{id} ({}): element names {names:?}, expected {exp:?}", r["name"]));
+                        failures.push(format!(
+                            "{id} ({}): element names {names:?}, expected {exp:?}",
+                            r["name"]
+                        ));
                     }
                 }
                 if let Some(exp) = e["texts"].as_array() {
@@ -228,25 +299,40 @@ fn wbxml_vectors() {
                     let mut got = String::new();
                     all_text(&d.root, &mut got);
                     if exp != got {
-                        failures.push(format!("{id} ({}): text {got:?}, expected {exp:?}", r["name"]));
+                        failures.push(format!(
+                            "{id} ({}): text {got:?}, expected {exp:?}",
+                            r["name"]
+                        ));
                     }
                 }
                 // Whole-XML equality: the DOCTYPE of literal documents came from a forced
                 // language in libwbxml, and a note marks cases rendered differently on purpose.
                 if r.get("note").is_none() {
                     let exp = e["xml"].as_str().unwrap();
-                    let (exp, got) = if r["group"] == "literal" { (strip_doctype(exp), strip_doctype(&d.to_xml())) } else { (exp.to_string(), d.to_xml()) };
+                    let (exp, got) = if r["group"] == "literal" {
+                        (strip_doctype(exp), strip_doctype(&d.to_xml()))
+                    } else {
+                        (exp.to_string(), d.to_xml())
+                    };
                     if exp == got {
                         xml_checked += 1;
                     } else {
-                        failures.push(format!("{id} ({}): xml\n  got      {got}\n  expected {exp}", r["name"]));
+                        failures.push(format!(
+                            "{id} ({}): xml\n  got      {got}\n  expected {exp}",
+                            r["name"]
+                        ));
                     }
                 }
             }
             (o, _) => panic!("{id}: unknown outcome {o}"),
         }
     }
-    assert!(failures.is_empty(), "{} of {n} WBXML vectors fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} WBXML vectors fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{n} WBXML vectors pass; {xml_checked} with byte-identical XML");
 }
 
@@ -287,10 +373,19 @@ fn smpp_pdu_vectors() {
             }
         }
         if !diffs.is_empty() {
-            failures.push(format!("{id} ({}): {}", r["command_name"], diffs.join("; ")));
+            failures.push(format!(
+                "{id} ({}): {}",
+                r["command_name"],
+                diffs.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {n} SMPP vectors fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} SMPP vectors fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(receipts > 10, "only {receipts} receipt fields checked");
     eprintln!("{n} SMPP vectors pass ({receipts} receipt fields)");
 }
@@ -301,12 +396,18 @@ fn smpp_disputed_follow_the_spec() {
     // Integer(1). Neither reading (1 or 0) is right: the view keeps the octets and reports the
     // malformed TLV; every mandatory parameter still decodes.
     for r in rows("smpp-pdu-disputed.jsonl") {
-        let v = postern::connector::smpp::pdu_view::view(&hex::decode(r["pdu_hex"].as_str().unwrap()).unwrap()).unwrap();
+        let v = postern::connector::smpp::pdu_view::view(
+            &hex::decode(r["pdu_hex"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
         let mut diffs = Vec::new();
         subset(&r["expected"], &v, "", &mut diffs);
         assert!(diffs.is_empty(), "{}: {diffs:?}", r["id"]);
         assert_eq!(v["tlv"]["source_addr_subunit"], "0001");
-        assert!(v["tlv_errors"][0].as_str().unwrap().starts_with("source_addr_subunit: length 2"));
+        assert!(v["tlv_errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("source_addr_subunit: length 2"));
         assert_eq!(v["tlv"]["dest_addr_subunit"], 2);
     }
 }

@@ -15,7 +15,10 @@ fn start(config: &std::path::Path) -> (Child, String) {
     start_with(config, None)
 }
 
-fn start_with(config: &std::path::Path, notify_socket: Option<&std::path::Path>) -> (Child, String) {
+fn start_with(
+    config: &std::path::Path,
+    notify_socket: Option<&std::path::Path>,
+) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
     cmd.env_remove("NOTIFY_SOCKET");
     if let Some(p) = notify_socket {
@@ -59,7 +62,10 @@ async fn sigkill_mid_stream_loses_nothing() {
     )
     .unwrap();
     let (mut child, base) = start(&config);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let acked = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
     let mut tasks = Vec::new();
     for c in 0..8 {
@@ -90,21 +96,38 @@ async fn sigkill_mid_stream_loses_nothing() {
         let _ = t.await;
     }
     let acked = acked.lock().clone();
-    assert!(acked.len() > 200, "too few messages before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 200,
+        "too few messages before the kill: {}",
+        acked.len()
+    );
 
     let (mut child, base) = start(&config);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut pending: Vec<String> = acked.clone();
     while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "{} messages never reached a final state, e.g. {}", pending.len(), pending[0]);
+        assert!(
+            Instant::now() < deadline,
+            "{} messages never reached a final state, e.g. {}",
+            pending.len(),
+            pending[0]
+        );
         let mut still = Vec::new();
         for chunk in pending.chunks(64) {
             let mut set = tokio::task::JoinSet::new();
             for id in chunk {
                 let (client, base, id) = (client.clone(), base.clone(), id.clone());
                 set.spawn(async move {
-                    let r = client.get(format!("{base}/v1/messages/{id}")).send().await.expect("gateway reachable");
-                    assert_eq!(r.status(), 200, "acknowledged message {id} is missing after the crash");
+                    let r = client
+                        .get(format!("{base}/v1/messages/{id}"))
+                        .send()
+                        .await
+                        .expect("gateway reachable");
+                    assert_eq!(
+                        r.status(),
+                        200,
+                        "acknowledged message {id} is missing after the crash"
+                    );
                     (id, r.json::<Value>().await.unwrap())
                 });
             }
@@ -113,8 +136,17 @@ async fn sigkill_mid_stream_loses_nothing() {
                 let state = v["state"].as_str().unwrap();
                 if ["delivered", "undelivered", "failed", "expired"].contains(&state) {
                     assert_eq!(state, "delivered", "{v}");
-                    let hist: Vec<&str> = v["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
-                    assert_eq!(hist.iter().filter(|s| **s == "delivered").count(), 1, "{id} delivered twice: {hist:?}");
+                    let hist: Vec<&str> = v["history"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| h["state"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(
+                        hist.iter().filter(|s| **s == "delivered").count(),
+                        1,
+                        "{id} delivered twice: {hist:?}"
+                    );
                 } else {
                     still.push(id);
                 }
@@ -135,10 +167,16 @@ async fn sigkill_mid_stream_loses_nothing() {
         *seen.entry(line.split(' ').next().unwrap()).or_default() += 1;
     }
     for id in &acked {
-        assert!(seen.contains_key(id.as_str()), "{id} never reached the carrier");
+        assert!(
+            seen.contains_key(id.as_str()),
+            "{id} never reached the carrier"
+        );
     }
     let resent = seen.values().filter(|&&n| n > 1).count();
-    assert!(resent <= WINDOW, "{resent} messages were sent more than once (window {WINDOW})");
+    assert!(
+        resent <= WINDOW,
+        "{resent} messages were sent more than once (window {WINDOW})"
+    );
     eprintln!("acknowledged {} messages before SIGKILL; all delivered after restart; {resent} re-sent to the carrier", acked.len());
 }
 
@@ -158,15 +196,24 @@ async fn sigterm_drains_and_exits_cleanly() {
     // systemd readiness: READY=1 on $NOTIFY_SOCKET once the API listens.
     let sock_path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let (child, base) = start_with(&config, Some(&sock_path));
     let mut buf = [0u8; 64];
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"READY=1");
     let client = reqwest::Client::new();
-    let r = client.post(format!("{base}/v1/messages")).json(&json!({"to": "+447700900123", "text": "drain me"})).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .json(&json!({"to": "+447700900123", "text": "drain me"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["messages"][0]["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["messages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     tokio::time::sleep(Duration::from_millis(50)).await; // in flight at the sandbox now
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -177,7 +224,14 @@ async fn sigterm_drains_and_exits_cleanly() {
     let (mut child, base) = start(&config);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = client.get(format!("{base}/v1/messages/{id}")).send().await.unwrap().json().await.unwrap();
+        let v: Value = client
+            .get(format!("{base}/v1/messages/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if v["state"] == "delivered" {
             break;
         }
@@ -195,7 +249,13 @@ async fn sigterm_drains_and_exits_cleanly() {
 async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
     use postern::connector::smpp::sim::{SimConfig, SmscSim};
     const SMPP_WINDOW: u64 = 16;
-    let sim = SmscSim::start(SimConfig { ack_delay: Duration::from_millis(100), dlr_delay: Duration::from_millis(50), ..Default::default() }).await.unwrap();
+    let sim = SmscSim::start(SimConfig {
+        ack_delay: Duration::from_millis(100),
+        dlr_delay: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("postern.toml");
     std::fs::write(
@@ -209,28 +269,60 @@ async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
     )
     .unwrap();
     let (mut child, base) = start(&config);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut acked = Vec::new();
     for i in 0..300u32 {
-        let r = client.post(format!("{base}/v1/messages")).json(&json!({"to": format!("+4477009{i:05}"), "text": "crash"})).send().await.unwrap();
+        let r = client
+            .post(format!("{base}/v1/messages"))
+            .json(&json!({"to": format!("+4477009{i:05}"), "text": "crash"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
-        acked.push(r.json::<Value>().await.unwrap()["messages"][0]["id"].as_str().unwrap().to_string());
+        acked.push(
+            r.json::<Value>().await.unwrap()["messages"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     // The link drains at about window / ack delay = 160 msg/s: kill it part-way, with submits
     // outstanding at the SMSC.
     let until = Instant::now() + Duration::from_secs(20);
-    while sim.counters.submits.load(std::sync::atomic::Ordering::Relaxed) < 100 && Instant::now() < until {
+    while sim
+        .counters
+        .submits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 100
+        && Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let before = sim.counters.submits.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(before > 0 && before < 300, "killed mid-stream: {before} submits so far");
+    let before = sim
+        .counters
+        .submits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        before > 0 && before < 300,
+        "killed mid-stream: {before} submits so far"
+    );
     let (mut child, base) = start(&config);
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in &acked {
         loop {
-            let v: Value = client.get(format!("{base}/v1/messages/{id}")).send().await.unwrap().json().await.unwrap();
+            let v: Value = client
+                .get(format!("{base}/v1/messages/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if v["state"] == "delivered" {
                 break;
             }
@@ -240,8 +332,17 @@ async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let submits = sim.counters.submits.load(std::sync::atomic::Ordering::Relaxed);
+    let submits = sim
+        .counters
+        .submits
+        .load(std::sync::atomic::Ordering::Relaxed);
     let duplicates = submits - acked.len() as u64;
-    assert!(duplicates <= SMPP_WINDOW, "{duplicates} duplicates, window {SMPP_WINDOW}");
-    eprintln!("SMPP crash: {} acknowledged, {before} submitted before SIGKILL, {duplicates} re-sent", acked.len());
+    assert!(
+        duplicates <= SMPP_WINDOW,
+        "{duplicates} duplicates, window {SMPP_WINDOW}"
+    );
+    eprintln!(
+        "SMPP crash: {} acknowledged, {before} submitted before SIGKILL, {duplicates} re-sent",
+        acked.len()
+    );
 }

@@ -29,15 +29,26 @@ async fn http_to_sandbox_to_delivered_with_full_history() {
 async fn several_recipients_and_multipart_receipts() {
     let g = gateway(SANDBOX).await;
     let long = "x".repeat(200); // 2 segments
-    let (s, v) = g.post("/v1/messages", json!({"to": ["+447700900001", "+447700900002", "12"], "text": long})).await;
+    let (s, v) = g
+        .post(
+            "/v1/messages",
+            json!({"to": ["+447700900001", "+447700900002", "12"], "text": long}),
+        )
+        .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["messages"].as_array().unwrap().len(), 2);
     assert_eq!(v["rejected"][0]["to"], "12");
     assert_eq!(v["rejected"][0]["error"]["code"], "invalid_destination");
     for m in v["messages"].as_array().unwrap() {
         assert_eq!(m["segments"], 2);
-        let d = g.wait_state(m["id"].as_str().unwrap(), "delivered", 10).await;
-        assert_eq!(d["remote_ids"].as_array().unwrap().len(), 2, "one receipt per part, all matched");
+        let d = g
+            .wait_state(m["id"].as_str().unwrap(), "delivered", 10)
+            .await;
+        assert_eq!(
+            d["remote_ids"].as_array().unwrap().len(),
+            2,
+            "one receipt per part, all matched"
+        );
     }
 }
 
@@ -53,7 +64,12 @@ async fn scheduled_send_fires_at_its_time() {
     let (_, now) = g.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(now["state"], "scheduled", "must not fire early");
     let v = g.wait_state(&id, "delivered", 10).await;
-    let sending = v["history"].as_array().unwrap().iter().find(|h| h["state"] == "sending").unwrap();
+    let sending = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["state"] == "sending")
+        .unwrap();
     let sent_at = postern::hub::message::parse_rfc3339(sending["at"].as_str().unwrap()).unwrap();
     assert!(sent_at >= at, "sent at {sent_at}, scheduled {at}");
 }
@@ -63,20 +79,40 @@ async fn cancel_before_handoff_and_conflict_after() {
     let g = gateway(SANDBOX).await;
     let at = postern::hub::message::now_ms() + 60_000;
     let id = g.send(json!({"to": "+447700900123", "text": "x", "send_at": postern::hub::message::rfc3339(at)})).await;
-    let r = g.http.delete(format!("{}/v1/messages/{id}", g.base)).send().await.unwrap();
+    let r = g
+        .http
+        .delete(format!("{}/v1/messages/{id}", g.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["state"], "canceled");
-    let r = g.http.delete(format!("{}/v1/messages/{id}", g.base)).send().await.unwrap();
+    let r = g
+        .http
+        .delete(format!("{}/v1/messages/{id}", g.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "not_cancelable");
     // a delivered message cannot be canceled either
     let id2 = g.send(json!({"to": "+447700900124", "text": "y"})).await;
     g.wait_state(&id2, "delivered", 10).await;
-    let r = g.http.delete(format!("{}/v1/messages/{id2}", g.base)).send().await.unwrap();
+    let r = g
+        .http
+        .delete(format!("{}/v1/messages/{id2}", g.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
-    let r = g.http.delete(format!("{}/v1/messages/0000000000000", g.base)).send().await.unwrap();
+    let r = g
+        .http
+        .delete(format!("{}/v1/messages/0000000000000", g.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let (_, c) = g.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(c["state"], "canceled");
@@ -86,14 +122,38 @@ async fn cancel_before_handoff_and_conflict_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_with_backoff_after_temp_fail() {
     let g = gateway("[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 10\ntemp_fail_first = 2\n[[routes]]\nto = [\"sb\"]\n").await;
-    let id = g.send(json!({"to": "+447700900123", "text": "retry me"})).await;
+    let id = g
+        .send(json!({"to": "+447700900123", "text": "retry me"}))
+        .await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(v["attempts"], 3);
-    assert_eq!(states(&v), ["queued", "sending", "queued", "sending", "queued", "sending", "submitted", "delivered"]);
+    assert_eq!(
+        states(&v),
+        [
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "submitted",
+            "delivered"
+        ]
+    );
     // backoff: 50 ms then 100 ms between attempts (jitter off in tests)
-    let at = |i: usize| postern::hub::message::parse_rfc3339(v["history"][i]["at"].as_str().unwrap()).unwrap();
-    assert!(at(3) - at(2) >= 45, "first retry waited {} ms", at(3) - at(2));
-    assert!(at(5) - at(4) >= 95, "second retry waited {} ms", at(5) - at(4));
+    let at = |i: usize| {
+        postern::hub::message::parse_rfc3339(v["history"][i]["at"].as_str().unwrap()).unwrap()
+    };
+    assert!(
+        at(3) - at(2) >= 45,
+        "first retry waited {} ms",
+        at(3) - at(2)
+    );
+    assert!(
+        at(5) - at(4) >= 95,
+        "second retry waited {} ms",
+        at(5) - at(4)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,8 +171,12 @@ async fn retries_exhausted_fail_and_permanent_errors_fail_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_when_no_connector_can_take_it() {
-    let g = gateway("[connectors.sb]\ntype = \"sandbox\"\ndown = true\n[[routes]]\nto = [\"sb\"]\n").await;
-    let id = g.send(json!({"to": "+447700900123", "text": "x", "validity": 1})).await;
+    let g =
+        gateway("[connectors.sb]\ntype = \"sandbox\"\ndown = true\n[[routes]]\nto = [\"sb\"]\n")
+            .await;
+    let id = g
+        .send(json!({"to": "+447700900123", "text": "x", "validity": 1}))
+        .await;
     let v = g.wait_state(&id, "expired", 10).await;
     assert_eq!(v["attempts"], 0, "waiting for a link spends no attempt");
     assert_eq!(v["error"]["code"], "expired");
@@ -145,8 +209,15 @@ async fn routes_by_prefix_and_round_robin() {
     assert_eq!(g.wait_state(&id, "delivered", 10).await["connector"], "uk");
     let mut seen = std::collections::HashSet::new();
     for i in 0..6 {
-        let id = g.send(json!({"to": format!("+3361234567{i}"), "text": "x"})).await;
-        seen.insert(g.wait_state(&id, "delivered", 10).await["connector"].as_str().unwrap().to_string());
+        let id = g
+            .send(json!({"to": format!("+3361234567{i}"), "text": "x"}))
+            .await;
+        seen.insert(
+            g.wait_state(&id, "delivered", 10).await["connector"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(seen.len(), 2, "round robin used both: {seen:?}");
 }
@@ -190,7 +261,10 @@ async fn inbound_messages_are_stored_and_listed() {
             connector: "sb".into(),
             from: "+447700900998".into(),
             to: "12345".into(),
-            body: postern::hub::message::Body::Binary { data: form, data_coding: 4 },
+            body: postern::hub::message::Body::Binary {
+                data: form,
+                data_coding: 4,
+            },
             metadata: None,
             dest_port: None,
         })
@@ -212,7 +286,9 @@ async fn status_callbacks_are_signed_and_retried() {
     std::env::set_var("TEST_CB_SECRET", "topsecret");
     let sink = HttpSink::start(1).await; // the first callback fails: it must be retried
     let g = gateway_full("callback_secret_env = \"TEST_CB_SECRET\"", SANDBOX).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "cb", "callback_url": sink.url("/status")})).await;
+    let id = g
+        .send(json!({"to": "+447700900123", "text": "cb", "callback_url": sink.url("/status")}))
+        .await;
     g.wait_state(&id, "delivered", 10).await;
     // sending, submitted, delivered (+1 retry of the first)
     let seen = sink.wait_for(4, 15).await;
@@ -220,7 +296,13 @@ async fn status_callbacks_are_signed_and_retried() {
     for r in &seen {
         assert_eq!(r.method, "POST");
         let sig = r.header("x-postern-signature").unwrap();
-        assert_eq!(sig, format!("sha256={}", postern::hub::callbacks::sign(b"topsecret", &r.body)));
+        assert_eq!(
+            sig,
+            format!(
+                "sha256={}",
+                postern::hub::callbacks::sign(b"topsecret", &r.body)
+            )
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["id"], id.as_str());
         states_seen.push(v["state"].as_str().unwrap().to_string());
@@ -245,10 +327,20 @@ async fn saturated_outbox_answers_429_with_retry_after() {
     let http = reqwest::Client::new();
     let url = format!("http://{}/v1/messages", gw.api_addr);
     for i in 0..3 {
-        let r = http.post(&url).json(&json!({"to": format!("+44770090012{i}"), "text": "x"})).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .json(&json!({"to": format!("+44770090012{i}"), "text": "x"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
     }
-    let r = http.post(&url).json(&json!({"to": "+447700900129", "text": "x"})).send().await.unwrap();
+    let r = http
+        .post(&url)
+        .json(&json!({"to": "+447700900129", "text": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "5");
     let v: serde_json::Value = r.json().await.unwrap();
@@ -265,7 +357,10 @@ async fn weighted_route_spreads_by_weight() {
     .await;
     let mut ids = Vec::new();
     for i in 0..80 {
-        ids.push(g.send(json!({"to": format!("+3361234{i:04}"), "text": "w"})).await);
+        ids.push(
+            g.send(json!({"to": format!("+3361234{i:04}"), "text": "w"}))
+                .await,
+        );
     }
     let mut big = 0;
     for id in &ids {
@@ -273,5 +368,8 @@ async fn weighted_route_spreads_by_weight() {
             big += 1;
         }
     }
-    assert!((45..=75).contains(&big), "{big} of 80 went to the weight-3 connector");
+    assert!(
+        (45..=75).contains(&big),
+        "{big} of 80 went to the weight-3 connector"
+    );
 }

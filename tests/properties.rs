@@ -7,7 +7,11 @@ use postern::codec::{gsm7, national, sms_pdu, ucs2, udh, wbxml};
 use proptest::prelude::*;
 
 fn gsm_char() -> impl Strategy<Value = char> {
-    let mut chars: Vec<char> = gsm7::BASIC.iter().copied().filter(|&c| c != '\u{a0}').collect();
+    let mut chars: Vec<char> = gsm7::BASIC
+        .iter()
+        .copied()
+        .filter(|&c| c != '\u{a0}')
+        .collect();
     chars.extend(gsm7::EXTENSION.iter().map(|&(_, c)| c));
     proptest::sample::select(chars)
 }

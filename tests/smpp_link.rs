@@ -10,7 +10,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 async fn sim(cfg: SimConfig) -> SmscSim {
-    SmscSim::start(SimConfig { dlr_delay: Duration::from_millis(20), ..cfg }).await.unwrap()
+    SmscSim::start(SimConfig {
+        dlr_delay: Duration::from_millis(20),
+        ..cfg
+    })
+    .await
+    .unwrap()
 }
 
 fn link(addr: std::net::SocketAddr, extra: &str) -> String {
@@ -32,7 +37,9 @@ async fn http_to_smpp_to_delivered() {
     let s = sim(SimConfig::default()).await;
     let g = gateway(&link(s.addr, "")).await;
     wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "from": "Postern", "text": "€uro {test} @ home"})).await;
+    let id = g
+        .send(json!({"to": "+447700900123", "from": "Postern", "text": "€uro {test} @ home"}))
+        .await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(states(&v), ["queued", "sending", "submitted", "delivered"]);
     assert_eq!(v["remote_ids"].as_array().unwrap().len(), 1);
@@ -47,21 +54,34 @@ async fn long_messages_udh_sar_payload() {
         let s = sim(SimConfig::default()).await;
         let g = gateway(&link(s.addr, &format!("long_messages = \"{mode}\""))).await;
         wait_up(&g).await;
-        let id = g.send(json!({"to": "+447700900123", "text": "x".repeat(250)})).await;
+        let id = g
+            .send(json!({"to": "+447700900123", "text": "x".repeat(250)}))
+            .await;
         let v = g.wait_state(&id, "delivered", 10).await;
         assert_eq!(s.counters.submits.load(Relaxed), parts, "{mode}");
-        assert_eq!(v["remote_ids"].as_array().unwrap().len(), parts as usize, "{mode}: every part's receipt matched");
+        assert_eq!(
+            v["remote_ids"].as_array().unwrap().len(),
+            parts as usize,
+            "{mode}: every part's receipt matched"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_slows_the_link_and_loses_nothing() {
-    let s = sim(SimConfig { throttle_every: 4, ..Default::default() }).await;
+    let s = sim(SimConfig {
+        throttle_every: 4,
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "")).await;
     wait_up(&g).await;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "t"})).await);
+        ids.push(
+            g.send(json!({"to": format!("+4477009{i:05}"), "text": "t"}))
+                .await,
+        );
     }
     for id in &ids {
         let v = g.wait_state(id, "delivered", 20).await;
@@ -74,23 +94,37 @@ async fn throttling_slows_the_link_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_smsc_drops_the_link() {
-    let s = sim(SimConfig { drop_after: 8, ..Default::default() }).await;
+    let s = sim(SimConfig {
+        drop_after: 8,
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "response_timeout_s = 2")).await;
     wait_up(&g).await;
     let mut ids = Vec::new();
     for i in 0..25 {
-        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "r"})).await);
+        ids.push(
+            g.send(json!({"to": format!("+4477009{i:05}"), "text": "r"}))
+                .await,
+        );
     }
     for id in &ids {
         let v = g.wait_state(id, "delivered", 60).await;
         assert_eq!(v["state"], "delivered");
     }
-    assert!(s.counters.connections.load(Relaxed) >= 3, "it had to reconnect");
+    assert!(
+        s.counters.connections.load(Relaxed) >= 3,
+        "it had to reconnect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_receipts() {
-    let s = sim(SimConfig { dlr_mix: [0, 1, 0, 0], ..Default::default() }).await;
+    let s = sim(SimConfig {
+        dlr_mix: [0, 1, 0, 0],
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "")).await;
     wait_up(&g).await;
     let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
@@ -100,8 +134,15 @@ async fn undelivered_receipts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mo_multipart_is_reassembled() {
-    let text = "This MO message is long enough to arrive in three parts, sent out of order by the SMSC.";
-    let s = sim(SimConfig { mo_rate: 2.0, mo_parts: 3, mo_text: text.into(), ..Default::default() }).await;
+    let text =
+        "This MO message is long enough to arrive in three parts, sent out of order by the SMSC.";
+    let s = sim(SimConfig {
+        mo_rate: 2.0,
+        mo_parts: 3,
+        mo_text: text.into(),
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "")).await;
     wait_up(&g).await;
     let until = std::time::Instant::now() + Duration::from_secs(10);
@@ -120,30 +161,50 @@ async fn mo_multipart_is_reassembled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_fills_and_is_never_exceeded() {
     // Every ack takes 200 ms: with a window of 8 the link keeps 8 submits in flight.
-    let s = sim(SimConfig { ack_delay: Duration::from_millis(200), ..Default::default() }).await;
+    let s = sim(SimConfig {
+        ack_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "").replace("window = 16", "window = 8")).await;
     wait_up(&g).await;
     let mut ids = Vec::new();
     for i in 0..40 {
-        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "w"})).await);
+        ids.push(
+            g.send(json!({"to": format!("+4477009{i:05}"), "text": "w"}))
+                .await,
+        );
     }
     for id in &ids {
         g.wait_state(id, "delivered", 30).await;
     }
-    assert_eq!(s.counters.max_outstanding.load(Relaxed), 8, "the window fills to 8 and no further");
+    assert_eq!(
+        s.counters.max_outstanding.load(Relaxed),
+        8,
+        "the window fills to 8 and no further"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_timeout_requeues_the_message() {
     // The first submit is answered after 2.5 s, past the 1 s response timeout: its outcome is
     // unknown, so the message goes back to the queue and is sent again.
-    let s = sim(SimConfig { ack_delay: Duration::from_millis(2500), slow_first: 1, ..Default::default() }).await;
+    let s = sim(SimConfig {
+        ack_delay: Duration::from_millis(2500),
+        slow_first: 1,
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "response_timeout_s = 1")).await;
     wait_up(&g).await;
     let id = g.send(json!({"to": "+447700900123", "text": "slow"})).await;
     let v = g.wait_state(&id, "delivered", 20).await;
     assert_eq!(v["attempts"], 2);
-    assert_eq!(s.counters.submits.load(Relaxed), 2, "one duplicate at most (the window)");
+    assert_eq!(
+        s.counters.submits.load(Relaxed),
+        2,
+        "one duplicate at most (the window)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +214,10 @@ async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     wait_up(&g).await;
     let mut ids = Vec::new();
     for i in 0..40 {
-        ids.push(g.send(json!({"to": format!("+4477009{i:05}"), "text": "n"})).await);
+        ids.push(
+            g.send(json!({"to": format!("+4477009{i:05}"), "text": "n"}))
+                .await,
+        );
     }
     for id in &ids {
         g.wait_state(id, "submitted", 20).await;
@@ -165,7 +229,11 @@ async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_carrier_error_table_overrides_the_defaults() {
     // This carrier's 0x58 means "refused", not "slow down".
-    let s = sim(SimConfig { throttle_every: 1, ..Default::default() }).await;
+    let s = sim(SimConfig {
+        throttle_every: 1,
+        ..Default::default()
+    })
+    .await;
     let g = gateway(&link(s.addr, "errors = { \"0x58\" = \"permanent\" }")).await;
     wait_up(&g).await;
     let id = g.send(json!({"to": "+447700900123", "text": "e"})).await;

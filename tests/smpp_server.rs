@@ -20,11 +20,27 @@ fn server_cfg(hash: &str, extra: &str) -> String {
 }
 
 fn server_addr(g: &TestGateway) -> String {
-    g.gw.hub.link("esme").unwrap().connector.status()["listen"].as_str().unwrap().to_string()
+    g.gw.hub.link("esme").unwrap().connector.status()["listen"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
-async fn bind(addr: &str, pw: &str) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
-    let (client, events) = rusmppc::ConnectionBuilder::new().response_timeout(Duration::from_secs(5)).disable_interface_version_check().connect(format!("smpp://{addr}")).await?;
+async fn bind(
+    addr: &str,
+    pw: &str,
+) -> Result<
+    (
+        rusmppc::Client,
+        futures::stream::BoxStream<'static, rusmppc::Event>,
+    ),
+    rusmppc::error::Error,
+> {
+    let (client, events) = rusmppc::ConnectionBuilder::new()
+        .response_timeout(Duration::from_secs(5))
+        .disable_interface_version_check()
+        .connect(format!("smpp://{addr}"))
+        .await?;
     client
         .bind_transceiver(
             BindTransceiver::builder()
@@ -60,28 +76,58 @@ async fn esme_submits_and_gets_its_receipt_and_mo() {
     let addr = server_addr(&g);
     assert!(bind(&addr, "wrong").await.is_err(), "bad password refused");
     let (client, mut events) = bind(&addr, "pw123").await.unwrap();
-    let resp = client.submit_sm(submit("hello from an ESME")).await.unwrap();
+    let resp = client
+        .submit_sm(submit("hello from an ESME"))
+        .await
+        .unwrap();
     let id = resp.message_id().as_str().to_string();
     // The id is ours: the message is in the outbox, and reaches delivered through the sandbox.
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(v["text"], "hello from an ESME");
     assert_eq!(v["from"], "Acme");
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("receipt").unwrap();
-    let rusmppc::Event::Incoming(cmd) = ev else { panic!("{ev:?}") };
-    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("{cmd:?}") };
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("receipt")
+        .unwrap();
+    let rusmppc::Event::Incoming(cmd) = ev else {
+        panic!("{ev:?}")
+    };
+    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else {
+        panic!("{cmd:?}")
+    };
     let text = String::from_utf8_lossy(d.short_message().as_ref()).into_owned();
     let r = postern::connector::smpp::dlr::parse(&text).unwrap();
-    assert_eq!((r.id.as_deref(), r.stat.as_deref()), (Some(id.as_str()), Some("DELIVRD")));
-    client.deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default()).await.unwrap();
+    assert_eq!(
+        (r.id.as_deref(), r.stat.as_deref()),
+        (Some(id.as_str()), Some("DELIVRD"))
+    );
+    client
+        .deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default())
+        .await
+        .unwrap();
 
     // MO for the account's number comes to the bound ESME.
     let hub: std::sync::Arc<dyn HubSink> = g.gw.hub.clone();
-    hub.receive(InboundMessage { connector: "sb".into(), from: "+447700900777".into(), to: "12345".into(), body: postern::hub::message::Body::Text("YES".into()), metadata: None, dest_port: None })
+    hub.receive(InboundMessage {
+        connector: "sb".into(),
+        from: "+447700900777".into(),
+        to: "12345".into(),
+        body: postern::hub::message::Body::Text("YES".into()),
+        metadata: None,
+        dest_port: None,
+    })
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
         .await
+        .expect("MO")
         .unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("MO").unwrap();
-    let rusmppc::Event::Incoming(cmd) = ev else { panic!() };
-    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("{cmd:?}") };
+    let rusmppc::Event::Incoming(cmd) = ev else {
+        panic!()
+    };
+    let Some(Pdu::DeliverSm(d)) = cmd.pdu() else {
+        panic!("{cmd:?}")
+    };
     assert_eq!(d.short_message().as_ref(), b"YES");
     assert_eq!(d.source_addr.as_str(), "447700900777");
 }
@@ -92,12 +138,19 @@ async fn tps_and_session_limits() {
     let g = gateway(&server_cfg(&hash, "tps = 5\nmax_binds = 1")).await;
     let addr = server_addr(&g);
     let (client, _events) = bind(&addr, "pw123").await.unwrap();
-    assert!(bind(&addr, "pw123").await.is_err(), "second session over max_binds refused");
+    assert!(
+        bind(&addr, "pw123").await.is_err(),
+        "second session over max_binds refused"
+    );
     let mut throttled = 0;
     for _ in 0..20 {
         match client.submit_sm(submit("x")).await {
             Ok(_) => {}
-            Err(rusmppc::error::Error::UnexpectedResponse { response }) if response.status() == CommandStatus::EsmeRthrottled => throttled += 1,
+            Err(rusmppc::error::Error::UnexpectedResponse { response })
+                if response.status() == CommandStatus::EsmeRthrottled =>
+            {
+                throttled += 1
+            }
             Err(e) => panic!("{e}"),
         }
     }
@@ -111,14 +164,27 @@ async fn python_smpplib_client() {
     let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("smpplib-venv");
     let py = venv.join("bin/python");
     if !py.exists() {
-        let st = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3");
-        assert!(st.success(), "python3 -m venv failed (make test installs python3-venv)");
+        let st = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3");
+        assert!(
+            st.success(),
+            "python3 -m venv failed (make test installs python3-venv)"
+        );
     }
-    let st = std::process::Command::new(&py).args(["-m", "pip", "install", "-q", "smpplib==2.2.4"]).status().unwrap();
+    let st = std::process::Command::new(&py)
+        .args(["-m", "pip", "install", "-q", "smpplib==2.2.4"])
+        .status()
+        .unwrap();
     assert!(st.success(), "pip install smpplib failed");
     let hash = postern::secret::hash_secret("pw123");
     let g = gateway(&server_cfg(&hash, "")).await;
-    let (host, port) = server_addr(&g).rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let (host, port) = server_addr(&g)
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .unwrap();
     let script = r#"
 import sys, json, smpplib.client, smpplib.consts, smpplib.gsm
 host, port = sys.argv[1], int(sys.argv[2])
@@ -144,13 +210,30 @@ except StopIteration:
 print(json.dumps(got))
 c.unbind(); c.disconnect()
 "#;
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(py).arg("-c").arg(script).arg(host).arg(port).output().unwrap()).await.unwrap();
-    assert!(out.status.success(), "smpplib: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .arg(host)
+            .arg(port)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "smpplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
     let id = v["id"].as_str().unwrap();
     assert_eq!(v["receipted"], id);
     assert!(v["receipt"].as_str().unwrap().contains("stat:DELIVRD"));
-    assert_eq!(g.wait_state(id, "delivered", 10).await["text"], "hello from smpplib");
+    assert_eq!(
+        g.wait_state(id, "delivered", 10).await["text"],
+        "hello from smpplib"
+    );
 }
 
 /// SMPP in, SMPP out, over TLS: gateway B's `smpps://` carrier link binds to gateway A's TLS SMPP
@@ -159,19 +242,30 @@ c.unbind(); c.disconnect()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_bind_and_smpp_to_smpp() {
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     let hash = postern::secret::hash_secret("pw123");
     let a = gateway(&server_cfg(&hash, "").replace(
         "listen = \"127.0.0.1:0\"\n",
-        &format!("listen = \"127.0.0.1:0\"\ntls = {{ cert = {:?}, key = {:?} }}\n", cert.display().to_string(), key.display().to_string()),
+        &format!(
+            "listen = \"127.0.0.1:0\"\ntls = {{ cert = {:?}, key = {:?} }}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
     ))
     .await;
     let addr = server_addr(&a);
     // A plain client cannot bind to the TLS listener.
-    assert!(tokio::time::timeout(Duration::from_secs(5), bind(&addr, "pw123")).await.map(|r| r.is_err()).unwrap_or(true));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), bind(&addr, "pw123"))
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true)
+    );
     let b = gateway(&format!(
         "[connectors.up]\ntype = \"smpp\"\nurl = \"smpps://{addr}\"\nsystem_id = \"acme\"\npassword = \"pw123\"\ntls_ca = {:?}\n[[routes]]\nto = [\"up\"]\n",
         cert.display().to_string()
@@ -183,8 +277,13 @@ async fn tls_bind_and_smpp_to_smpp() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(b.gw.hub.link("up").unwrap().connector.is_up(), "TLS bind failed");
-    let id = b.send(serde_json::json!({"to": "+447700900123", "from": "Acme", "text": "over TLS"})).await;
+    assert!(
+        b.gw.hub.link("up").unwrap().connector.is_up(),
+        "TLS bind failed"
+    );
+    let id = b
+        .send(serde_json::json!({"to": "+447700900123", "from": "Acme", "text": "over TLS"}))
+        .await;
     let v = b.wait_state(&id, "delivered", 15).await;
     // A's id for the message is B's remote id (normalised: leading zeros dropped).
     let remote = v["remote_ids"][0].as_str().unwrap().to_string();
@@ -192,7 +291,8 @@ async fn tls_bind_and_smpp_to_smpp() {
     let ma = &l["messages"][0];
     assert_eq!(ma["text"], "over TLS");
     assert_eq!(ma["id"].as_str().unwrap().trim_start_matches('0'), remote);
-    a.wait_state(ma["id"].as_str().unwrap(), "delivered", 10).await;
+    a.wait_state(ma["id"].as_str().unwrap(), "delivered", 10)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,19 +304,40 @@ async fn a_broken_frame_closes_only_that_session() {
     let (good, _ev) = bind(&addr, "pw123").await.unwrap();
     // A second connection binds by hand, then sends a frame whose command_length is impossible.
     let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    raw.write_all(&hex::decode("00000020000000090000000000000001").unwrap()).await.unwrap(); // bind_transceiver, 32 octets
+    raw.write_all(&hex::decode("00000020000000090000000000000001").unwrap())
+        .await
+        .unwrap(); // bind_transceiver, 32 octets
     raw.write_all(b"acme\0pw123\0\0\x34\0\0\0").await.unwrap();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(n >= 16, "bind answered");
-    raw.write_all(&[0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9]).await.unwrap(); // a header saying command_length 4 (< 16)
+    raw.write_all(&[0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9])
+        .await
+        .unwrap(); // a header saying command_length 4 (< 16)
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
-    assert!(rest.len() >= 16 && rest[4..8] == [0x80, 0, 0, 0], "generic_nack before close: {rest:?}");
+    assert!(
+        rest.len() >= 16 && rest[4..8] == [0x80, 0, 0, 0],
+        "generic_nack before close: {rest:?}"
+    );
     // The other session still works.
     let r = good.submit_sm(submit("still fine")).await.unwrap();
     g.wait_state(r.message_id().as_str(), "delivered", 10).await;
     let (_, _) = g.get("/healthz").await;
-    let m = g.http.get(format!("{}/metrics", g.base)).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("postern_smpp_frame_errors_total{connector=\"esme\"} 1"), "{m}");
+    let m = g
+        .http
+        .get(format!("{}/metrics", g.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("postern_smpp_frame_errors_total{connector=\"esme\"} 1"),
+        "{m}"
+    );
 }

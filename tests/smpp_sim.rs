@@ -8,11 +8,14 @@ use rusmpp::pdus::{BindTransceiver, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
 use rusmpp::{CommandStatus, Pdu};
-use rusmppc::{Event, error::Error as ClientError};
+use rusmppc::{error::Error as ClientError, Event};
 use std::str::FromStr;
 use std::time::Duration;
 
-async fn bind(addr: std::net::SocketAddr, password: &str) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin), ClientError> {
+async fn bind(
+    addr: std::net::SocketAddr,
+    password: &str,
+) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin), ClientError> {
     let (client, events) = rusmppc::ConnectionBuilder::new()
         .response_timeout(Duration::from_secs(5))
         .disable_interface_version_check()
@@ -48,13 +51,22 @@ fn submit(to: &str, text: &str) -> SubmitSm {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_submit_and_receipts() {
-    let sim = SmscSim::start(SimConfig { dlr_delay: Duration::from_millis(20), dlr_as: DlrAs::Both, ..Default::default() }).await.unwrap();
+    let sim = SmscSim::start(SimConfig {
+        dlr_delay: Duration::from_millis(20),
+        dlr_as: DlrAs::Both,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let (client, mut events) = bind(sim.addr, "secret").await.unwrap();
     // 20 submits in flight at once: responses are matched by sequence number.
     let mut futs = Vec::new();
     for i in 0..20 {
         let c = client.clone();
-        futs.push(tokio::spawn(async move { c.submit_sm(submit(&format!("4477009001{i:02}"), "hello")).await }));
+        futs.push(tokio::spawn(async move {
+            c.submit_sm(submit(&format!("4477009001{i:02}"), "hello"))
+                .await
+        }));
     }
     let mut ids = std::collections::HashSet::new();
     for f in futs {
@@ -64,38 +76,77 @@ async fn bind_submit_and_receipts() {
     assert_eq!(ids.len(), 20);
     let mut receipts = 0;
     while receipts < 20 {
-        let ev = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("receipts arrive").unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("receipts arrive")
+            .unwrap();
         let Event::Incoming(cmd) = ev else { continue };
         if let Some(Pdu::DeliverSm(d)) = cmd.pdu() {
             let text = String::from_utf8_lossy(d.short_message().as_ref()).into_owned();
             let r = dlr::parse(&text).expect("receipt text");
             assert!(ids.contains(r.id.as_deref().unwrap()), "{text}");
             assert_eq!(r.stat.as_deref(), Some("DELIVRD"));
-            assert!(d.tlvs().len() >= 2, "receipted_message_id + message_state TLVs");
-            client.deliver_sm_resp(cmd.sequence_number(), rusmpp::pdus::DeliverSmResp::default()).await.unwrap();
+            assert!(
+                d.tlvs().len() >= 2,
+                "receipted_message_id + message_state TLVs"
+            );
+            client
+                .deliver_sm_resp(
+                    cmd.sequence_number(),
+                    rusmpp::pdus::DeliverSmResp::default(),
+                )
+                .await
+                .unwrap();
             receipts += 1;
         }
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.counters.submits.load(std::sync::atomic::Ordering::Relaxed), 20);
-    assert_eq!(sim.counters.receipt_acks.load(std::sync::atomic::Ordering::Relaxed), 20);
+    assert_eq!(
+        sim.counters
+            .submits
+            .load(std::sync::atomic::Ordering::Relaxed),
+        20
+    );
+    assert_eq!(
+        sim.counters
+            .receipt_acks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_modes() {
-    let sim = SmscSim::start(SimConfig { throttle_every: 3, ..Default::default() }).await.unwrap();
+    let sim = SmscSim::start(SimConfig {
+        throttle_every: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let (client, _events) = bind(sim.addr, "secret").await.unwrap();
     let mut throttled = 0;
     for i in 0..9 {
-        match client.submit_sm(submit(&format!("44770090{i:04}"), "x")).await {
+        match client
+            .submit_sm(submit(&format!("44770090{i:04}"), "x"))
+            .await
+        {
             Ok(_) => {}
-            Err(ClientError::UnexpectedResponse { response }) if response.status() == CommandStatus::EsmeRthrottled => throttled += 1,
+            Err(ClientError::UnexpectedResponse { response })
+                if response.status() == CommandStatus::EsmeRthrottled =>
+            {
+                throttled += 1
+            }
             Err(e) => panic!("{e}"),
         }
     }
     assert_eq!(throttled, 3);
     // wrong password, and a refusing SMSC
     assert!(bind(sim.addr, "wrong").await.is_err());
-    let refusing = SmscSim::start(SimConfig { refuse_binds: true, ..Default::default() }).await.unwrap();
+    let refusing = SmscSim::start(SimConfig {
+        refuse_binds: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert!(bind(refusing.addr, "secret").await.is_err());
 }

@@ -19,7 +19,9 @@ fn canon(e: &wbxml::Element, out: &mut String) {
     for c in &e.children {
         match c {
             wbxml::Node::Element(c) => canon(c, out),
-            wbxml::Node::Text(t) | wbxml::Node::CData(t) => out.push_str(&format!("[{}]", t.trim())),
+            wbxml::Node::Text(t) | wbxml::Node::CData(t) => {
+                out.push_str(&format!("[{}]", t.trim()))
+            }
         }
     }
     out.push_str("</>");
@@ -28,7 +30,10 @@ fn canon(e: &wbxml::Element, out: &mut String) {
 #[test]
 fn our_decoder_reproduces_what_libwbxml_encodes() {
     let status = Command::new("xml2wbxml").arg("-h").output();
-    assert!(status.is_ok(), "xml2wbxml is not installed: run `make test` (it installs libwbxml2-utils)");
+    assert!(
+        status.is_ok(),
+        "xml2wbxml is not installed: run `make test` (it installs libwbxml2-utils)"
+    );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wbxml-corpus");
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0;
@@ -49,12 +54,24 @@ fn our_decoder_reproduces_what_libwbxml_encodes() {
                     cmd.arg("-n");
                 }
                 let st = cmd.arg(&path).output().unwrap();
-                assert!(st.status.success(), "xml2wbxml failed on {}: {}", path.display(), String::from_utf8_lossy(&st.stderr));
+                assert!(
+                    st.status.success(),
+                    "xml2wbxml failed on {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&st.stderr)
+                );
                 let bytes = std::fs::read(&out).unwrap();
-                let doc = wbxml::decode(&bytes).unwrap_or_else(|e| panic!("{} v{version}: {e}", path.display()));
+                let doc = wbxml::decode(&bytes)
+                    .unwrap_or_else(|e| panic!("{} v{version}: {e}", path.display()));
                 let mut got = String::new();
                 canon(&doc.root, &mut got);
-                assert_eq!(got, want, "{} (WBXML {version}, string table {})", path.display(), !no_table);
+                assert_eq!(
+                    got,
+                    want,
+                    "{} (WBXML {version}, string table {})",
+                    path.display(),
+                    !no_table
+                );
                 // our XML output parses back to the same document
                 let again = xform::parse_xml(&doc.to_xml()).unwrap();
                 let mut again_s = String::new();

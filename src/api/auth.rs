@@ -13,7 +13,9 @@ pub struct ApiAuth {
 
 impl ApiAuth {
     pub fn new(hashes: &[String]) -> Self {
-        ApiAuth { keys: Verifier::new(hashes.iter().filter_map(|h| parse_hash(h).ok()).collect()) }
+        ApiAuth {
+            keys: Verifier::new(hashes.iter().filter_map(|h| parse_hash(h).ok()).collect()),
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -26,13 +28,28 @@ impl ApiAuth {
             return Ok(());
         }
         let Some(h) = header else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing Authorization: Bearer <key>"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing Authorization: Bearer <key>",
+            ));
         };
-        let key = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).map(str::trim);
+        let key = h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+            .map(str::trim);
         match key {
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authorization must be Bearer <key>")),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authorization must be Bearer <key>",
+            )),
             Some(k) if self.keys.check(k) => Ok(()),
-            Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "invalid API key")),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "invalid API key",
+            )),
         }
     }
 }

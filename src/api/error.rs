@@ -16,7 +16,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
     pub fn field(mut self, f: &'static str) -> Self {
         self.field = Some(f);
@@ -33,7 +39,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -41,7 +51,8 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Resp {
-        metrics::counter!(crate::metrics::API_REJECTED_TOTAL, crate::metrics::L_CODE => self.code).increment(1);
+        metrics::counter!(crate::metrics::API_REJECTED_TOTAL, crate::metrics::L_CODE => self.code)
+            .increment(1);
         super::with_retry_after(json_response(self.status, &self.body()), self.retry_after)
     }
 }
@@ -57,14 +68,21 @@ impl From<crate::hub::AcceptError> for ApiError {
         use crate::outbox::StoreError;
         match e {
             crate::hub::AcceptError::Saturated(_) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "outbox_full", e.to_string()).retry_after(5)
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "outbox_full", e.to_string())
+                    .retry_after(5)
             }
-            crate::hub::AcceptError::Store(StoreError::Busy) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the outbox write queue is full").retry_after(1)
-            }
-            crate::hub::AcceptError::Store(e) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).retry_after(5)
-            }
+            crate::hub::AcceptError::Store(StoreError::Busy) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the outbox write queue is full",
+            )
+            .retry_after(1),
+            crate::hub::AcceptError::Store(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+            .retry_after(5),
         }
     }
 }
@@ -74,7 +92,9 @@ pub fn from_json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     let msg = e.to_string();
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request("invalid_json", msg),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("invalid_json", msg)
+        }
         Category::Data => {
             let code = if msg.starts_with("unknown field") {
                 "unknown_field"

@@ -24,7 +24,11 @@ impl SendsmsUsers {
     pub fn new(cfg: &[SendsmsUser]) -> Self {
         let users = cfg
             .iter()
-            .filter_map(|u| parse_hash(&u.password).ok().map(|h| (u.username.clone(), Verifier::new(vec![h]))))
+            .filter_map(|u| {
+                parse_hash(&u.password)
+                    .ok()
+                    .map(|h| (u.username.clone(), Verifier::new(vec![h])))
+            })
             .collect();
         SendsmsUsers { users }
     }
@@ -46,7 +50,10 @@ fn parse_params(raw: &[u8], into: &mut HashMap<String, Vec<u8>>) {
         let k = it.next().unwrap_or_default();
         let v = it.next().unwrap_or_default();
         let decode = |s: &[u8]| -> Vec<u8> {
-            let plus: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+            let plus: Vec<u8> = s
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect();
             percent_encoding::percent_decode(&plus).collect()
         };
         let key = String::from_utf8_lossy(&decode(k)).into_owned();
@@ -55,11 +62,23 @@ fn parse_params(raw: &[u8], into: &mut HashMap<String, Vec<u8>>) {
 }
 
 fn decode_text(bytes: &[u8], charset: Option<&str>, coding: u8) -> Result<String, &'static str> {
-    let cs = charset.map(|c| c.to_ascii_uppercase()).unwrap_or_else(|| if coding == 2 { "UTF-16BE".into() } else { "UTF-8".into() });
+    let cs = charset.map(|c| c.to_ascii_uppercase()).unwrap_or_else(|| {
+        if coding == 2 {
+            "UTF-16BE".into()
+        } else {
+            "UTF-8".into()
+        }
+    });
     match cs.as_str() {
-        "UTF-8" | "UTF8" => String::from_utf8(bytes.to_vec()).map_err(|_| "Text is not valid UTF-8, rejected"),
-        "ISO-8859-1" | "LATIN1" | "ISO8859-1" | "WINDOWS-1252" | "CP1252" => Ok(ucs2::decode_latin1(bytes)),
-        "UTF-16BE" | "UCS-2" | "UCS2" | "UTF-16" => ucs2::decode(bytes).map_err(|_| "Text is not valid UTF-16BE, rejected"),
+        "UTF-8" | "UTF8" => {
+            String::from_utf8(bytes.to_vec()).map_err(|_| "Text is not valid UTF-8, rejected")
+        }
+        "ISO-8859-1" | "LATIN1" | "ISO8859-1" | "WINDOWS-1252" | "CP1252" => {
+            Ok(ucs2::decode_latin1(bytes))
+        }
+        "UTF-16BE" | "UCS-2" | "UCS2" | "UTF-16" => {
+            ucs2::decode(bytes).map_err(|_| "Text is not valid UTF-16BE, rejected")
+        }
         _ => Err("Unsupported charset, rejected"),
     }
 }
@@ -100,9 +119,15 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
     }
 
     let to = get("to").unwrap_or_default();
-    let receivers: Vec<&str> = to.split([' ', ',', ';']).filter(|s| !s.is_empty()).collect();
+    let receivers: Vec<&str> = to
+        .split([' ', ',', ';'])
+        .filter(|s| !s.is_empty())
+        .collect();
     if receivers.is_empty() {
-        return reply(StatusCode::BAD_REQUEST, "Empty receiver number not allowed, rejected");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "Empty receiver number not allowed, rejected",
+        );
     }
     let coding: u8 = match get("coding").map(|c| c.trim().parse::<u8>()) {
         None => 0,
@@ -120,19 +145,39 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         return reply(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected.");
     }
     let spec = if coding == 1 {
-        BodySpec { text: None, binary: Some(raw_text), data_coding: Some(0x04), coding: None, udh: udh.clone() }
+        BodySpec {
+            text: None,
+            binary: Some(raw_text),
+            data_coding: Some(0x04),
+            coding: None,
+            udh: udh.clone(),
+        }
     } else {
         let text = match decode_text(&raw_text, get("charset").as_deref(), coding) {
             Ok(t) => t,
             Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
         };
-        let coding = if coding == 2 { Some(Coding::Ucs2) } else { None };
-        BodySpec { text: Some(text), binary: None, data_coding: None, coding, udh: udh.clone() }
+        let coding = if coding == 2 {
+            Some(Coding::Ucs2)
+        } else {
+            None
+        };
+        BodySpec {
+            text: Some(text),
+            binary: None,
+            data_coding: None,
+            coding,
+            udh: udh.clone(),
+        }
     };
     let (body, coding, segments) = match check_body(spec, api.hub.cfg.sms.max_segments) {
         Ok(b) => b,
-        Err(i) if i.code == "too_many_segments" => return reply(StatusCode::BAD_REQUEST, "Message too long, rejected"),
-        Err(i) if i.code == "unencodable_text" => return reply(StatusCode::BAD_REQUEST, "Text cannot be encoded, rejected"),
+        Err(i) if i.code == "too_many_segments" => {
+            return reply(StatusCode::BAD_REQUEST, "Message too long, rejected")
+        }
+        Err(i) if i.code == "unencodable_text" => {
+            return reply(StatusCode::BAD_REQUEST, "Text cannot be encoded, rejected")
+        }
         Err(_) => return reply(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected."),
     };
     let from = get("from").or_else(|| api.hub.cfg.sms.default_sender.clone());
@@ -144,25 +189,54 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
     let minutes = |k: &str| -> Result<Option<i64>, ()> {
         match get(k) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| ()).and_then(|m| if m.is_some_and(|m| (0..=43_200).contains(&m)) { Ok(m) } else { Err(()) }),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| ())
+                .and_then(|m| {
+                    if m.is_some_and(|m| (0..=43_200).contains(&m)) {
+                        Ok(m)
+                    } else {
+                        Err(())
+                    }
+                }),
         }
     };
     let now = now_ms();
     let (Ok(validity), Ok(deferred)) = (minutes("validity"), minutes("deferred")) else {
-        return reply(StatusCode::BAD_REQUEST, "Invalid validity or deferred, rejected");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "Invalid validity or deferred, rejected",
+        );
     };
     let send_at = deferred.filter(|&m| m > 0).map(|m| now + m * 60_000);
     let expires_at = match validity.filter(|&m| m > 0) {
         Some(m) => send_at.unwrap_or(now) + m * 60_000,
         None => send_at.unwrap_or(now) + api.hub.cfg.outbox.retry.default_validity_s as i64 * 1000,
     };
-    let kannel_dlr = match (get("dlr-url"), get("dlr-mask").and_then(|m| m.trim().parse::<u8>().ok())) {
-        (Some(url), Some(mask)) if mask != 0 && (url.starts_with("http://") || url.starts_with("https://")) => Some(KannelDlr { url, mask }),
-        (Some(_), Some(mask)) if mask != 0 => return reply(StatusCode::BAD_REQUEST, "Invalid dlr-url, rejected"),
+    let kannel_dlr = match (
+        get("dlr-url"),
+        get("dlr-mask").and_then(|m| m.trim().parse::<u8>().ok()),
+    ) {
+        (Some(url), Some(mask))
+            if mask != 0 && (url.starts_with("http://") || url.starts_with("https://")) =>
+        {
+            Some(KannelDlr { url, mask })
+        }
+        (Some(_), Some(mask)) if mask != 0 => {
+            return reply(StatusCode::BAD_REQUEST, "Invalid dlr-url, rejected")
+        }
         _ => None,
     };
-    let priority = get("priority").and_then(|p| p.trim().parse::<u8>().ok()).unwrap_or(0).min(3);
-    let tags: Vec<String> = get("smsc").filter(|s| !s.is_empty()).map(|s| vec![format!("smsc={s}")]).unwrap_or_default();
+    let priority = get("priority")
+        .and_then(|p| p.trim().parse::<u8>().ok())
+        .unwrap_or(0)
+        .min(3);
+    let tags: Vec<String> = get("smsc")
+        .filter(|s| !s.is_empty())
+        .map(|s| vec![format!("smsc={s}")])
+        .unwrap_or_default();
     let meta = get("meta-data").map(|m| serde_json::json!({"kannel_meta_data": m}).to_string());
 
     let mut drafts = Vec::with_capacity(receivers.len());
@@ -171,7 +245,10 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         let dest = api.hub.plan.destination(r).or_else(|e| {
             // Kannel clients often send international numbers without '+'.
             let digits = r.trim();
-            if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
+            if (8..=15).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !digits.starts_with('0')
+            {
                 api.hub.plan.destination(&format!("+{digits}"))
             } else {
                 Err(e)
@@ -199,7 +276,10 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         }
     }
     if drafts.is_empty() {
-        return reply(StatusCode::BAD_REQUEST, "Invalid receiver number(s), rejected");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "Invalid receiver number(s), rejected",
+        );
     }
     match api.hub.accept(drafts).await {
         Ok(results) => {
@@ -212,18 +292,31 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
                 .chain(bad)
                 .collect();
             if results.iter().all(|r| matches!(r, Accepted::NoRoute(_))) {
-                return reply(StatusCode::BAD_REQUEST, "No route for receiver(s), rejected");
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "No route for receiver(s), rejected",
+                );
             }
-            let head = if send_at.is_some() { "3: Queued for later delivery" } else { "0: Accepted for delivery" };
+            let head = if send_at.is_some() {
+                "3: Queued for later delivery"
+            } else {
+                "0: Accepted for delivery"
+            };
             if failed.is_empty() {
                 reply(StatusCode::ACCEPTED, head)
             } else {
-                reply(StatusCode::ACCEPTED, &format!("{head}\nFailed receivers: {}", failed.join(" ")))
+                reply(
+                    StatusCode::ACCEPTED,
+                    &format!("{head}\nFailed receivers: {}", failed.join(" ")),
+                )
             }
         }
         Err(e) => {
             let e = super::error::ApiError::from(e);
-            super::with_retry_after(reply(e.status, "Queue full, rejected; try again later"), e.retry_after)
+            super::with_retry_after(
+                reply(e.status, "Queue full, rejected; try again later"),
+                e.retry_after,
+            )
         }
     }
 }

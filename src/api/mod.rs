@@ -32,20 +32,31 @@ pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Resp {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-pub fn text_response(status: StatusCode, text: impl Into<String>, content_type: &'static str) -> Resp {
+pub fn text_response(
+    status: StatusCode,
+    text: impl Into<String>,
+    content_type: &'static str,
+) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(text.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
 /// Add `Retry-After: <seconds>` when given.
 pub fn with_retry_after(mut r: Resp, seconds: Option<u32>) -> Resp {
-    if let Some(v) = seconds.and_then(|s| hyper::header::HeaderValue::from_str(&s.to_string()).ok()) {
+    if let Some(v) = seconds.and_then(|s| hyper::header::HeaderValue::from_str(&s.to_string()).ok())
+    {
         r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
     }
     r
@@ -55,12 +66,20 @@ pub fn with_retry_after(mut r: Resp, seconds: Option<u32>) -> Resp {
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body is larger than {limit} bytes"),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body is larger than {limit} bytes"),
+            ))
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("cannot read request body: {e}"),
         )),
-        Err(e) => Err(ApiError::bad_request("bad_body", format!("cannot read request body: {e}"))),
     }
 }
 
@@ -76,17 +95,32 @@ impl Api {
         let path = req.uri().path().to_string();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match (&method, segs.as_slice()) {
-            (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+            (&Method::GET, ["healthz"]) => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            )),
             (&Method::GET, ["readyz"]) => Ok(self.readyz()),
-            (&Method::GET, ["metrics"]) => Ok(text_response(StatusCode::OK, crate::metrics::render(), "text/plain; version=0.0.4")),
-            (&Method::GET | &Method::POST, ["cgi-bin", "sendsms"]) => Ok(kannel::sendsms(&self, req).await),
-            (_, ["v1", ..]) => match self.auth.check(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+            (&Method::GET, ["metrics"]) => Ok(text_response(
+                StatusCode::OK,
+                crate::metrics::render(),
+                "text/plain; version=0.0.4",
+            )),
+            (&Method::GET | &Method::POST, ["cgi-bin", "sendsms"]) => {
+                Ok(kannel::sendsms(&self, req).await)
+            }
+            (_, ["v1", ..]) => match self.auth.check(
+                req.headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            ) {
                 Err(e) => Err(e),
                 Ok(()) => rest::route(&self, req, &method, &segs[1..]).await,
             },
-            (_, ["healthz" | "readyz" | "metrics"]) => {
-                Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here")))
-            }
+            (_, ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here"),
+            )),
             _ => Err(ApiError::not_found("path")),
         };
         crate::metrics::hot().requests.increment(1);
@@ -95,11 +129,20 @@ impl Api {
 
     fn readyz(&self) -> Resp {
         let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
-        let connectors: Vec<_> = self.hub.links.iter().map(|l| serde_json::json!({"name": &*l.name, "up": l.connector.is_up()})).collect();
+        let connectors: Vec<_> = self
+            .hub
+            .links
+            .iter()
+            .map(|l| serde_json::json!({"name": &*l.name, "up": l.connector.is_up()}))
+            .collect();
         let any_up = self.hub.links.iter().any(|l| l.connector.is_up());
         let ready = !draining && any_up;
         json_response(
-            if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+            if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
             &serde_json::json!({"ready": ready, "outbox": "open", "draining": draining, "depth": self.hub.outbox.depth(), "connectors": connectors}),
         )
     }
@@ -107,7 +150,9 @@ impl Api {
 
 /// Bind the API listener (before anything else starts, so port conflicts fail early).
 pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
-    let addr: SocketAddr = listen.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{listen}: {e}")))?;
+    let addr: SocketAddr = listen.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{listen}: {e}"))
+    })?;
     TcpListener::bind(addr).await
 }
 

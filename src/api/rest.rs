@@ -12,30 +12,46 @@ use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, segs: &[&str]) -> Result<Resp, ApiError> {
+pub(super) async fn route(
+    api: &Api,
+    req: Request<Incoming>,
+    method: &Method,
+    segs: &[&str],
+) -> Result<Resp, ApiError> {
     match (method, segs) {
         (&Method::POST, ["messages"]) => send_one(api, req).await,
         (&Method::POST, ["messages", "batch"]) => send_batch(api, req).await,
         (&Method::GET, ["messages"]) => list(api, req.uri().query().unwrap_or("")),
         (&Method::GET, ["messages", id]) => get(api, id),
         (&Method::DELETE, ["messages", id]) => cancel(api, id).await,
-        (&Method::GET, ["connectors"]) => {
-            Ok(json_response(StatusCode::OK, &json!({"connectors": api.hub.links.iter().map(|l| l.status()).collect::<Vec<_>>()})))
-        }
-        (_, ["messages"] | ["messages", _] | ["connectors"]) => {
-            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here")))
-        }
+        (&Method::GET, ["connectors"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"connectors": api.hub.links.iter().map(|l| l.status()).collect::<Vec<_>>()}),
+        )),
+        (_, ["messages"] | ["messages", _] | ["connectors"]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        )),
         _ => Err(ApiError::not_found("path")),
     }
 }
 
 fn require_json(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type must be application/json"))
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ))
     }
 }
 
@@ -43,13 +59,20 @@ async fn json_body(api: &Api, req: Request<Incoming>) -> Result<bytes::Bytes, Ap
     require_json(&req)?;
     let body = read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await?;
     if body.is_empty() {
-        return Err(ApiError::bad_request("empty_body", "the request body is empty"));
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "the request body is empty",
+        ));
     }
     Ok(body)
 }
 
 fn rules(api: &Api) -> Rules<'_> {
-    Rules { sms: &api.hub.cfg.sms, plan: &api.hub.plan, default_validity_s: api.hub.cfg.outbox.retry.default_validity_s }
+    Rules {
+        sms: &api.hub.cfg.sms,
+        plan: &api.hub.plan,
+        default_validity_s: api.hub.cfg.outbox.retry.default_validity_s,
+    }
 }
 
 fn invalid_json(to: &str, i: &Invalid) -> Value {
@@ -62,7 +85,10 @@ fn accepted_json(m: &crate::hub::StoredSummary) -> Value {
 }
 
 /// Split accept results into the response's `messages` and `rejected`.
-pub(super) fn split_results(results: Vec<Accepted>, mut rejected: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+pub(super) fn split_results(
+    results: Vec<Accepted>,
+    mut rejected: Vec<Value>,
+) -> (Vec<Value>, Vec<Value>) {
     let mut messages = Vec::with_capacity(results.len());
     for r in results {
         match r {
@@ -80,9 +106,17 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let body = json_body(api, req).await?;
     let mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
     let v = request::validate(mr, &rules(api))?;
-    let rejected: Vec<Value> = v.rejected.iter().map(|(to, i)| invalid_json(to, i)).collect();
+    let rejected: Vec<Value> = v
+        .rejected
+        .iter()
+        .map(|(to, i)| invalid_json(to, i))
+        .collect();
     if v.drafts.is_empty() {
-        let first = v.rejected.first().map(|(_, i)| i.clone()).unwrap_or_else(|| Invalid::new("invalid_destination", "to", "no valid recipient"));
+        let first = v
+            .rejected
+            .first()
+            .map(|(_, i)| i.clone())
+            .unwrap_or_else(|| Invalid::new("invalid_destination", "to", "no valid recipient"));
         let mut e = ApiError::from(first).body();
         e["rejected"] = Value::Array(rejected);
         return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
@@ -90,11 +124,16 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let results = api.hub.accept(v.drafts).await?;
     let (messages, rejected) = split_results(results, rejected);
     if messages.is_empty() {
-        let mut e = ApiError::unprocessable("unknown_route", "no route matches the destination").field("to").body();
+        let mut e = ApiError::unprocessable("unknown_route", "no route matches the destination")
+            .field("to")
+            .body();
         e["rejected"] = Value::Array(rejected);
         return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
     }
-    Ok(json_response(StatusCode::ACCEPTED, &json!({"messages": messages, "rejected": rejected})))
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"messages": messages, "rejected": rejected}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -110,14 +149,25 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     let batch: BatchRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
     let max = api.hub.cfg.api.max_batch;
     if batch.messages.len() > max {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", format!("a batch holds at most {max} messages, got {}", batch.messages.len())).field("messages"));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "a batch holds at most {max} messages, got {}",
+                batch.messages.len()
+            ),
+        )
+        .field("messages"));
     }
     if batch.messages.is_empty() {
-        return Err(ApiError::unprocessable("empty_batch", "the batch has no messages").field("messages"));
+        return Err(
+            ApiError::unprocessable("empty_batch", "the batch has no messages").field("messages"),
+        );
     }
     // Validate every item; accept all good drafts in one call (one commit per shard).
     let rules = rules(api);
-    let mut items: Vec<Result<(usize, Vec<Value>), ApiError>> = Vec::with_capacity(batch.messages.len());
+    let mut items: Vec<Result<(usize, Vec<Value>), ApiError>> =
+        Vec::with_capacity(batch.messages.len());
     let mut drafts: Vec<Draft> = Vec::new();
     for v in batch.messages {
         let item = serde_json::from_str::<MessageRequest>(v.get())
@@ -131,7 +181,13 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
         items.push(item.map(|val| {
             let n = val.drafts.len();
             drafts.extend(val.drafts);
-            (n, val.rejected.iter().map(|(to, i)| invalid_json(to, i)).collect())
+            (
+                n,
+                val.rejected
+                    .iter()
+                    .map(|(to, i)| invalid_json(to, i))
+                    .collect(),
+            )
         }));
     }
     let mut results = api.hub.accept(drafts).await?.into_iter();
@@ -140,15 +196,23 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     for (index, item) in items.into_iter().enumerate() {
         match item {
             Ok((n, rejected)) => {
-                let (messages, rejected) = split_results(results.by_ref().take(n).collect(), rejected);
+                let (messages, rejected) =
+                    split_results(results.by_ref().take(n).collect(), rejected);
                 accepted += messages.len();
                 out.push(json!({"index": index, "messages": messages, "rejected": rejected}));
             }
             Err(e) => out.push(json!({"index": index, "error": e.body()["error"]})),
         }
     }
-    let status = if accepted > 0 { StatusCode::ACCEPTED } else { StatusCode::UNPROCESSABLE_ENTITY };
-    Ok(json_response(status, &json!({"accepted": accepted, "results": out})))
+    let status = if accepted > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(json_response(
+        status,
+        &json!({"accepted": accepted, "results": out}),
+    ))
 }
 
 fn parse_id(id: &str) -> Result<MessageId, ApiError> {
@@ -199,7 +263,11 @@ fn get(api: &Api, id: &str) -> Result<Resp, ApiError> {
     match api.hub.get(id) {
         Ok(Some(m)) => Ok(json_response(StatusCode::OK, &message_json(&m))),
         Ok(None) => Err(ApiError::not_found("message")),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )),
     }
 }
 
@@ -208,8 +276,17 @@ async fn cancel(api: &Api, id: &str) -> Result<Resp, ApiError> {
     match api.hub.cancel(id).await {
         Ok(m) => Ok(json_response(StatusCode::OK, &message_json(&m))),
         Err(CancelError::NotFound) => Err(ApiError::not_found("message")),
-        Err(e @ (CancelError::Final(_) | CancelError::Handed)) => Err(ApiError::new(StatusCode::CONFLICT, "not_cancelable", e.to_string())),
-        Err(e @ CancelError::Store(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).retry_after(1)),
+        Err(e @ (CancelError::Final(_) | CancelError::Handed)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancelable",
+            e.to_string(),
+        )),
+        Err(e @ CancelError::Store(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+        .retry_after(1)),
     }
 }
 
@@ -219,27 +296,60 @@ fn list(api: &Api, query: &str) -> Result<Resp, ApiError> {
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
-            "state" => filter.state = Some(State::parse(&v).ok_or_else(|| ApiError::bad_request("invalid_query", format!("unknown state {v:?}")).field("state"))?),
+            "state" => {
+                filter.state = Some(State::parse(&v).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown state {v:?}"))
+                        .field("state")
+                })?)
+            }
             "to" => filter.to = Some(v.into_owned()),
             "direction" => {
                 filter.direction = Some(match &*v {
                     "inbound" => Direction::Inbound,
                     "outbound" => Direction::Outbound,
-                    _ => return Err(ApiError::bad_request("invalid_query", "direction must be inbound or outbound").field("direction")),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_query",
+                            "direction must be inbound or outbound",
+                        )
+                        .field("direction"))
+                    }
                 })
             }
             "limit" => {
-                limit = v.parse().ok().filter(|l| (1..=1000).contains(l)).ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be 1..=1000").field("limit"))?
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_query", "limit must be 1..=1000")
+                            .field("limit")
+                    })?
             }
-            "cursor" => cursor = Some(v.parse::<MessageId>().map_err(|_| ApiError::bad_request("invalid_query", "bad cursor").field("cursor"))?),
-            _ => return Err(ApiError::bad_request("invalid_query", format!("unknown parameter {k:?}"))),
+            "cursor" => {
+                cursor = Some(v.parse::<MessageId>().map_err(|_| {
+                    ApiError::bad_request("invalid_query", "bad cursor").field("cursor")
+                })?)
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown parameter {k:?}"),
+                ))
+            }
         }
     }
     let (msgs, next) = api
         .hub
         .outbox
         .list(&filter, cursor, limit, 100_000)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+        })?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"messages": msgs.iter().map(message_json).collect::<Vec<_>>(), "next_cursor": next.map(|c| c.to_string())}),

@@ -51,7 +51,12 @@ pub struct Unencodable {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum UnpackError {
     #[error("{septets} septets after {fill_bits} fill bits need {needed} octets, only {available} given")]
-    TooShort { septets: usize, fill_bits: u8, needed: usize, available: usize },
+    TooShort {
+        septets: usize,
+        fill_bits: u8,
+        needed: usize,
+        available: usize,
+    },
     #[error("output buffer holds {capacity} septets, {septets} needed")]
     OutputTooSmall { septets: usize, capacity: usize },
     #[error("fill bits must be 0..=6, got {0}")]
@@ -105,7 +110,10 @@ pub fn lookup(ch: char) -> Option<Septets> {
     if let Some(i) = BASIC.iter().position(|&b| b == ch) {
         return Some(Septets::One(i as u8));
     }
-    EXTENSION.iter().find(|&&(_, e)| e == ch).map(|&(s, _)| Septets::Escaped(s))
+    EXTENSION
+        .iter()
+        .find(|&&(_, e)| e == ch)
+        .map(|&(s, _)| Septets::Escaped(s))
 }
 
 /// Number of septets `text` needs, or the first character that cannot be encoded.
@@ -153,7 +161,12 @@ pub fn decode_septets(septets: &[u8], out: &mut String) {
 
 /// Decode with a given locking table and single-shift (extension) table; the national
 /// language tables use this too.
-pub fn decode_with_tables(septets: &[u8], locking: &[char; 128], single: &[(u8, char)], out: &mut String) {
+pub fn decode_with_tables(
+    septets: &[u8],
+    locking: &[char; 128],
+    single: &[(u8, char)],
+    out: &mut String,
+) {
     out.reserve(septets.len());
     let mut i = 0;
     while i < septets.len() {
@@ -263,7 +276,10 @@ pub fn unpack_into(
         });
     }
     if out.len() < count {
-        return Err(UnpackError::OutputTooSmall { septets: count, capacity: out.len() });
+        return Err(UnpackError::OutputTooSmall {
+            septets: count,
+            capacity: out.len(),
+        });
     }
     let src = &packed[..needed];
     let f = fill_bits as u32;
@@ -357,12 +373,21 @@ mod tests {
     fn pack_known() {
         // "Hi" from the conformance vectors
         assert_eq!(pack(&to_septets("Hi").unwrap(), 0), vec![0xc8, 0x34]);
-        assert_eq!(hex::encode(pack(&to_septets("1234567").unwrap(), 0)), "31d98c56b3dd00");
+        assert_eq!(
+            hex::encode(pack(&to_septets("1234567").unwrap(), 0)),
+            "31d98c56b3dd00"
+        );
     }
 
     #[test]
     fn unpack_rejects_short_input() {
-        assert!(matches!(unpack(&[0x31], 3, 0), Err(UnpackError::TooShort { .. })));
-        assert!(matches!(unpack(&[0x31], 1, 7), Err(UnpackError::BadFill(7))));
+        assert!(matches!(
+            unpack(&[0x31], 3, 0),
+            Err(UnpackError::TooShort { .. })
+        ));
+        assert!(matches!(
+            unpack(&[0x31], 1, 7),
+            Err(UnpackError::BadFill(7))
+        ));
     }
 }

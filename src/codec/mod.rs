@@ -4,6 +4,7 @@
 
 pub mod gsm7;
 pub mod national;
+pub mod reassembly;
 pub mod segment;
 pub mod sms_pdu;
 pub mod ucs2;
@@ -11,6 +12,5 @@ pub mod udh;
 pub mod wbxml;
 pub mod wbxml_tables;
 pub mod xform;
-pub mod reassembly;
 
 pub use segment::{measure, Coding, Measure};

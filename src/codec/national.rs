@@ -34,7 +34,8 @@ impl Language {
             _ => Language::Default,
         }
     }
-    pub const NATIONAL: [Language; 3] = [Language::Turkish, Language::Spanish, Language::Portuguese];
+    pub const NATIONAL: [Language; 3] =
+        [Language::Turkish, Language::Spanish, Language::Portuguese];
 }
 
 /// A.3.1 Turkish locking shift table.
@@ -63,25 +64,85 @@ const PORTUGUESE_LOCKING: [char; 128] = [
 
 /// A.2.1 Turkish single shift table.
 const TURKISH_SINGLE: [(u8, char); 17] = [
-    (0x0A, '\u{0c}'), (0x14, '^'), (0x28, '{'), (0x29, '}'), (0x2F, '\\'), (0x3C, '['), (0x3D, '~'), (0x3E, ']'),
-    (0x40, '|'), (0x47, 'Ğ'), (0x49, 'İ'), (0x53, 'Ş'), (0x63, 'ç'), (0x65, '€'), (0x67, 'ğ'), (0x69, 'ı'),
+    (0x0A, '\u{0c}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x47, 'Ğ'),
+    (0x49, 'İ'),
+    (0x53, 'Ş'),
+    (0x63, 'ç'),
+    (0x65, '€'),
+    (0x67, 'ğ'),
+    (0x69, 'ı'),
     (0x73, 'ş'),
 ];
 
 /// A.2.2 Spanish single shift table.
 const SPANISH_SINGLE: [(u8, char); 19] = [
-    (0x09, 'ç'), (0x0A, '\u{0c}'), (0x14, '^'), (0x28, '{'), (0x29, '}'), (0x2F, '\\'), (0x3C, '['), (0x3D, '~'),
-    (0x3E, ']'), (0x40, '|'), (0x41, 'Á'), (0x49, 'Í'), (0x4F, 'Ó'), (0x55, 'Ú'), (0x61, 'á'), (0x65, '€'),
-    (0x69, 'í'), (0x6F, 'ó'), (0x75, 'ú'),
+    (0x09, 'ç'),
+    (0x0A, '\u{0c}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x41, 'Á'),
+    (0x49, 'Í'),
+    (0x4F, 'Ó'),
+    (0x55, 'Ú'),
+    (0x61, 'á'),
+    (0x65, '€'),
+    (0x69, 'í'),
+    (0x6F, 'ó'),
+    (0x75, 'ú'),
 ];
 
 /// A.2.3 Portuguese single shift table.
 const PORTUGUESE_SINGLE: [(u8, char); 35] = [
-    (0x09, 'ç'), (0x0A, '\u{0c}'), (0x0B, 'Ô'), (0x0C, 'ô'), (0x0E, 'Á'), (0x0F, 'á'), (0x12, 'Φ'), (0x13, 'Γ'),
-    (0x14, '^'), (0x15, 'Ω'), (0x16, 'Π'), (0x17, 'Ψ'), (0x18, 'Σ'), (0x19, 'Θ'), (0x1F, 'Ê'), (0x28, '{'),
-    (0x29, '}'), (0x2F, '\\'), (0x3C, '['), (0x3D, '~'), (0x3E, ']'), (0x40, '|'), (0x41, 'À'), (0x49, 'Í'),
-    (0x4F, 'Ó'), (0x55, 'Ú'), (0x5B, 'Ã'), (0x5C, 'Õ'), (0x61, 'Â'), (0x65, '€'), (0x69, 'í'), (0x6F, 'ó'),
-    (0x75, 'ú'), (0x7B, 'ã'), (0x7C, 'õ'),
+    (0x09, 'ç'),
+    (0x0A, '\u{0c}'),
+    (0x0B, 'Ô'),
+    (0x0C, 'ô'),
+    (0x0E, 'Á'),
+    (0x0F, 'á'),
+    (0x12, 'Φ'),
+    (0x13, 'Γ'),
+    (0x14, '^'),
+    (0x15, 'Ω'),
+    (0x16, 'Π'),
+    (0x17, 'Ψ'),
+    (0x18, 'Σ'),
+    (0x19, 'Θ'),
+    (0x1F, 'Ê'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x41, 'À'),
+    (0x49, 'Í'),
+    (0x4F, 'Ó'),
+    (0x55, 'Ú'),
+    (0x5B, 'Ã'),
+    (0x5C, 'Õ'),
+    (0x61, 'Â'),
+    (0x65, '€'),
+    (0x69, 'í'),
+    (0x6F, 'ó'),
+    (0x75, 'ú'),
+    (0x7B, 'ã'),
+    (0x7C, 'õ'),
 ];
 
 /// The table pair a message is written with.
@@ -92,7 +153,10 @@ pub struct Shift {
 }
 
 impl Shift {
-    pub const DEFAULT: Shift = Shift { locking: Language::Default, single: Language::Default };
+    pub const DEFAULT: Shift = Shift {
+        locking: Language::Default,
+        single: Language::Default,
+    };
 
     fn locking_table(self) -> &'static [char; 128] {
         match self.locking {
@@ -113,7 +177,8 @@ impl Shift {
 
     /// UDH octets the shift IEs take (3 per non-default table).
     pub fn udh_octets(self) -> usize {
-        3 * (self.locking != Language::Default) as usize + 3 * (self.single != Language::Default) as usize
+        3 * (self.locking != Language::Default) as usize
+            + 3 * (self.single != Language::Default) as usize
     }
 
     fn lookup(self, ch: char) -> Option<gsm7::Septets> {
@@ -125,7 +190,10 @@ impl Shift {
                 return Some(gsm7::Septets::One(i as u8));
             }
         }
-        self.single_table().iter().find(|&&(_, c)| c == ch).map(|&(s, _)| gsm7::Septets::Escaped(s))
+        self.single_table()
+            .iter()
+            .find(|&&(_, c)| c == ch)
+            .map(|&(s, _)| gsm7::Septets::Escaped(s))
     }
 
     /// Septets `text` needs with these tables.
@@ -168,16 +236,26 @@ pub fn choose(text: &str, allowed: &[Language]) -> Option<(Shift, usize)> {
     }
     let mut candidates = Vec::new();
     for &l in allowed {
-        candidates.push(Shift { locking: Language::Default, single: l });
+        candidates.push(Shift {
+            locking: Language::Default,
+            single: l,
+        });
     }
     for &l in allowed {
         if matches!(l, Language::Turkish | Language::Portuguese) {
-            candidates.push(Shift { locking: l, single: l });
+            candidates.push(Shift {
+                locking: l,
+                single: l,
+            });
         }
     }
     candidates
         .into_iter()
-        .filter_map(|s| s.septet_len(text).ok().map(|n| (s, n + (s.udh_octets() * 8).div_ceil(7))))
+        .filter_map(|s| {
+            s.septet_len(text)
+                .ok()
+                .map(|n| (s, n + (s.udh_octets() * 8).div_ceil(7)))
+        })
         .min_by_key(|&(_, cost)| cost)
 }
 
@@ -202,7 +280,13 @@ mod tests {
     fn spanish_single_shift_is_enough() {
         let t = "Buenos días, ¿qué tal? Canción";
         let (shift, _) = choose(t, &Language::NATIONAL).unwrap();
-        assert_eq!(shift, Shift { locking: Language::Default, single: Language::Spanish });
+        assert_eq!(
+            shift,
+            Shift {
+                locking: Language::Default,
+                single: Language::Spanish
+            }
+        );
         let mut s = Vec::new();
         shift.encode(t, &mut s).unwrap();
         assert!(s.contains(&ESC));
@@ -221,6 +305,9 @@ mod tests {
         shift.decode(&s, &mut back);
         assert_eq!(back, t);
         assert!(choose("Привет", &Language::NATIONAL).is_none());
-        assert_eq!(choose("plain", &Language::NATIONAL).unwrap().0, Shift::DEFAULT);
+        assert_eq!(
+            choose("plain", &Language::NATIONAL).unwrap().0,
+            Shift::DEFAULT
+        );
     }
 }

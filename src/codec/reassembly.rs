@@ -28,14 +28,22 @@ pub struct PartInfo {
 
 impl From<Concat> for PartInfo {
     fn from(c: Concat) -> Self {
-        PartInfo { reference: c.reference, total: c.total, seq: c.seq }
+        PartInfo {
+            reference: c.reference,
+            total: c.total,
+            seq: c.seq,
+        }
     }
 }
 
 impl PartInfo {
     /// From SMPP SAR TLVs (sar_msg_ref_num, sar_total_segments, sar_segment_seqnum).
     pub fn from_sar(reference: u16, total: u8, seq: u8) -> Self {
-        PartInfo { reference, total, seq }
+        PartInfo {
+            reference,
+            total,
+            seq,
+        }
     }
 }
 
@@ -91,16 +99,43 @@ pub struct Reassembler {
 fn join(key: PartKey, parts: BTreeMap<u8, PartBody>) -> Reassembled {
     let missing: Vec<u8> = (1..=key.total).filter(|s| !parts.contains_key(s)).collect();
     let body = if parts.values().all(|p| matches!(p, PartBody::Text(_))) {
-        PartBody::Text(parts.into_values().map(|p| if let PartBody::Text(t) = p { t } else { String::new() }).collect())
+        PartBody::Text(
+            parts
+                .into_values()
+                .map(|p| {
+                    if let PartBody::Text(t) = p {
+                        t
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect(),
+        )
     } else {
-        PartBody::Data(parts.into_values().flat_map(|p| if let PartBody::Data(d) = p { d } else { Vec::new() }).collect())
+        PartBody::Data(
+            parts
+                .into_values()
+                .flat_map(|p| {
+                    if let PartBody::Data(d) = p {
+                        d
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
+        )
     };
     Reassembled { key, body, missing }
 }
 
 impl Reassembler {
     pub fn new(timeout_ms: i64, max_pending: usize) -> Self {
-        Reassembler { pending: HashMap::new(), completed: HashMap::new(), timeout_ms, max_pending }
+        Reassembler {
+            pending: HashMap::new(),
+            completed: HashMap::new(),
+            timeout_ms,
+            max_pending,
+        }
     }
 
     /// Add one part; returns the message when it is complete. Duplicates are ignored.
@@ -113,24 +148,51 @@ impl Reassembler {
         now_ms: i64,
     ) -> Result<Vec<Reassembled>, ReassemblyError> {
         if info.seq == 0 || info.seq > info.total {
-            return Err(ReassemblyError::BadSequence { seq: info.seq, total: info.total });
+            return Err(ReassemblyError::BadSequence {
+                seq: info.seq,
+                total: info.total,
+            });
         }
-        let key = PartKey { sender: sender.to_string(), receiver: receiver.to_string(), reference: info.reference, total: info.total };
+        let key = PartKey {
+            sender: sender.to_string(),
+            receiver: receiver.to_string(),
+            reference: info.reference,
+            total: info.total,
+        };
         if info.total == 1 {
-            return Ok(vec![Reassembled { key, body, missing: vec![] }]);
+            return Ok(vec![Reassembled {
+                key,
+                body,
+                missing: vec![],
+            }]);
         }
-        if self.completed.get(&key).is_some_and(|&t| now_ms - t < self.timeout_ms) {
+        if self
+            .completed
+            .get(&key)
+            .is_some_and(|&t| now_ms - t < self.timeout_ms)
+        {
             return Ok(Vec::new()); // a late duplicate
         }
         let mut out = Vec::new();
-        if !self.pending.contains_key(&key) && self.max_pending > 0 && self.pending.len() >= self.max_pending {
-            if let Some(oldest) = self.pending.iter().min_by_key(|(_, p)| p.first_ms).map(|(k, _)| k.clone()) {
+        if !self.pending.contains_key(&key)
+            && self.max_pending > 0
+            && self.pending.len() >= self.max_pending
+        {
+            if let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_ms)
+                .map(|(k, _)| k.clone())
+            {
                 if let Some(p) = self.pending.remove(&oldest) {
                     out.push(join(oldest, p.parts));
                 }
             }
         }
-        let p = self.pending.entry(key.clone()).or_insert_with(|| Pending { parts: BTreeMap::new(), first_ms: now_ms });
+        let p = self.pending.entry(key.clone()).or_insert_with(|| Pending {
+            parts: BTreeMap::new(),
+            first_ms: now_ms,
+        });
         if let Some(first) = p.parts.values().next() {
             if std::mem::discriminant(first) != std::mem::discriminant(&body) {
                 return Err(ReassemblyError::MixedBodies);
@@ -150,8 +212,15 @@ impl Reassembler {
     pub fn expire(&mut self, now_ms: i64) -> Vec<Reassembled> {
         let timeout = self.timeout_ms;
         self.completed.retain(|_, t| now_ms - *t < timeout);
-        let old: Vec<PartKey> = self.pending.iter().filter(|(_, p)| now_ms - p.first_ms >= self.timeout_ms).map(|(k, _)| k.clone()).collect();
-        old.into_iter().filter_map(|k| self.pending.remove(&k).map(|p| join(k, p.parts))).collect()
+        let old: Vec<PartKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms - p.first_ms >= self.timeout_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        old.into_iter()
+            .filter_map(|k| self.pending.remove(&k).map(|p| join(k, p.parts)))
+            .collect()
     }
 
     pub fn pending(&self) -> usize {
@@ -183,7 +252,11 @@ mod tests {
     #[test]
     fn out_of_order_duplicates_and_timeout() {
         let mut r = Reassembler::new(1000, 100);
-        let i = |seq| PartInfo { reference: 7, total: 3, seq };
+        let i = |seq| PartInfo {
+            reference: 7,
+            total: 3,
+            seq,
+        };
         assert!(r.add("a", "b", i(3), t("c"), 0).unwrap().is_empty());
         assert!(r.add("a", "b", i(1), t("a"), 1).unwrap().is_empty());
         assert!(r.add("a", "b", i(1), t("a"), 2).unwrap().is_empty());
@@ -202,6 +275,18 @@ mod tests {
         let late = r2.expire(2600);
         assert_eq!(late[0].missing, vec![1, 3]);
         assert_eq!(late[0].body, t("B"));
-        assert!(r.add("a", "b", PartInfo { reference: 1, total: 2, seq: 3 }, t("x"), 0).is_err());
+        assert!(r
+            .add(
+                "a",
+                "b",
+                PartInfo {
+                    reference: 1,
+                    total: 2,
+                    seq: 3
+                },
+                t("x"),
+                0
+            )
+            .is_err());
     }
 }

@@ -61,7 +61,11 @@ pub struct Measure {
 /// else UCS-2) and count its segments with 8-bit concatenation references.
 pub fn measure(text: &str) -> Measure {
     match gsm7::septet_len(text) {
-        Ok(units) => Measure { coding: Coding::Gsm7, units, segments: count(text, Coding::Gsm7) },
+        Ok(units) => Measure {
+            coding: Coding::Gsm7,
+            units,
+            segments: count(text, Coding::Gsm7),
+        },
         Err(_) => Measure {
             coding: Coding::Ucs2,
             units: ucs2::unit_len(text),
@@ -114,7 +118,8 @@ pub fn split_binary(data: &[u8], reference: ConcatRef) -> Vec<&[u8]> {
     if data.len() <= USER_DATA_OCTETS {
         return vec![data];
     }
-    data.chunks(capacity(Coding::Binary, reference.udh_octets())).collect()
+    data.chunks(capacity(Coding::Binary, reference.udh_octets()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 use super::gsm7;
 use super::national::{Language, Shift};
-use super::udh::{Concat, Udh};
 use super::ucs2;
+use super::udh::{Concat, Udh};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -19,7 +19,10 @@ pub struct PduError {
 }
 
 fn err<T>(offset: usize, what: impl Into<String>) -> Result<T, PduError> {
-    Err(PduError { offset, what: what.into() })
+    Err(PduError {
+        offset,
+        what: what.into(),
+    })
 }
 
 struct Reader<'a> {
@@ -29,13 +32,19 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn u8(&mut self, what: &str) -> Result<u8, PduError> {
-        let v = *self.b.get(self.pos).ok_or_else(|| PduError { offset: self.pos, what: format!("{what}: unexpected end of PDU") })?;
+        let v = *self.b.get(self.pos).ok_or_else(|| PduError {
+            offset: self.pos,
+            what: format!("{what}: unexpected end of PDU"),
+        })?;
         self.pos += 1;
         Ok(v)
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], PduError> {
         if self.pos + n > self.b.len() {
-            return err(self.pos, format!("{what}: needs {n} octets, {} left", self.b.len() - self.pos));
+            return err(
+                self.pos,
+                format!("{what}: needs {n} octets, {} left", self.b.len() - self.pos),
+            );
         }
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
@@ -66,13 +75,32 @@ impl Address {
             if d.is_empty() || d.len() > 20 || !d.bytes().all(|b| b.is_ascii_digit()) {
                 return bad("not an international number");
             }
-            return Ok(Address { number: s.to_string(), ton: 1, npi: 1, length: d.len() as u8 });
+            return Ok(Address {
+                number: s.to_string(),
+                ton: 1,
+                npi: 1,
+                length: d.len() as u8,
+            });
         }
-        if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
-            return Ok(Address { number: s.to_string(), ton: 0, npi: 1, length: s.len() as u8 });
+        if !s.is_empty()
+            && s.len() <= 20
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        {
+            return Ok(Address {
+                number: s.to_string(),
+                ton: 0,
+                npi: 1,
+                length: s.len() as u8,
+            });
         }
         match gsm7::septet_len(s) {
-            Ok(n) if n > 0 && n <= 11 => Ok(Address { number: s.to_string(), ton: 5, npi: 0, length: ((n * 7).div_ceil(4)) as u8 }),
+            Ok(n) if n > 0 && n <= 11 => Ok(Address {
+                number: s.to_string(),
+                ton: 5,
+                npi: 0,
+                length: ((n * 7).div_ceil(4)) as u8,
+            }),
             _ => bad("not a number or an alphanumeric address of 1-11 GSM characters"),
         }
     }
@@ -108,7 +136,11 @@ fn bcd_encode(digits: &str) -> Vec<u8> {
         b'#' => 0xB,
         _ => 0xF,
     };
-    digits.as_bytes().chunks(2).map(|p| nib(p[0]) | (p.get(1).map_or(0xF, |&c| nib(c)) << 4)).collect()
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|p| nib(p[0]) | (p.get(1).map_or(0xF, |&c| nib(c)) << 4))
+        .collect()
 }
 
 fn bcd_decode(b: &[u8], digits: usize) -> String {
@@ -135,13 +167,25 @@ fn read_address(r: &mut Reader, what: &str) -> Result<Address, PduError> {
     let number = if ton == 5 {
         let septets = length as usize * 4 / 7;
         let mut buf = vec![0u8; septets];
-        gsm7::unpack_into(b, septets, 0, &mut buf).map_err(|e| PduError { offset: start, what: format!("{what}: {e}") })?;
+        gsm7::unpack_into(b, septets, 0, &mut buf).map_err(|e| PduError {
+            offset: start,
+            what: format!("{what}: {e}"),
+        })?;
         gsm7::septets_to_string(&buf)
     } else {
         let d = bcd_decode(b, length as usize);
-        if ton == 1 { format!("+{d}") } else { d }
+        if ton == 1 {
+            format!("+{d}")
+        } else {
+            d
+        }
     };
-    Ok(Address { number, ton, npi, length })
+    Ok(Address {
+        number,
+        ton,
+        npi,
+        length,
+    })
 }
 
 /// A service-centre timestamp (TS 23.040 §9.2.3.11).
@@ -159,12 +203,21 @@ pub struct Timestamp {
 
 impl Timestamp {
     fn local(&self) -> String {
-        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", self.year, self.month, self.day, self.hour, self.minute, self.second)
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
     }
     /// Milliseconds since the Unix epoch.
     pub fn unix_ms(&self) -> i64 {
-        let days = crate::hub::message::days_from_civil(self.year as i64, self.month as u32, self.day as u32);
-        (days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64 - self.tz_minutes as i64 * 60) * 1000
+        let days = crate::hub::message::days_from_civil(
+            self.year as i64,
+            self.month as u32,
+            self.day as u32,
+        );
+        (days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64
+            - self.tz_minutes as i64 * 60)
+            * 1000
     }
     fn utc(&self) -> String {
         let s = crate::hub::message::rfc3339(self.unix_ms());
@@ -177,7 +230,15 @@ impl Timestamp {
         let sw = |v: u8| ((v % 10) << 4) | (v / 10);
         let q = (self.tz_minutes.unsigned_abs() / 15) as u8;
         let tz = ((q % 10) << 4) | (q / 10) | if self.tz_minutes < 0 { 0x08 } else { 0 };
-        [sw((self.year % 100) as u8), sw(self.month), sw(self.day), sw(self.hour), sw(self.minute), sw(self.second), tz]
+        [
+            sw((self.year % 100) as u8),
+            sw(self.month),
+            sw(self.day),
+            sw(self.hour),
+            sw(self.minute),
+            sw(self.second),
+            tz,
+        ]
     }
 }
 
@@ -187,13 +248,20 @@ fn read_timestamp(r: &mut Reader, what: &str) -> Result<Timestamp, PduError> {
     let digit = |o: u8, i: usize| -> Result<u8, PduError> {
         let (lo, hi) = (o & 0x0F, o >> 4);
         if lo > 9 || hi > 9 {
-            return err(start + i, format!("{what}: octet 0x{o:02x} is not two BCD digits"));
+            return err(
+                start + i,
+                format!("{what}: octet 0x{o:02x} is not two BCD digits"),
+            );
         }
         Ok(lo * 10 + hi)
     };
     let yy = digit(b[0], 0)?;
     let ts = Timestamp {
-        year: if yy >= 90 { 1900 + yy as u16 } else { 2000 + yy as u16 },
+        year: if yy >= 90 {
+            1900 + yy as u16
+        } else {
+            2000 + yy as u16
+        },
         month: digit(b[1], 1)?,
         day: digit(b[2], 2)?,
         hour: digit(b[3], 3)?,
@@ -203,10 +271,19 @@ fn read_timestamp(r: &mut Reader, what: &str) -> Result<Timestamp, PduError> {
         tz_minutes: {
             let o = b[6];
             let q = ((o & 0x07) * 10 + (o >> 4)) as i32 * 15;
-            if o & 0x08 != 0 { -q } else { q }
+            if o & 0x08 != 0 {
+                -q
+            } else {
+                q
+            }
         },
     };
-    if !(1..=12).contains(&ts.month) || !(1..=31).contains(&ts.day) || ts.hour > 23 || ts.minute > 59 || ts.second > 59 {
+    if !(1..=12).contains(&ts.month)
+        || !(1..=31).contains(&ts.day)
+        || ts.hour > 23
+        || ts.minute > 59
+        || ts.second > 59
+    {
         return err(start, format!("{what}: not a valid date/time"));
     }
     Ok(ts)
@@ -249,7 +326,9 @@ pub fn relative_vp(seconds: u64) -> u8 {
 impl Validity {
     fn json(&self) -> Value {
         match self {
-            Validity::Relative(vp) => json!({"format": "relative", "vp": vp, "seconds": relative_seconds(*vp)}),
+            Validity::Relative(vp) => {
+                json!({"format": "relative", "vp": vp, "seconds": relative_seconds(*vp)})
+            }
             Validity::Absolute(t) => {
                 let mut v = t.json();
                 v["format"] = json!("absolute");
@@ -297,14 +376,31 @@ impl Dcs {
                     2 => Alphabet::Ucs2,
                     _ => Alphabet::Gsm7,
                 };
-                (alphabet, (raw & 0x10 != 0).then_some(raw & 0x03), raw & 0x20 != 0)
+                (
+                    alphabet,
+                    (raw & 0x10 != 0).then_some(raw & 0x03),
+                    raw & 0x20 != 0,
+                )
             }
             0xC | 0xD => (Alphabet::Gsm7, None, false),
             0xE => (Alphabet::Ucs2, None, false),
-            0xF => (if raw & 0x04 != 0 { Alphabet::Bit8 } else { Alphabet::Gsm7 }, Some(raw & 0x03), false),
+            0xF => (
+                if raw & 0x04 != 0 {
+                    Alphabet::Bit8
+                } else {
+                    Alphabet::Gsm7
+                },
+                Some(raw & 0x03),
+                false,
+            ),
             _ => (Alphabet::Gsm7, None, false), // reserved groups: treat as the default alphabet
         };
-        Dcs { raw, alphabet, class, compressed }
+        Dcs {
+            raw,
+            alphabet,
+            class,
+            compressed,
+        }
     }
     fn name(&self) -> &'static str {
         match self.alphabet {
@@ -331,20 +427,36 @@ fn read_user_data(r: &mut Reader, dcs: Dcs, udhi: bool) -> Result<UserData, PduE
     let udl_at = r.pos;
     let udl = r.u8("TP-UDL")?;
     let septets = dcs.alphabet == Alphabet::Gsm7 && !dcs.compressed;
-    let octets = if septets { (udl as usize * 7).div_ceil(8) } else { udl as usize };
+    let octets = if septets {
+        (udl as usize * 7).div_ceil(8)
+    } else {
+        udl as usize
+    };
     if octets > 140 {
-        return err(udl_at, format!("TP-UDL {udl} is more than 140 octets of user data"));
+        return err(
+            udl_at,
+            format!("TP-UDL {udl} is more than 140 octets of user data"),
+        );
     }
     let ud_at = r.pos;
     let ud = r.take(octets, "TP-UD")?;
     let (udh, udh_len) = if udhi {
-        let (u, n) = Udh::parse(ud).map_err(|e| PduError { offset: ud_at, what: format!("UDH: {e}") })?;
+        let (u, n) = Udh::parse(ud).map_err(|e| PduError {
+            offset: ud_at,
+            what: format!("UDH: {e}"),
+        })?;
         (Some(u), n)
     } else {
         (None, 0)
     };
     let udh_raw = ud[..udh_len].to_vec();
-    let mut out = UserData { udl, udh, udh_raw, text: None, data: None };
+    let mut out = UserData {
+        udl,
+        udh,
+        udh_raw,
+        text: None,
+        data: None,
+    };
     if septets {
         let header_septets = (udh_len * 8).div_ceil(7);
         let count = (udl as usize).checked_sub(header_septets).ok_or(PduError {
@@ -353,10 +465,19 @@ fn read_user_data(r: &mut Reader, dcs: Dcs, udhi: bool) -> Result<UserData, PduE
         })?;
         let fill = gsm7::fill_bits_after_udh(udh_len);
         let mut buf = [0u8; 160];
-        let buf = buf.get_mut(..count).ok_or(PduError { offset: udl_at, what: "more than 160 septets".into() })?;
-        gsm7::unpack_into(&ud[udh_len..], count, fill, buf).map_err(|e| PduError { offset: ud_at + udh_len, what: e.to_string() })?;
+        let buf = buf.get_mut(..count).ok_or(PduError {
+            offset: udl_at,
+            what: "more than 160 septets".into(),
+        })?;
+        gsm7::unpack_into(&ud[udh_len..], count, fill, buf).map_err(|e| PduError {
+            offset: ud_at + udh_len,
+            what: e.to_string(),
+        })?;
         let shift = match out.udh.as_ref().map(|u| u.shifts()) {
-            Some((l, s)) => Shift { locking: Language::from_id(l.unwrap_or(0)), single: Language::from_id(s.unwrap_or(0)) },
+            Some((l, s)) => Shift {
+                locking: Language::from_id(l.unwrap_or(0)),
+                single: Language::from_id(s.unwrap_or(0)),
+            },
             None => Shift::DEFAULT,
         };
         let mut text = String::with_capacity(count);
@@ -374,9 +495,42 @@ fn read_user_data(r: &mut Reader, dcs: Dcs, udhi: bool) -> Result<UserData, PduE
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tpdu {
     /// `mms` is the TP-MMS bit as sent: false means more messages are waiting at the SC.
-    Deliver { mms: bool, lp: bool, sri: bool, rp: bool, originator: Address, pid: u8, dcs: Dcs, scts: Timestamp, ud: UserData },
-    Submit { rd: bool, vpf: u8, srr: bool, rp: bool, mr: u8, destination: Address, pid: u8, dcs: Dcs, validity: Option<Validity>, ud: UserData },
-    StatusReport { mms: bool, lp: bool, srq: bool, mr: u8, recipient: Address, scts: Timestamp, discharge: Timestamp, status: u8, pid: Option<u8>, dcs: Option<Dcs>, ud: Option<UserData> },
+    Deliver {
+        mms: bool,
+        lp: bool,
+        sri: bool,
+        rp: bool,
+        originator: Address,
+        pid: u8,
+        dcs: Dcs,
+        scts: Timestamp,
+        ud: UserData,
+    },
+    Submit {
+        rd: bool,
+        vpf: u8,
+        srr: bool,
+        rp: bool,
+        mr: u8,
+        destination: Address,
+        pid: u8,
+        dcs: Dcs,
+        validity: Option<Validity>,
+        ud: UserData,
+    },
+    StatusReport {
+        mms: bool,
+        lp: bool,
+        srq: bool,
+        mr: u8,
+        recipient: Address,
+        scts: Timestamp,
+        discharge: Timestamp,
+        status: u8,
+        pid: Option<u8>,
+        dcs: Option<Dcs>,
+        ud: Option<UserData>,
+    },
 }
 
 /// A PDU as a modem gives it: the SMSC address, then the TPDU.
@@ -415,15 +569,27 @@ pub fn decode(b: &[u8]) -> Result<Sms, PduError> {
         } else {
             let ton = (toa >> 4) & 0x07;
             let d = bcd_decode(digits, digits.len() * 2);
-            Some(Address { number: if ton == 1 { format!("+{d}") } else { d }, ton, npi: toa & 0x0F, length: sca_len as u8 })
+            Some(Address {
+                number: if ton == 1 { format!("+{d}") } else { d },
+                ton,
+                npi: toa & 0x0F,
+                length: sca_len as u8,
+            })
         }
     };
     let start = r.pos;
     let tpdu = decode_tpdu_at(&mut r)?;
     if r.pos < b.len() {
-        return err(r.pos, format!("{} octets after the end of the TPDU", b.len() - r.pos));
+        return err(
+            r.pos,
+            format!("{} octets after the end of the TPDU", b.len() - r.pos),
+        );
     }
-    Ok(Sms { smsc, tpdu, tpdu_length: b.len() - start })
+    Ok(Sms {
+        smsc,
+        tpdu,
+        tpdu_length: b.len() - start,
+    })
 }
 
 /// Decode a TPDU without SMSC prefix.
@@ -431,7 +597,10 @@ pub fn decode_tpdu(b: &[u8]) -> Result<Tpdu, PduError> {
     let mut r = Reader { b, pos: 0 };
     let t = decode_tpdu_at(&mut r)?;
     if r.pos < b.len() {
-        return err(r.pos, format!("{} octets after the end of the TPDU", b.len() - r.pos));
+        return err(
+            r.pos,
+            format!("{} octets after the end of the TPDU", b.len() - r.pos),
+        );
     }
     Ok(t)
 }
@@ -447,7 +616,17 @@ fn decode_tpdu_at(r: &mut Reader) -> Result<Tpdu, PduError> {
             let dcs = Dcs::parse(r.u8("TP-DCS")?);
             let scts = read_timestamp(r, "TP-SCTS")?;
             let ud = read_user_data(r, dcs, udhi)?;
-            Ok(Tpdu::Deliver { mms: fo & 0x04 != 0, lp: fo & 0x08 != 0, sri: fo & 0x20 != 0, rp: fo & 0x80 != 0, originator, pid, dcs, scts, ud })
+            Ok(Tpdu::Deliver {
+                mms: fo & 0x04 != 0,
+                lp: fo & 0x08 != 0,
+                sri: fo & 0x20 != 0,
+                rp: fo & 0x80 != 0,
+                originator,
+                pid,
+                dcs,
+                scts,
+                ud,
+            })
         }
         1 => {
             let mr = r.u8("TP-MR")?;
@@ -467,7 +646,18 @@ fn decode_tpdu_at(r: &mut Reader) -> Result<Tpdu, PduError> {
                 }
             };
             let ud = read_user_data(r, dcs, udhi)?;
-            Ok(Tpdu::Submit { rd: fo & 0x04 != 0, vpf, srr: fo & 0x20 != 0, rp: fo & 0x80 != 0, mr, destination, pid, dcs, validity, ud })
+            Ok(Tpdu::Submit {
+                rd: fo & 0x04 != 0,
+                vpf,
+                srr: fo & 0x20 != 0,
+                rp: fo & 0x80 != 0,
+                mr,
+                destination,
+                pid,
+                dcs,
+                validity,
+                ud,
+            })
         }
         2 => {
             let mr = r.u8("TP-MR")?;
@@ -489,9 +679,24 @@ fn decode_tpdu_at(r: &mut Reader) -> Result<Tpdu, PduError> {
                     ud = Some(read_user_data(r, dcs.unwrap_or(Dcs::parse(0)), udhi)?);
                 }
             }
-            Ok(Tpdu::StatusReport { mms: fo & 0x04 != 0, lp: fo & 0x08 != 0, srq: fo & 0x20 != 0, mr, recipient, scts, discharge, status, pid, dcs, ud })
+            Ok(Tpdu::StatusReport {
+                mms: fo & 0x04 != 0,
+                lp: fo & 0x08 != 0,
+                srq: fo & 0x20 != 0,
+                mr,
+                recipient,
+                scts,
+                discharge,
+                status,
+                pid,
+                dcs,
+                ud,
+            })
         }
-        _ => err(fo_at, format!("TP-MTI 3 (reserved) in first octet 0x{fo:02x}")),
+        _ => err(
+            fo_at,
+            format!("TP-MTI 3 (reserved) in first octet 0x{fo:02x}"),
+        ),
     }
 }
 
@@ -502,7 +707,8 @@ fn ud_json(v: &mut Value, ud: &UserData) {
         Some(u) => {
             let mut h = json!({"hex": hex::encode(&ud.udh_raw), "length": ud.udh_raw.len().saturating_sub(1), "ieis": u.ies.iter().map(|i| i.id).collect::<Vec<_>>()});
             if let Some(c) = u.concat() {
-                h["concat"] = json!({"ref": c.reference, "ref_bits": c.bits, "total": c.total, "seq": c.seq});
+                h["concat"] =
+                    json!({"ref": c.reference, "ref_bits": c.bits, "total": c.total, "seq": c.seq});
             }
             if let Some((d, s)) = u.ports() {
                 h["ports"] = json!({"destination": d, "source": s});
@@ -534,13 +740,34 @@ impl Sms {
 impl Tpdu {
     pub fn to_json(&self) -> Value {
         match self {
-            Tpdu::Deliver { mms, lp, sri, rp, originator, pid, dcs, scts, ud } => {
+            Tpdu::Deliver {
+                mms,
+                lp,
+                sri,
+                rp,
+                originator,
+                pid,
+                dcs,
+                scts,
+                ud,
+            } => {
                 let mut v = json!({"type": "SMS-DELIVER", "mms": mms, "more_messages": !mms, "lp": lp, "sri": sri, "rp": rp, "udhi": ud.udh.is_some(),
                     "originator": originator.json(), "pid": pid, "dcs": dcs.raw, "alphabet": dcs.name(), "message_class": dcs.class, "scts": scts.json()});
                 ud_json(&mut v, ud);
                 v
             }
-            Tpdu::Submit { rd, vpf, srr, rp, mr, destination, pid, dcs, validity, ud } => {
+            Tpdu::Submit {
+                rd,
+                vpf,
+                srr,
+                rp,
+                mr,
+                destination,
+                pid,
+                dcs,
+                validity,
+                ud,
+            } => {
                 let mut v = json!({"type": "SMS-SUBMIT", "rd": rd, "vpf": vpf, "srr": srr, "rp": rp, "udhi": ud.udh.is_some(), "message_ref": mr,
                     "destination": destination.json(), "pid": pid, "dcs": dcs.raw, "alphabet": dcs.name(), "message_class": dcs.class});
                 if let Some(val) = validity {
@@ -549,7 +776,19 @@ impl Tpdu {
                 ud_json(&mut v, ud);
                 v
             }
-            Tpdu::StatusReport { mms, lp, srq, mr, recipient, scts, discharge, status, pid, dcs, ud } => {
+            Tpdu::StatusReport {
+                mms,
+                lp,
+                srq,
+                mr,
+                recipient,
+                scts,
+                discharge,
+                status,
+                pid,
+                dcs,
+                ud,
+            } => {
                 let (class, meaning) = status_meaning(*status);
                 let mut v = json!({"type": "SMS-STATUS-REPORT", "mms": mms, "more_messages": !mms, "lp": lp, "srq": srq, "message_ref": mr, "recipient": recipient.json(),
                     "scts": scts.json(), "discharge_time": discharge.json(), "status": status, "status_class": class, "status_text": meaning, "pid": pid, "dcs": dcs.map(|d| d.raw)});
@@ -603,10 +842,16 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
     let (dcs_alpha, units): (u8, Vec<Vec<u8>>) = match &spec.body {
         SubmitBody::Gsm7(text, shift) => {
             if shift.locking != Language::Default {
-                shift_udh.ies.push(super::udh::Ie { id: super::udh::iei::LOCKING_SHIFT, data: vec![shift.locking.id()] });
+                shift_udh.ies.push(super::udh::Ie {
+                    id: super::udh::iei::LOCKING_SHIFT,
+                    data: vec![shift.locking.id()],
+                });
             }
             if shift.single != Language::Default {
-                shift_udh.ies.push(super::udh::Ie { id: super::udh::iei::SINGLE_SHIFT, data: vec![shift.single.id()] });
+                shift_udh.ies.push(super::udh::Ie {
+                    id: super::udh::iei::SINGLE_SHIFT,
+                    data: vec![shift.single.id()],
+                });
             }
             // Split by characters so an escape sequence is never cut.
             let mut chars = Vec::new();
@@ -618,7 +863,12 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
             }
             (0x00, chars)
         }
-        SubmitBody::Ucs2(text) => (0x08, text.chars().map(|c| ucs2::encode(c.encode_utf8(&mut [0u8; 4]))).collect()),
+        SubmitBody::Ucs2(text) => (
+            0x08,
+            text.chars()
+                .map(|c| ucs2::encode(c.encode_utf8(&mut [0u8; 4])))
+                .collect(),
+        ),
         SubmitBody::Binary(data, udh) => {
             if let Some(u) = udh {
                 shift_udh = u.clone();
@@ -631,9 +881,17 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
     let total: usize = units.iter().map(cost).sum();
     let cap = |udh_octets: usize| -> usize {
         let octets = 140 - udh_octets;
-        if gsm { (octets * 8 - gsm7::fill_bits_after_udh(udh_octets) as usize) / 7 } else { octets }
+        if gsm {
+            (octets * 8 - gsm7::fill_bits_after_udh(udh_octets) as usize) / 7
+        } else {
+            octets
+        }
     };
-    let base_udh = if shift_udh.is_empty() { 0 } else { shift_udh.len() };
+    let base_udh = if shift_udh.is_empty() {
+        0
+    } else {
+        shift_udh.len()
+    };
     let parts: Vec<Vec<u8>> = if total <= cap(base_udh) {
         vec![units.concat()]
     } else {
@@ -659,9 +917,18 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
     for (i, body) in parts.iter().enumerate() {
         let mut udh = shift_udh.clone();
         if n > 1 {
-            udh = udh.with_concat(Concat { reference: spec.concat_ref, bits: if spec.ref16 { 16 } else { 8 }, total: n as u8, seq: i as u8 + 1 });
+            udh = udh.with_concat(Concat {
+                reference: spec.concat_ref,
+                bits: if spec.ref16 { 16 } else { 8 },
+                total: n as u8,
+                seq: i as u8 + 1,
+            });
         }
-        let udh_bytes = if udh.is_empty() { Vec::new() } else { udh.encode() };
+        let udh_bytes = if udh.is_empty() {
+            Vec::new()
+        } else {
+            udh.encode()
+        };
         let vpf: u8 = match spec.validity {
             None => 0,
             Some(Validity::Relative(_)) => 2,
@@ -703,6 +970,104 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
     Ok(out)
 }
 
+impl Timestamp {
+    /// A UTC timestamp for a Unix time in milliseconds.
+    pub fn from_unix_ms(ms: i64) -> Timestamp {
+        let secs = ms.div_euclid(1000);
+        let (y, m, d) = crate::hub::message::civil_from_days(secs.div_euclid(86_400));
+        let t = secs.rem_euclid(86_400);
+        Timestamp {
+            year: y as u16,
+            month: m as u8,
+            day: d as u8,
+            hour: (t / 3600) as u8,
+            minute: (t / 60 % 60) as u8,
+            second: (t % 60) as u8,
+            tz_minutes: 0,
+        }
+    }
+}
+
+/// Encode an SMS-DELIVER (one part), with an empty SMSC field: what a modem hands over for a
+/// received message. `udh` carries concatenation or port IEs. Used by the modem simulator and
+/// tests; the gateway itself only decodes DELIVERs.
+pub fn encode_deliver(
+    from: &str,
+    body: &SubmitBody,
+    udh: Option<&Udh>,
+    scts: Timestamp,
+) -> Result<Vec<u8>, PduError> {
+    let oa = Address::from_text(from)?;
+    let udh_bytes = udh
+        .filter(|u| !u.is_empty())
+        .map(|u| u.encode())
+        .unwrap_or_default();
+    let mut t = vec![0x04 | if udh_bytes.is_empty() { 0 } else { 0x40 }];
+    oa.encode(&mut t);
+    t.push(0); // PID
+    match body {
+        SubmitBody::Gsm7(text, _) => {
+            let sept = gsm7::to_septets(text).map_err(|e| PduError {
+                offset: 0,
+                what: e.to_string(),
+            })?;
+            let fill = gsm7::fill_bits_after_udh(udh_bytes.len());
+            let udl = (udh_bytes.len() * 8).div_ceil(7) + sept.len();
+            if udl > 160 {
+                return err(0, "text does not fit one SMS-DELIVER");
+            }
+            t.push(0x00);
+            t.extend(scts.encode());
+            t.push(udl as u8);
+            t.extend(&udh_bytes);
+            t.extend(gsm7::pack(&sept, fill));
+        }
+        SubmitBody::Ucs2(text) => {
+            let data = ucs2::encode(text);
+            push_octets(&mut t, 0x08, scts, &udh_bytes, &data)?;
+        }
+        SubmitBody::Binary(data, _) => push_octets(&mut t, 0x04, scts, &udh_bytes, data)?,
+    }
+    let mut pdu = vec![0u8];
+    pdu.extend(t);
+    Ok(pdu)
+}
+
+fn push_octets(
+    t: &mut Vec<u8>,
+    dcs: u8,
+    scts: Timestamp,
+    udh: &[u8],
+    data: &[u8],
+) -> Result<(), PduError> {
+    if udh.len() + data.len() > 140 {
+        return err(0, "data does not fit one SMS-DELIVER");
+    }
+    t.push(dcs);
+    t.extend(scts.encode());
+    t.push((udh.len() + data.len()) as u8);
+    t.extend(udh);
+    t.extend(data);
+    Ok(())
+}
+
+/// Encode an SMS-STATUS-REPORT with an empty SMSC field (for the modem simulator and tests).
+pub fn encode_status_report(
+    mr: u8,
+    recipient: &str,
+    status: u8,
+    scts: Timestamp,
+    discharge: Timestamp,
+) -> Result<Vec<u8>, PduError> {
+    let ra = Address::from_text(recipient)?;
+    let mut pdu = vec![0u8, 0x06, mr];
+    ra.encode(&mut pdu);
+    pdu.extend(scts.encode());
+    pdu.extend(discharge.encode());
+    pdu.push(status);
+    Ok(pdu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,7 +1094,10 @@ mod tests {
             ref16: false,
         };
         let e = encode_submit(&spec).unwrap();
-        assert_eq!(hex::encode_upper(&e[0].pdu[1..]), "11000B911346610089F600000005C8329BFD06");
+        assert_eq!(
+            hex::encode_upper(&e[0].pdu[1..]),
+            "11000B911346610089F600000005C8329BFD06"
+        );
         assert_eq!(e[0].tpdu_length, 19);
     }
 

@@ -39,7 +39,9 @@ pub fn decode(bytes: &[u8]) -> Result<String, Ucs2Error> {
     if bytes.len() % 2 != 0 {
         return Err(Ucs2Error::OddLength(bytes.len()));
     }
-    let units = bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+    let units = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]));
     let mut out = String::with_capacity(bytes.len() / 2);
     for (i, r) in char::decode_utf16(units).enumerate() {
         match r {
@@ -61,8 +63,12 @@ pub fn decode(bytes: &[u8]) -> Result<String, Ucs2Error> {
 /// Decode UTF-16BE leniently (U+FFFD for unpaired surrogates, a trailing odd octet dropped):
 /// for display of peer data that must never be refused.
 pub fn decode_lossy(bytes: &[u8]) -> String {
-    let units = bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-    char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
+    let units = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
 }
 
 /// Encode as ISO-8859-1.
@@ -89,7 +95,10 @@ mod tests {
         let b = encode(s);
         assert_eq!(hex::encode(&b), "0061d83dde00");
         assert_eq!(decode(&b).unwrap(), s);
-        assert!(matches!(decode(&b[..4]), Err(Ucs2Error::UnpairedSurrogate { offset: 2, .. })));
+        assert!(matches!(
+            decode(&b[..4]),
+            Err(Ucs2Error::UnpairedSurrogate { offset: 2, .. })
+        ));
         assert!(matches!(decode(&b[..3]), Err(Ucs2Error::OddLength(3))));
     }
 

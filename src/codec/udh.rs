@@ -54,7 +54,10 @@ impl Udh {
         let &udhl = ud.first().ok_or(UdhError::Empty)?;
         let udhl = udhl as usize;
         if udhl + 1 > ud.len() {
-            return Err(UdhError::TooLong { udhl, available: ud.len().saturating_sub(1) });
+            return Err(UdhError::TooLong {
+                udhl,
+                available: ud.len().saturating_sub(1),
+            });
         }
         let body = &ud[1..=udhl];
         let mut ies = Vec::new();
@@ -62,14 +65,25 @@ impl Udh {
         while i < body.len() {
             let id = body[i];
             let Some(&len) = body.get(i + 1) else {
-                return Err(UdhError::ElementTooLong { iei: id, offset: i + 1, len: 1 });
+                return Err(UdhError::ElementTooLong {
+                    iei: id,
+                    offset: i + 1,
+                    len: 1,
+                });
             };
             let len = len as usize;
             let end = i + 2 + len;
             if end > body.len() {
-                return Err(UdhError::ElementTooLong { iei: id, offset: i + 1, len });
+                return Err(UdhError::ElementTooLong {
+                    iei: id,
+                    offset: i + 1,
+                    len,
+                });
             }
-            ies.push(Ie { id, data: body[i + 2..end].to_vec() });
+            ies.push(Ie {
+                id,
+                data: body[i + 2..end].to_vec(),
+            });
             i = end;
         }
         Ok((Udh { ies }, udhl + 1))
@@ -97,34 +111,61 @@ impl Udh {
     }
 
     pub fn concat(&self) -> Option<Concat> {
-        self.ies.iter().find_map(|ie| match (ie.id, ie.data.as_slice()) {
-            (iei::CONCAT_8, &[r, t, s]) => Some(Concat { reference: r as u16, bits: 8, total: t, seq: s }),
-            (iei::CONCAT_16, &[r1, r2, t, s]) => Some(Concat { reference: u16::from_be_bytes([r1, r2]), bits: 16, total: t, seq: s }),
-            _ => None,
-        })
+        self.ies
+            .iter()
+            .find_map(|ie| match (ie.id, ie.data.as_slice()) {
+                (iei::CONCAT_8, &[r, t, s]) => Some(Concat {
+                    reference: r as u16,
+                    bits: 8,
+                    total: t,
+                    seq: s,
+                }),
+                (iei::CONCAT_16, &[r1, r2, t, s]) => Some(Concat {
+                    reference: u16::from_be_bytes([r1, r2]),
+                    bits: 16,
+                    total: t,
+                    seq: s,
+                }),
+                _ => None,
+            })
     }
 
     /// (destination, source) application ports.
     pub fn ports(&self) -> Option<(u16, u16)> {
-        self.ies.iter().find_map(|ie| match (ie.id, ie.data.as_slice()) {
-            (iei::PORTS_8, &[d, s]) => Some((d as u16, s as u16)),
-            (iei::PORTS_16, &[d1, d2, s1, s2]) => Some((u16::from_be_bytes([d1, d2]), u16::from_be_bytes([s1, s2]))),
-            _ => None,
-        })
+        self.ies
+            .iter()
+            .find_map(|ie| match (ie.id, ie.data.as_slice()) {
+                (iei::PORTS_8, &[d, s]) => Some((d as u16, s as u16)),
+                (iei::PORTS_16, &[d1, d2, s1, s2]) => {
+                    Some((u16::from_be_bytes([d1, d2]), u16::from_be_bytes([s1, s2])))
+                }
+                _ => None,
+            })
     }
 
     /// National language (locking, single) shift identifiers.
     pub fn shifts(&self) -> (Option<u8>, Option<u8>) {
-        let find = |id| self.ies.iter().find(|ie| ie.id == id && ie.data.len() == 1).map(|ie| ie.data[0]);
+        let find = |id| {
+            self.ies
+                .iter()
+                .find(|ie| ie.id == id && ie.data.len() == 1)
+                .map(|ie| ie.data[0])
+        };
         (find(iei::LOCKING_SHIFT), find(iei::SINGLE_SHIFT))
     }
 
     pub fn with_concat(mut self, c: Concat) -> Self {
         let ie = if c.bits == 16 {
             let r = c.reference.to_be_bytes();
-            Ie { id: iei::CONCAT_16, data: vec![r[0], r[1], c.total, c.seq] }
+            Ie {
+                id: iei::CONCAT_16,
+                data: vec![r[0], r[1], c.total, c.seq],
+            }
         } else {
-            Ie { id: iei::CONCAT_8, data: vec![c.reference as u8, c.total, c.seq] }
+            Ie {
+                id: iei::CONCAT_8,
+                data: vec![c.reference as u8, c.total, c.seq],
+            }
         };
         self.ies.insert(0, ie);
         self
@@ -139,10 +180,27 @@ mod tests {
     fn parse_known_and_unknown() {
         let (u, n) = Udh::parse(&hex::decode("0e0003420301050400000000700142").unwrap()).unwrap();
         assert_eq!(n, 15);
-        assert_eq!(u.concat(), Some(Concat { reference: 0x42, bits: 8, total: 3, seq: 1 }));
+        assert_eq!(
+            u.concat(),
+            Some(Concat {
+                reference: 0x42,
+                bits: 8,
+                total: 3,
+                seq: 1
+            })
+        );
         assert_eq!(u.ports(), Some((0, 0)));
-        assert_eq!(u.ies[2], Ie { id: 0x70, data: vec![0x42] });
-        assert_eq!(u.encode(), hex::decode("0e0003420301050400000000700142").unwrap());
+        assert_eq!(
+            u.ies[2],
+            Ie {
+                id: 0x70,
+                data: vec![0x42]
+            }
+        );
+        assert_eq!(
+            u.encode(),
+            hex::decode("0e0003420301050400000000700142").unwrap()
+        );
         assert!(Udh::parse(&[5, 0, 3, 1]).is_err());
         assert!(Udh::parse(&[3, 0, 5, 1]).is_err());
         assert!(Udh::parse(&[]).is_err());

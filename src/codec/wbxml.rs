@@ -77,7 +77,11 @@ pub struct Header {
 impl Header {
     /// The strings of the string table (NUL-separated).
     pub fn strings(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.string_table.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let mut v: Vec<String> = self
+            .string_table
+            .split(|&b| b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
         if self.string_table.is_empty() || self.string_table.last() == Some(&0) {
             v.pop();
         }
@@ -123,7 +127,10 @@ impl Element {
             .collect()
     }
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -152,7 +159,10 @@ fn e(offset: usize, kind: WbxmlErrorKind) -> WbxmlError {
 
 impl<'a> Parser<'a> {
     fn u8(&mut self, what: &'static str) -> Result<u8, WbxmlError> {
-        let v = *self.b.get(self.pos).ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd(what)))?;
+        let v = *self
+            .b
+            .get(self.pos)
+            .ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd(what)))?;
         self.pos += 1;
         Ok(v)
     }
@@ -191,7 +201,10 @@ impl<'a> Parser<'a> {
     fn inline(&mut self) -> Result<String, WbxmlError> {
         let start = self.pos;
         let rest = &self.b[self.pos..];
-        let end = rest.iter().position(|&b| b == 0).ok_or(e(start, WbxmlErrorKind::Unterminated))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(e(start, WbxmlErrorKind::Unterminated))?;
         self.pos += end + 1;
         Ok(self.decode_str(&rest[..end]))
     }
@@ -199,13 +212,25 @@ impl<'a> Parser<'a> {
     fn table_str(&mut self) -> Result<String, WbxmlError> {
         let at = self.pos;
         let index = self.mb("string table index")?;
-        table_string(self.strtbl, index).map(|b| self.decode_str(b)).ok_or(e(at, WbxmlErrorKind::StringTableIndex { index, len: self.strtbl.len() }))
+        table_string(self.strtbl, index)
+            .map(|b| self.decode_str(b))
+            .ok_or(e(
+                at,
+                WbxmlErrorKind::StringTableIndex {
+                    index,
+                    len: self.strtbl.len(),
+                },
+            ))
     }
 
     fn opaque(&mut self) -> Result<&'a [u8], WbxmlError> {
         let at = self.pos;
         let len = self.mb("opaque length")?;
-        let end = self.pos.checked_add(len as usize).filter(|&end| end <= self.b.len()).ok_or(e(at, WbxmlErrorKind::OpaqueLength(len)))?;
+        let end = self
+            .pos
+            .checked_add(len as usize)
+            .filter(|&end| end <= self.b.len())
+            .ok_or(e(at, WbxmlErrorKind::OpaqueLength(len)))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -217,8 +242,16 @@ impl<'a> Parser<'a> {
     }
 
     fn tag_name(&self, page: u8, tok: u8) -> (String, Option<&'static str>) {
-        let ns = self.lang.and_then(|l| l.namespaces.iter().find(|(p, _)| *p == page).map(|(_, n)| *n));
-        match self.lang.and_then(|l| l.tags.iter().find(|(p, t, _)| *p == page && *t == tok)) {
+        let ns = self.lang.and_then(|l| {
+            l.namespaces
+                .iter()
+                .find(|(p, _)| *p == page)
+                .map(|(_, n)| *n)
+        });
+        match self
+            .lang
+            .and_then(|l| l.tags.iter().find(|(p, t, _)| *p == page && *t == tok))
+        {
             Some((_, _, n)) => (n.to_string(), ns),
             None => (format!("tag-{page:02x}-{tok:02x}"), ns),
         }
@@ -270,7 +303,12 @@ impl<'a> Parser<'a> {
             t if (t & 0x3F) >= 0x05 => self.tag_name(self.tag_page, t & 0x3F),
             t => return Err(e(at, WbxmlErrorKind::UnexpectedToken(t))),
         };
-        let mut el = Element { name, attrs: Vec::new(), children: Vec::new(), namespace };
+        let mut el = Element {
+            name,
+            attrs: Vec::new(),
+            children: Vec::new(),
+            namespace,
+        };
         if tok & 0x80 != 0 {
             self.attributes(&mut el)?;
         }
@@ -314,28 +352,44 @@ impl<'a> Parser<'a> {
                 0xC0..=0xC2 => Some(String::new()),
                 0xC3 => {
                     let data = self.opaque()?;
-                    Some(if is_date { opaque_date(data) } else { self.decode_str(data) })
+                    Some(if is_date {
+                        opaque_date(data)
+                    } else {
+                        self.decode_str(data)
+                    })
                 }
-                0x43 | 0x44 | 0x84 | 0xC4 => return Err(e(at, WbxmlErrorKind::UnexpectedToken(tok))),
+                0x43 | 0x44 | 0x84 | 0xC4 => {
+                    return Err(e(at, WbxmlErrorKind::UnexpectedToken(tok)))
+                }
                 t if t < 0x80 => {
                     if let Some(a) = current.take() {
                         el.attrs.push(a);
                     }
                     let page = self.attr_page;
-                    let (name, prefix) = match self.lang.and_then(|l| l.attrs.iter().find(|(p, x, ..)| *p == page && *x == t)) {
+                    let (name, prefix) = match self
+                        .lang
+                        .and_then(|l| l.attrs.iter().find(|(p, x, ..)| *p == page && *x == t))
+                    {
                         Some((_, _, n, v)) => (n.to_string(), v.to_string()),
                         None => (format!("attr-{page:02x}-{t:02x}"), String::new()),
                     };
-                    is_date = self.lang.is_some_and(|l| l.date_attrs.contains(&name.as_str()));
+                    is_date = self
+                        .lang
+                        .is_some_and(|l| l.date_attrs.contains(&name.as_str()));
                     current = Some((name, prefix));
                     None
                 }
                 t => {
                     let page = self.attr_page;
-                    Some(match self.lang.and_then(|l| l.values.iter().find(|(p, x, _)| *p == page && *x == t)) {
-                        Some((_, _, v)) => v.to_string(),
-                        None => format!("value-{page:02x}-{t:02x}"),
-                    })
+                    Some(
+                        match self
+                            .lang
+                            .and_then(|l| l.values.iter().find(|(p, x, _)| *p == page && *x == t))
+                        {
+                            Some((_, _, v)) => v.to_string(),
+                            None => format!("value-{page:02x}-{t:02x}"),
+                        },
+                    )
                 }
             };
             if let Some(v) = value {
@@ -356,7 +410,10 @@ impl<'a> Parser<'a> {
         };
         loop {
             let at = self.pos;
-            let tok = *self.b.get(self.pos).ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd("content")))?;
+            let tok = *self
+                .b
+                .get(self.pos)
+                .ok_or(e(self.pos, WbxmlErrorKind::UnexpectedEnd("content")))?;
             match tok {
                 0x00 => {
                     self.pos += 1;
@@ -424,7 +481,15 @@ fn opaque_date(d: &[u8]) -> String {
     while digits.len() < 14 {
         digits.push('0');
     }
-    format!("{}-{}-{}T{}:{}:{}Z", &digits[0..4], &digits[4..6], &digits[6..8], &digits[8..10], &digits[10..12], &digits[12..14])
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &digits[0..4],
+        &digits[4..6],
+        &digits[6..8],
+        &digits[8..10],
+        &digits[10..12],
+        &digits[12..14]
+    )
 }
 
 fn table_string(tbl: &[u8], index: u32) -> Option<&[u8]> {
@@ -444,19 +509,36 @@ pub fn decode(b: &[u8]) -> Result<Document, WbxmlError> {
 
 /// Decode with explicit limits.
 pub fn decode_with(b: &[u8], limits: Limits) -> Result<Document, WbxmlError> {
-    let mut p = Parser { b, pos: 0, strtbl: &[], charset: 106, lang: None, tag_page: 0, attr_page: 0, limits };
+    let mut p = Parser {
+        b,
+        pos: 0,
+        strtbl: &[],
+        charset: 106,
+        lang: None,
+        tag_page: 0,
+        attr_page: 0,
+        limits,
+    };
     let version = p.u8("version")?;
     if version > 0x03 {
         return Err(e(0, WbxmlErrorKind::Version(version)));
     }
     let pid_at = p.pos;
     let pid = p.mb("public id")?;
-    let pid_index = if pid == 0 { Some(p.mb("public id index")?) } else { None };
+    let pid_index = if pid == 0 {
+        Some(p.mb("public id index")?)
+    } else {
+        None
+    };
     // WBXML 1.0 has no charset field.
     let charset = if version >= 1 { p.mb("charset")? } else { 106 };
     let len_at = p.pos;
     let len = p.mb("string table length")?;
-    let end = p.pos.checked_add(len as usize).filter(|&end| end <= b.len()).ok_or(e(len_at, WbxmlErrorKind::StringTableLength(len)))?;
+    let end = p
+        .pos
+        .checked_add(len as usize)
+        .filter(|&end| end <= b.len())
+        .ok_or(e(len_at, WbxmlErrorKind::StringTableLength(len)))?;
     let strtbl = &b[p.pos..end];
     p.pos = end;
     p.strtbl = strtbl;
@@ -465,7 +547,13 @@ pub fn decode_with(b: &[u8], limits: Limits) -> Result<Document, WbxmlError> {
         Some(i) => PublicId::String(
             table_string(strtbl, i)
                 .map(|s| String::from_utf8_lossy(s).into_owned())
-                .ok_or(e(pid_at, WbxmlErrorKind::StringTableIndex { index: i, len: strtbl.len() }))?,
+                .ok_or(e(
+                    pid_at,
+                    WbxmlErrorKind::StringTableIndex {
+                        index: i,
+                        len: strtbl.len(),
+                    },
+                ))?,
         ),
         None => PublicId::Known(pid),
     };
@@ -494,7 +582,16 @@ pub fn decode_with(b: &[u8], limits: Limits) -> Result<Document, WbxmlError> {
             Some(_) => return Err(e(p.pos, WbxmlErrorKind::Trailing)),
         }
     }
-    Ok(Document { header: Header { version, public_id, charset, string_table: strtbl.to_vec() }, language: p.lang, root })
+    Ok(Document {
+        header: Header {
+            version,
+            public_id,
+            charset,
+            string_table: strtbl.to_vec(),
+        },
+        language: p.lang,
+        root,
+    })
 }
 
 fn escape(s: &str, attr: bool, out: &mut String) {
@@ -552,9 +649,15 @@ impl Document {
     pub fn to_xml(&self) -> String {
         let mut out = String::from("<?xml version=\"1.0\"?>");
         if let Some(l) = self.language {
-            out.push_str(&format!("<!DOCTYPE {} PUBLIC \"{}\" \"{}\">", l.root, l.fpi, l.dtd));
+            out.push_str(&format!(
+                "<!DOCTYPE {} PUBLIC \"{}\" \"{}\">",
+                l.root, l.fpi, l.dtd
+            ));
         } else if let PublicId::String(fpi) = &self.header.public_id {
-            out.push_str(&format!("<!DOCTYPE {} PUBLIC \"{}\" \"\">", self.root.name, fpi));
+            out.push_str(&format!(
+                "<!DOCTYPE {} PUBLIC \"{}\" \"\">",
+                self.root.name, fpi
+            ));
         }
         write_element(&self.root, None, &mut out);
         out
@@ -616,12 +719,23 @@ mod tests {
 
     #[test]
     fn limits_and_errors() {
-        assert!(matches!(decode(&[]).unwrap_err().kind, WbxmlErrorKind::UnexpectedEnd(_)));
-        assert!(matches!(decode(&[0x03, 0x90, 0x80, 0x80, 0x80, 0x00]).unwrap_err().kind, WbxmlErrorKind::IntOverflow));
+        assert!(matches!(
+            decode(&[]).unwrap_err().kind,
+            WbxmlErrorKind::UnexpectedEnd(_)
+        ));
+        assert!(matches!(
+            decode(&[0x03, 0x90, 0x80, 0x80, 0x80, 0x00])
+                .unwrap_err()
+                .kind,
+            WbxmlErrorKind::IntOverflow
+        ));
         // 100 nested literal-free unknown tags with content
         let mut deep = vec![0x03, 0x01, 0x6a, 0x00];
         deep.extend(std::iter::repeat_n(0x45u8, 100));
         deep.extend(std::iter::repeat_n(0x01u8, 100));
-        assert!(matches!(decode(&deep).unwrap_err().kind, WbxmlErrorKind::TooDeep(64)));
+        assert!(matches!(
+            decode(&deep).unwrap_err().kind,
+            WbxmlErrorKind::TooDeep(64)
+        ));
     }
 }

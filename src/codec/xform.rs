@@ -42,7 +42,9 @@ fn value_of(e: &Element) -> Value {
         let v = value_of(c);
         match obj.get_mut(&c.name) {
             // A repeated element becomes an array.
-            Some(Value::Array(a)) if e.elements().filter(|x| x.name == c.name).count() > 1 => a.push(v),
+            Some(Value::Array(a)) if e.elements().filter(|x| x.name == c.name).count() > 1 => {
+                a.push(v)
+            }
             Some(_) => {}
             None => {
                 if e.elements().filter(|x| x.name == c.name).count() > 1 {
@@ -66,7 +68,10 @@ pub fn from_element(root: &Element) -> XForm {
     let instance_id = root
         .elements()
         .find(|e| e.name == "meta" || e.name.ends_with(":meta"))
-        .and_then(|m| m.elements().find(|e| e.name == "instanceID" || e.name.ends_with(":instanceID")))
+        .and_then(|m| {
+            m.elements()
+                .find(|e| e.name == "instanceID" || e.name.ends_with(":instanceID"))
+        })
         .map(|e| e.text());
     XForm {
         form_id: root.attr("id").map(str::to_string),
@@ -83,18 +88,33 @@ pub fn parse_xml(text: &str) -> Result<Element, XFormError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
-    let err = |r: &quick_xml::Reader<&[u8]>, m: String| XFormError::Xml { offset: r.buffer_position(), message: m };
-    let open = |e: &quick_xml::events::BytesStart, r: &quick_xml::Reader<&[u8]>| -> Result<Element, XFormError> {
-        let mut el = Element { name: String::from_utf8_lossy(e.name().as_ref()).into_owned(), ..Default::default() };
+    let err = |r: &quick_xml::Reader<&[u8]>, m: String| XFormError::Xml {
+        offset: r.buffer_position(),
+        message: m,
+    };
+    let open = |e: &quick_xml::events::BytesStart,
+                r: &quick_xml::Reader<&[u8]>|
+     -> Result<Element, XFormError> {
+        let mut el = Element {
+            name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+            ..Default::default()
+        };
         for a in e.attributes() {
             let a = a.map_err(|x| err(r, x.to_string()))?;
-            let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|x| err(r, x.to_string()))?;
-            el.attrs.push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v.into_owned()));
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|x| err(r, x.to_string()))?;
+            el.attrs.push((
+                String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                v.into_owned(),
+            ));
         }
         Ok(el)
     };
     loop {
-        let ev = reader.read_event().map_err(|e| err(&reader, e.to_string()))?;
+        let ev = reader
+            .read_event()
+            .map_err(|e| err(&reader, e.to_string()))?;
         match ev {
             Event::Start(e) => {
                 let el = open(&e, &reader)?;
@@ -108,7 +128,9 @@ pub fn parse_xml(text: &str) -> Result<Element, XFormError> {
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| err(&reader, "unbalanced end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| err(&reader, "unbalanced end tag".into()))?;
                 match stack.last_mut() {
                     Some(p) => p.children.push(Node::Element(el)),
                     None => root = Some(el),
@@ -125,7 +147,8 @@ pub fn parse_xml(text: &str) -> Result<Element, XFormError> {
             }
             Event::CData(t) => {
                 if let Some(p) = stack.last_mut() {
-                    p.children.push(Node::CData(String::from_utf8_lossy(&t).into_owned()));
+                    p.children
+                        .push(Node::CData(String::from_utf8_lossy(&t).into_owned()));
                 }
             }
             Event::GeneralRef(r) => {
@@ -155,7 +178,10 @@ pub fn parse_xml(text: &str) -> Result<Element, XFormError> {
         }
     }
     if !stack.is_empty() {
-        return Err(XFormError::Xml { offset: reader.buffer_position(), message: format!("<{}> is not closed", stack[stack.len() - 1].name) });
+        return Err(XFormError::Xml {
+            offset: reader.buffer_position(),
+            message: format!("<{}> is not closed", stack[stack.len() - 1].name),
+        });
     }
     let mut root = root.ok_or(XFormError::Empty)?;
     merge_text(&mut root);

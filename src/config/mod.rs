@@ -34,7 +34,10 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
@@ -60,7 +63,10 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let value: toml::Table = toml::from_str(text).map_err(|e| {
-            ConfigError::Invalid(vec![Problem { path: String::new(), message: format!("TOML syntax: {e}") }])
+            ConfigError::Invalid(vec![Problem {
+                path: String::new(),
+                message: format!("TOML syntax: {e}"),
+            }])
         })?;
         let (cfg, mut problems) = types::parse_sections(value);
         if let Some(cfg) = &cfg {

@@ -31,13 +31,27 @@ fn all_problems_reported_at_once_with_paths() {
     let e = Config::from_toml_with_env(text, &env_none).unwrap_err();
     let p: Vec<String> = e.problems().iter().map(|p| p.to_string()).collect();
     // the unknown key fails parsing of op-b; the other section errors are still listed
-    assert!(p.iter().any(|s| s.starts_with("connectors.op-b") && s.contains("windw")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|s| s.starts_with("connectors.op-b") && s.contains("windw")),
+        "{p:?}"
+    );
     let text2 = text.replace("windw", "window");
     let e = Config::from_toml_with_env(&text2, &env_none).unwrap_err();
     let p: Vec<String> = e.problems().iter().map(|p| p.to_string()).collect();
-    assert!(p.contains(&"outbox.shards: must be 1..=64, got 0".to_string()), "{p:?}");
-    assert!(p.contains(&"connectors.op-a.window: must be 1..=1024, got 0".to_string()), "{p:?}");
-    assert!(p.iter().any(|s| s.starts_with("api.listen:") && s.contains("not loopback")), "{p:?}");
+    assert!(
+        p.contains(&"outbox.shards: must be 1..=64, got 0".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"connectors.op-a.window: must be 1..=1024, got 0".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|s| s.starts_with("api.listen:") && s.contains("not loopback")),
+        "{p:?}"
+    );
     assert!(p.iter().any(|s| s.starts_with("routes[0].to[0]")), "{p:?}");
     assert!(p.len() >= 4);
 }

@@ -143,7 +143,12 @@ pub struct SmsConfig {
 
 impl Default for SmsConfig {
     fn default() -> Self {
-        SmsConfig { max_segments: 10, country_code: None, trunk_prefix: "0".into(), default_sender: None }
+        SmsConfig {
+            max_segments: 10,
+            country_code: None,
+            trunk_prefix: "0".into(),
+            default_sender: None,
+        }
     }
 }
 
@@ -154,17 +159,36 @@ pub enum ConnectorConfig {
     Sandbox(SandboxConfig),
     Smpp(SmppConfig),
     SmppServer(SmppServerConfig),
+    Modem(ModemBankConfig),
 }
 
 impl ConnectorConfig {
     /// Dispatch limits every connector has.
     pub fn limits(&self) -> Limits {
         match self {
-            ConnectorConfig::Sandbox(s) => Limits { window: s.window, tps: s.tps, burst: s.burst },
+            ConnectorConfig::Sandbox(s) => Limits {
+                window: s.window,
+                tps: s.tps,
+                burst: s.burst,
+            },
             // The dispatcher's window spans all sessions; the connector paces with its own
             // adaptive bucket (throttling halves it), so the dispatcher does not rate-limit.
-            ConnectorConfig::Smpp(s) => Limits { window: s.window * s.binds as usize, tps: 0.0, burst: 0 },
-            ConnectorConfig::SmppServer(s) => Limits { window: s.window, tps: 0.0, burst: 0 },
+            ConnectorConfig::Smpp(s) => Limits {
+                window: s.window * s.binds as usize,
+                tps: 0.0,
+                burst: 0,
+            },
+            ConnectorConfig::SmppServer(s) => Limits {
+                window: s.window,
+                tps: 0.0,
+                burst: 0,
+            },
+            // Each modem paces itself (rate_per_min, daily_cap); `tps` caps the whole bank.
+            ConnectorConfig::Modem(s) => Limits {
+                window: s.window,
+                tps: s.tps,
+                burst: 0,
+            },
         }
     }
     pub fn type_name(&self) -> &'static str {
@@ -172,6 +196,7 @@ impl ConnectorConfig {
             ConnectorConfig::Sandbox(_) => "sandbox",
             ConnectorConfig::Smpp(_) => "smpp",
             ConnectorConfig::SmppServer(_) => "smpp-server",
+            ConnectorConfig::Modem(_) => "modem",
         }
     }
 }
@@ -350,7 +375,100 @@ pub struct SmppServerConfig {
 
 impl Default for SmppServerConfig {
     fn default() -> Self {
-        SmppServerConfig { listen: "127.0.0.1:2775".into(), tls: None, window: 64, bind_timeout_s: 10, accounts: Vec::new() }
+        SmppServerConfig {
+            listen: "127.0.0.1:2775".into(),
+            tls: None,
+            window: 64,
+            bind_timeout_s: 10,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// How a modem bank picks the modem for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModemStrategy {
+    RoundRobin,
+    /// The modem with the shortest queue.
+    #[default]
+    LeastLoaded,
+    /// Destinations matching an `operators` prefix go to modems whose SIM (IMSI) is of that
+    /// operator; the rest least-loaded.
+    OperatorPrefix,
+}
+
+/// `type = "modem"`: a bank of GSM/LTE modems on serial ports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModemBankConfig {
+    /// Device paths or globs (`/dev/serial/by-id/usb-*-if02-port0`), rescanned for hot-plug.
+    pub devices: Vec<String>,
+    /// Line speed; 0 = the hwdb entry's `default_baud`.
+    pub baud: u32,
+    /// Environment variable holding the SIM PIN (never logged; tried once per SIM).
+    pub pin_env: Option<String>,
+    pub strategy: ModemStrategy,
+    /// Messages per minute per modem; absent = the hwdb entry's `max_send_per_minute`; 0 = off.
+    pub rate_per_min: Option<f64>,
+    /// Messages per SIM per day (UTC); 0 = no cap. Counted across restarts.
+    pub daily_cap: u32,
+    /// Force this hwdb entry for every port instead of matching.
+    pub profile: Option<String>,
+    /// Extra hwdb entries (a folder of TOML files) that take precedence over the built-in ones.
+    pub hwdb_dir: Option<PathBuf>,
+    /// Messages in flight across the bank.
+    pub window: usize,
+    /// Messages per second across the bank (0 = no bank-wide limit).
+    pub tps: f64,
+    /// Ask for status reports (TP-SRR) and match them by TP-MR.
+    pub dlr: bool,
+    /// SMSC number to set when the SIM has none (`AT+CSCA`).
+    pub smsc: Option<String>,
+    /// `strategy = "operator_prefix"`: SIM operator (MCC+MNC, the IMSI's start) to destination
+    /// prefixes, e.g. `{ "23410" = ["+4477", "+4478"] }`.
+    pub operators: BTreeMap<String, Vec<String>>,
+    /// Seconds between device rescans (hot-plug).
+    pub rescan_s: u64,
+    /// Seconds between `AT+CMGL` polls (absent = the hwdb entry's `poll_cmgl_s`).
+    pub poll_s: Option<u64>,
+    /// Seconds between health checks (signal, registration).
+    pub health_s: u64,
+    /// Overrides of the hwdb timeouts, in milliseconds.
+    pub command_timeout_ms: Option<u64>,
+    pub prompt_timeout_ms: Option<u64>,
+    pub send_timeout_ms: Option<u64>,
+    /// Seconds to wait for network registration before the modem is reset.
+    pub registration_timeout_s: u64,
+    /// Seconds a multipart MO may wait for its missing parts.
+    pub mo_parts_timeout_s: u64,
+}
+
+impl Default for ModemBankConfig {
+    fn default() -> Self {
+        ModemBankConfig {
+            devices: Vec::new(),
+            baud: 0,
+            pin_env: None,
+            strategy: ModemStrategy::LeastLoaded,
+            rate_per_min: None,
+            daily_cap: 0,
+            profile: None,
+            hwdb_dir: None,
+            window: 64,
+            tps: 0.0,
+            dlr: true,
+            smsc: None,
+            operators: BTreeMap::new(),
+            rescan_s: 5,
+            poll_s: None,
+            health_s: 60,
+            command_timeout_ms: None,
+            prompt_timeout_ms: None,
+            send_timeout_ms: None,
+            registration_timeout_s: 180,
+            mo_parts_timeout_s: 3600,
+        }
     }
 }
 
@@ -481,7 +599,10 @@ pub(super) fn parse_value<T: DeserializeOwned>(
             } else {
                 format!("{path}.{inner}")
             };
-            problems.push(Problem { path, message: e.into_inner().to_string() });
+            problems.push(Problem {
+                path,
+                message: e.into_inner().to_string(),
+            });
             None
         }
     }
@@ -500,7 +621,11 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
         None => {}
         Some(toml::Value::Table(t)) => {
             for (name, v) in t {
-                match parse_value::<ConnectorConfig>(v, &format!("connectors.{name}"), &mut problems) {
+                match parse_value::<ConnectorConfig>(
+                    v,
+                    &format!("connectors.{name}"),
+                    &mut problems,
+                ) {
                     Some(c) => {
                         connectors.insert(name, c);
                     }
@@ -510,7 +635,10 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
         }
         Some(_) => {
             connectors_ok = false;
-            problems.push(Problem { path: "connectors".into(), message: "must be a table of connectors".into() });
+            problems.push(Problem {
+                path: "connectors".into(),
+                message: "must be a table of connectors".into(),
+            });
         }
     }
 
@@ -528,21 +656,33 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
         }
         Some(_) => {
             routes_ok = false;
-            problems.push(Problem { path: "routes".into(), message: "must be an array of tables ([[routes]])".into() });
+            problems.push(Problem {
+                path: "routes".into(),
+                message: "must be an array of tables ([[routes]])".into(),
+            });
         }
     }
 
     for key in table.keys() {
         problems.push(Problem {
             path: key.clone(),
-            message: "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`".into(),
+            message:
+                "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`"
+                    .into(),
         });
     }
 
     match (outbox, api, sms, connectors_ok, routes_ok) {
-        (Some(outbox), Some(api), Some(sms), true, true) => {
-            (Some(Config { outbox, api, sms, connectors, routes }), problems)
-        }
+        (Some(outbox), Some(api), Some(sms), true, true) => (
+            Some(Config {
+                outbox,
+                api,
+                sms,
+                connectors,
+                routes,
+            }),
+            problems,
+        ),
         _ => (None, problems),
     }
 }

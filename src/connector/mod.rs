@@ -47,7 +47,11 @@ pub struct DeliveryError {
 
 impl DeliveryError {
     pub fn new(class: ErrorClass, code: &str, message: impl Into<String>) -> Self {
-        DeliveryError { class, code: code.into(), message: message.into() }
+        DeliveryError {
+            class,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -55,9 +59,23 @@ impl DeliveryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The peer took it; one remote id per segment.
-    Submitted { remote_ids: Vec<String> },
-    TempFail { error: DeliveryError, retry_after: Option<Duration> },
-    PermFail { error: DeliveryError },
+    Submitted {
+        remote_ids: Vec<String>,
+    },
+    /// It may have reached the peer but no answer came (a modem's send timeout): the message
+    /// counts as submitted, carries the error, and is not resent; a receipt can still settle
+    /// it through the (predicted) remote ids.
+    Unconfirmed {
+        remote_ids: Vec<String>,
+        error: DeliveryError,
+    },
+    TempFail {
+        error: DeliveryError,
+        retry_after: Option<Duration>,
+    },
+    PermFail {
+        error: DeliveryError,
+    },
 }
 
 /// A delivery receipt from a connector.
@@ -104,7 +122,10 @@ pub trait Listener: Send + Sync {
 pub trait HubSink: Send + Sync {
     /// Submit a message into the outbox (as the HTTP API does); resolves with its id after the
     /// group commit, which is when the peer may be acknowledged.
-    fn submit(&self, draft: crate::hub::request::Draft) -> BoxFuture<'_, Result<MessageId, SubmitError>>;
+    fn submit(
+        &self,
+        draft: crate::hub::request::Draft,
+    ) -> BoxFuture<'_, Result<MessageId, SubmitError>>;
     /// Register a listener.
     fn listen(&self, listener: Arc<dyn Listener>);
     /// A receipt for a remote id. Never blocks; unknown ids are counted and logged.
@@ -165,7 +186,12 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(name: &str, kind: &'static str, connector: Arc<dyn Connector>, limits: Limits) -> Link {
+    pub fn new(
+        name: &str,
+        kind: &'static str,
+        connector: Arc<dyn Connector>,
+        limits: Limits,
+    ) -> Link {
         Link {
             name: name.into(),
             kind,
@@ -187,7 +213,11 @@ impl Link {
     pub fn is_up(&self) -> bool {
         let up = self.connector.is_up();
         if up != self.was_up.swap(up, Ordering::Relaxed) {
-            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => self.name.to_string()).set(if up { 1.0 } else { 0.0 });
+            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => self.name.to_string()).set(if up {
+                1.0
+            } else {
+                0.0
+            });
             tracing::info!(connector = %self.name, up, "connector state changed");
         }
         up
@@ -213,10 +243,23 @@ pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
         .map(|(name, c)| {
             let conn: Arc<dyn Connector> = match c {
                 ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
-                ConnectorConfig::Smpp(s) => Arc::new(smpp::client::SmppConnector::new(name, s.clone())),
-                ConnectorConfig::SmppServer(s) => Arc::new(smpp::server::SmppServer::new(name, s.clone())),
+                ConnectorConfig::Smpp(s) => {
+                    Arc::new(smpp::client::SmppConnector::new(name, s.clone()))
+                }
+                ConnectorConfig::SmppServer(s) => {
+                    Arc::new(smpp::server::SmppServer::new(name, s.clone()))
+                }
+                ConnectorConfig::Modem(s) => Arc::new(modem::bank::ModemBank::new(
+                    name,
+                    s.clone(),
+                    Some(cfg.outbox.path.clone()),
+                )),
             };
-            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() { 1.0 } else { 0.0 });
+            metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() {
+                1.0
+            } else {
+                0.0
+            });
             let link = Link::new(name, c.type_name(), conn, c.limits());
             // Make both series visible from the start.
             link.inflight_gauge.set(0.0);

@@ -21,8 +21,19 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: f64, burst: u32) -> Self {
-        let burst = if burst == 0 { rate.max(1.0) } else { burst as f64 };
-        TokenBucket { inner: Mutex::new(Bucket { rate, burst, tokens: burst, last: Instant::now() }) }
+        let burst = if burst == 0 {
+            rate.max(1.0)
+        } else {
+            burst as f64
+        };
+        TokenBucket {
+            inner: Mutex::new(Bucket {
+                rate,
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+            }),
+        }
     }
 
     /// Reserve one token; returns how long to wait before using it.
@@ -76,7 +87,10 @@ mod tests {
             assert_eq!(b.reserve(), Duration::ZERO);
         }
         let d = b.reserve();
-        assert!(d > Duration::from_millis(5) && d <= Duration::from_millis(11), "{d:?}");
+        assert!(
+            d > Duration::from_millis(5) && d <= Duration::from_millis(11),
+            "{d:?}"
+        );
         let d2 = b.reserve();
         assert!(d2 > d, "waiters queue: {d:?} then {d2:?}");
         assert_eq!(TokenBucket::new(0.0, 0).reserve(), Duration::ZERO);

@@ -47,11 +47,16 @@ impl Sandbox {
     }
 
     fn receipt(&self, remote_id: String) -> Receipt {
-        let undelivered = self.cfg.undelivered_share > 0.0 && rand::random::<f64>() < self.cfg.undelivered_share;
+        let undelivered =
+            self.cfg.undelivered_share > 0.0 && rand::random::<f64>() < self.cfg.undelivered_share;
         Receipt {
             connector: self.name.clone(),
             remote_id,
-            state: if undelivered { State::Undelivered } else { State::Delivered },
+            state: if undelivered {
+                State::Undelivered
+            } else {
+                State::Delivered
+            },
             error: undelivered.then(|| "001".to_string()),
         }
     }
@@ -97,23 +102,41 @@ impl Connector for Sandbox {
         Box::pin(async move {
             if self.down.load(Ordering::Relaxed) {
                 return Outcome::TempFail {
-                    error: DeliveryError::new(ErrorClass::Temporary, "link_down", "sandbox link is down"),
+                    error: DeliveryError::new(
+                        ErrorClass::Temporary,
+                        "link_down",
+                        "sandbox link is down",
+                    ),
                     retry_after: None,
                 };
             }
             if self.cfg.submit_delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(self.cfg.submit_delay_ms)).await;
             }
-            if self.cfg.reject_prefixes.iter().any(|p| msg.to.starts_with(p.as_str())) {
+            if self
+                .cfg
+                .reject_prefixes
+                .iter()
+                .any(|p| msg.to.starts_with(p.as_str()))
+            {
                 return Outcome::PermFail {
-                    error: DeliveryError::new(ErrorClass::Permanent, "rejected", "destination rejected by the sandbox carrier"),
+                    error: DeliveryError::new(
+                        ErrorClass::Permanent,
+                        "rejected",
+                        "destination rejected by the sandbox carrier",
+                    ),
                 };
             }
             if msg.attempts <= self.cfg.temp_fail_first
-                || (self.cfg.temp_fail_share > 0.0 && rand::random::<f64>() < self.cfg.temp_fail_share)
+                || (self.cfg.temp_fail_share > 0.0
+                    && rand::random::<f64>() < self.cfg.temp_fail_share)
             {
                 return Outcome::TempFail {
-                    error: DeliveryError::new(ErrorClass::Temporary, "temporary", "sandbox temporary failure"),
+                    error: DeliveryError::new(
+                        ErrorClass::Temporary,
+                        "temporary",
+                        "sandbox temporary failure",
+                    ),
                     retry_after: None,
                 };
             }
@@ -125,7 +148,9 @@ impl Connector for Sandbox {
             if let Some(j) = &self.journal {
                 use std::io::Write;
                 // One write(2) per line: it survives a SIGKILL of the gateway.
-                let _ = j.lock().write_all(format!("{} {}\n", msg.id, remote_ids.join(",")).as_bytes());
+                let _ = j
+                    .lock()
+                    .write_all(format!("{} {}\n", msg.id, remote_ids.join(",")).as_bytes());
             }
             let at = Instant::now() + Duration::from_millis(self.cfg.dlr_delay_ms);
             {

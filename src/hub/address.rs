@@ -11,7 +11,9 @@ pub enum AddressError {
     Empty,
     #[error("{0:?} is not an E.164 number (+ and 8-15 digits)")]
     NotE164(String),
-    #[error("sender {0:?} is not an E.164 number, a short code (3-8 digits) or 1-11 GSM characters")]
+    #[error(
+        "sender {0:?} is not an E.164 number, a short code (3-8 digits) or 1-11 GSM characters"
+    )]
     BadSender(String),
 }
 
@@ -24,7 +26,11 @@ pub struct NumberPlan {
 
 fn is_e164(s: &str) -> bool {
     match s.strip_prefix('+') {
-        Some(d) => (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'),
+        Some(d) => {
+            (8..=15).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        }
         None => false,
     }
 }
@@ -34,8 +40,11 @@ impl NumberPlan {
     /// becomes `+`, and with a country code a national number (trunk prefix + digits) is
     /// converted.
     pub fn destination(&self, raw: &str) -> Result<String, AddressError> {
-        let cleaned: String =
-            raw.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+        let cleaned: String = raw
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
         if cleaned.is_empty() {
             return Err(AddressError::Empty);
         }
@@ -43,9 +52,10 @@ impl NumberPlan {
             cleaned
         } else if let Some(rest) = cleaned.strip_prefix("00") {
             format!("+{rest}")
-        } else if let (Some(cc), Some(national)) =
-            (&self.country_code, cleaned.strip_prefix(self.trunk_prefix.as_str()))
-        {
+        } else if let (Some(cc), Some(national)) = (
+            &self.country_code,
+            cleaned.strip_prefix(self.trunk_prefix.as_str()),
+        ) {
             if self.trunk_prefix.is_empty() {
                 return Err(AddressError::NotE164(raw.to_string()));
             }
@@ -70,7 +80,9 @@ pub fn validate_sender(s: &str) -> Result<(), AddressError> {
         return Ok(());
     }
     match gsm7::septet_len(s) {
-        Ok(n) if !s.is_empty() && n <= 11 && s.chars().count() <= 11 && !s.starts_with('+') => Ok(()),
+        Ok(n) if !s.is_empty() && n <= 11 && s.chars().count() <= 11 && !s.starts_with('+') => {
+            Ok(())
+        }
         _ => Err(AddressError::BadSender(s.to_string())),
     }
 }
@@ -83,14 +95,23 @@ mod tests {
     fn destinations() {
         let plain = NumberPlan::default();
         assert_eq!(plain.destination("+447700900123").unwrap(), "+447700900123");
-        assert_eq!(plain.destination("+44 7700-900123").unwrap(), "+447700900123");
-        assert_eq!(plain.destination("00447700900123").unwrap(), "+447700900123");
+        assert_eq!(
+            plain.destination("+44 7700-900123").unwrap(),
+            "+447700900123"
+        );
+        assert_eq!(
+            plain.destination("00447700900123").unwrap(),
+            "+447700900123"
+        );
         assert!(plain.destination("07700900123").is_err());
         assert!(plain.destination("+1234567").is_err());
         assert!(plain.destination("+1234567890123456").is_err());
         assert!(plain.destination("+44770090012a").is_err());
         assert!(plain.destination("").is_err());
-        let uk = NumberPlan { country_code: Some("44".into()), trunk_prefix: "0".into() };
+        let uk = NumberPlan {
+            country_code: Some("44".into()),
+            trunk_prefix: "0".into(),
+        };
         assert_eq!(uk.destination("07700900123").unwrap(), "+447700900123");
     }
 

@@ -56,7 +56,11 @@ fn kannel_reply(msg: &Message, state: State) -> String {
     let err = msg.error.as_ref();
     match state {
         State::Submitted => "ACK/".to_string(),
-        State::Failed => format!("NACK/{}/{}", err.map_or("", |e| e.code.as_str()), err.map_or("", |e| e.message.as_str())),
+        State::Failed => format!(
+            "NACK/{}/{}",
+            err.map_or("", |e| e.code.as_str()),
+            err.map_or("", |e| e.message.as_str())
+        ),
         State::Queued => "BUFFERED".to_string(),
         _ => {
             let stat = match state {
@@ -64,8 +68,20 @@ fn kannel_reply(msg: &Message, state: State) -> String {
                 State::Expired => "EXPIRED",
                 _ => "UNDELIV",
             };
-            let n = msg.part_states.iter().filter(|s| **s == State::Delivered).count();
-            format!("id:{rid} sub:{:03} dlvrd:{n:03} stat:{stat} err:{}", msg.segments, if state == State::Delivered { "000" } else { "001" })
+            let n = msg
+                .part_states
+                .iter()
+                .filter(|s| **s == State::Delivered)
+                .count();
+            format!(
+                "id:{rid} sub:{:03} dlvrd:{n:03} stat:{stat} err:{}",
+                msg.segments,
+                if state == State::Delivered {
+                    "000"
+                } else {
+                    "001"
+                }
+            )
         }
     }
 }
@@ -100,7 +116,11 @@ pub fn kannel_url(template: &str, msg: &Message, state: State, at: Millis, dlr_t
             'A' | 'a' | 'b' => out.push_str(&enc(&reply)),
             's' => out.push_str(&enc(reply.split(' ').nth(1).unwrap_or(""))),
             'I' => out.push_str(&msg.id.to_string()),
-            'F' => out.push_str(&enc(msg.remote_ids.first().map(String::as_str).unwrap_or(""))),
+            'F' => out.push_str(&enc(msg
+                .remote_ids
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""))),
             'i' => out.push_str(&enc(msg.connector.as_deref().unwrap_or(""))),
             '%' => out.push('%'),
             other => {
@@ -143,7 +163,13 @@ pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent>
     }
     if let (Some(dlr), Some(t)) = (&msg.kannel_dlr, kannel_dlr_type(state)) {
         if dlr.mask & t != 0 {
-            v.push(CallbackEvent { msg_id: msg.id, url: kannel_url(&dlr.url, msg, state, at, t), body: None, attempts: 0, first_at: at });
+            v.push(CallbackEvent {
+                msg_id: msg.id,
+                url: kannel_url(&dlr.url, msg, state, at, t),
+                body: None,
+                attempts: 0,
+                first_at: at,
+            });
         }
     }
     v
@@ -151,12 +177,16 @@ pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent>
 
 /// HMAC-SHA256 of `body` as lowercase hex.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 fn client() -> HttpClient {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -164,16 +194,29 @@ fn client() -> HttpClient {
         .https_or_http()
         .enable_http1()
         .build();
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
 }
 
-async fn send(client: &HttpClient, ev: &CallbackEvent, secret: Option<&[u8]>) -> Result<(), String> {
-    let mut req = hyper::Request::builder().uri(&ev.url).header("user-agent", "postern");
+async fn send(
+    client: &HttpClient,
+    ev: &CallbackEvent,
+    secret: Option<&[u8]>,
+) -> Result<(), String> {
+    let mut req = hyper::Request::builder()
+        .uri(&ev.url)
+        .header("user-agent", "postern");
     let body = match &ev.body {
         Some(b) => {
-            req = req.method("POST").header("content-type", "application/json");
+            req = req
+                .method("POST")
+                .header("content-type", "application/json");
             if let Some(s) = secret {
-                req = req.header("x-postern-signature", format!("sha256={}", sign(s, b.as_bytes())));
+                req = req.header(
+                    "x-postern-signature",
+                    format!("sha256={}", sign(s, b.as_bytes())),
+                );
             }
             Full::new(Bytes::from(b.clone()))
         }
@@ -204,9 +247,15 @@ pub(super) async fn run(hub: Weak<Hub>) {
         let now = now_ms();
         let due = h.outbox.due_events(now, 256).unwrap_or_default();
         if due.is_empty() {
-            let next = h.outbox.next_event_at().ok().flatten().unwrap_or(now + 1000);
+            let next = h
+                .outbox
+                .next_event_at()
+                .ok()
+                .flatten()
+                .unwrap_or(now + 1000);
             let wait = (next - now).clamp(5, 1000) as u64;
-            let _ = tokio::time::timeout(Duration::from_millis(wait), h.callbacks_wake.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(wait), h.callbacks_wake.notified())
+                .await;
             continue;
         }
         let secret = h.callback_secret.clone();
@@ -216,7 +265,9 @@ pub(super) async fn run(hub: Weak<Hub>) {
             let client = client.clone();
             let secret = secret.clone();
             set.spawn(async move {
-                let Some(ev) = CallbackEvent::decode(&v) else { return (k, None, Err("undecodable".to_string())) };
+                let Some(ev) = CallbackEvent::decode(&v) else {
+                    return (k, None, Err("undecodable".to_string()));
+                };
                 let r = send(&client, &ev, secret.as_deref()).await;
                 (k, Some(ev), r)
             });
@@ -225,13 +276,19 @@ pub(super) async fn run(hub: Weak<Hub>) {
         while let Some(Ok((k, ev, r))) = set.join_next().await {
             ops.push(Op::Delete(Cf::Events, k));
             match (ev, r) {
-                (_, Ok(())) => metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1),
+                (_, Ok(())) => {
+                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1)
+                }
                 (Some(mut ev), Err(e)) if now - ev.first_at < max_age => {
                     ev.attempts += 1;
                     let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
                     tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
                     metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
-                    ops.push(Op::Put(Cf::Events, keys::event_key(now_ms() + delay, h.ids.next()).to_vec(), ev.encode()));
+                    ops.push(Op::Put(
+                        Cf::Events,
+                        keys::event_key(now_ms() + delay, h.ids.next()).to_vec(),
+                        ev.encode(),
+                    ));
                 }
                 (ev, Err(e)) => {
                     tracing::warn!(url = ev.map(|e| e.url).unwrap_or_default(), error = %e, "callback dropped after its retry period");

@@ -52,10 +52,20 @@ pub struct RemoteIndex {
 
 impl RemoteIndex {
     fn new() -> Self {
-        RemoteIndex { shards: (0..16).map(|_| parking_lot::Mutex::new(HashMap::new())).collect(), cap_per_shard: 65_536 }
+        RemoteIndex {
+            shards: (0..16)
+                .map(|_| parking_lot::Mutex::new(HashMap::new()))
+                .collect(),
+            cap_per_shard: 65_536,
+        }
     }
-    fn slot(&self, remote_id: &str) -> &parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>> {
-        let h = remote_id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    fn slot(
+        &self,
+        remote_id: &str,
+    ) -> &parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>> {
+        let h = remote_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         &self.shards[(h % self.shards.len() as u64) as usize]
     }
     pub fn insert(&self, connector: &Arc<str>, remote_id: &str, id: MessageId, part: u16) {
@@ -65,10 +75,15 @@ impl RemoteIndex {
         }
     }
     pub fn remove(&self, connector: &Arc<str>, remote_id: &str) {
-        self.slot(remote_id).lock().remove(&(connector.clone(), remote_id.to_string()));
+        self.slot(remote_id)
+            .lock()
+            .remove(&(connector.clone(), remote_id.to_string()));
     }
     fn get(&self, connector: &Arc<str>, remote_id: &str) -> Option<(MessageId, u16)> {
-        self.slot(remote_id).lock().get(&(connector.clone(), remote_id.to_string())).copied()
+        self.slot(remote_id)
+            .lock()
+            .get(&(connector.clone(), remote_id.to_string()))
+            .copied()
     }
 }
 
@@ -94,14 +109,26 @@ pub struct Hub {
 impl Hub {
     /// Build the hub over an open outbox and built links, and start every task.
     pub fn start(cfg: Arc<Config>, outbox: Arc<Outbox>, links: Vec<Arc<Link>>) -> Arc<Hub> {
-        let link_index: HashMap<Arc<str>, usize> = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
+        let link_index: HashMap<Arc<str>, usize> = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.clone(), i))
+            .collect();
         let router = Router::new(&cfg.routes, &|n| link_index.get(n).copied());
-        let plan = NumberPlan { country_code: cfg.sms.country_code.clone(), trunk_prefix: cfg.sms.trunk_prefix.clone() };
+        let plan = NumberPlan {
+            country_code: cfg.sms.country_code.clone(),
+            trunk_prefix: cfg.sms.trunk_prefix.clone(),
+        };
         let callback_secret = cfg
             .api
             .callback_secret
             .clone()
-            .or_else(|| cfg.api.callback_secret_env.as_ref().and_then(|k| std::env::var(k).ok()))
+            .or_else(|| {
+                cfg.api
+                    .callback_secret_env
+                    .as_ref()
+                    .and_then(|k| std::env::var(k).ok())
+            })
             .map(String::into_bytes);
         let ids = IdGen::default();
         if let Ok(Some(max)) = outbox.max_id() {
@@ -134,15 +161,23 @@ impl Hub {
         let weak = Arc::downgrade(&hub);
         for (shard, rx) in outbox.shards().iter().zip(actor_rx) {
             tokio::spawn(state::run(weak.clone(), shard.clone(), rx));
-            tokio::spawn(dispatch::run(weak.clone(), shard.clone(), hub.actors[shard.index as usize].clone()));
+            tokio::spawn(dispatch::run(
+                weak.clone(),
+                shard.clone(),
+                hub.actors[shard.index as usize].clone(),
+            ));
         }
         tokio::spawn(callbacks::run(weak.clone()));
         tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
         for link in &hub.links {
-            link.connector.clone().start(hub.clone() as Arc<dyn HubSink>);
+            link.connector
+                .clone()
+                .start(hub.clone() as Arc<dyn HubSink>);
             match hub.outbox.outstanding_remote_ids(&link.name) {
                 Ok(ids) => link.connector.resume(ids),
-                Err(e) => tracing::error!(connector = %link.name, error = %e, "cannot read outstanding receipts"),
+                Err(e) => {
+                    tracing::error!(connector = %link.name, error = %e, "cannot read outstanding receipts")
+                }
             }
         }
         hub
@@ -160,17 +195,26 @@ impl Hub {
         }
         let now = now_ms();
         let shards = self.outbox.shards().len();
-        let mut per_shard: Vec<(Vec<Op>, Vec<Message>, usize)> = (0..shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
+        let mut per_shard: Vec<(Vec<Op>, Vec<Message>, usize)> =
+            (0..shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
         let mut out = Vec::with_capacity(drafts.len());
         let mut later: Vec<(usize, i64)> = Vec::new();
         for d in drafts {
-            if self.router.find(&d.to, d.from.as_deref(), d.channel, &d.tags).is_none() {
+            if self
+                .router
+                .find(&d.to, d.from.as_deref(), d.channel, &d.tags)
+                .is_none()
+            {
                 out.push(Accepted::NoRoute(d));
                 continue;
             }
             let id = self.ids.next();
             let due = d.send_at.unwrap_or(now).max(now);
-            let state = if due > now { State::Scheduled } else { State::Queued };
+            let state = if due > now {
+                State::Scheduled
+            } else {
+                State::Queued
+            };
             let msg = Message {
                 id,
                 direction: Direction::Outbound,
@@ -201,10 +245,20 @@ impl Hub {
             };
             let s = id.shard(shards as u32) as usize;
             let slot = &mut per_shard[s];
-            slot.0.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
-            slot.0.push(Op::Put(Cf::Due, keys::due_key(s as u32, due, id).to_vec(), Vec::new()));
+            slot.0
+                .push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
+            slot.0.push(Op::Put(
+                Cf::Due,
+                keys::due_key(s as u32, due, id).to_vec(),
+                Vec::new(),
+            ));
             slot.2 += 1;
-            out.push(Accepted::Stored(StoredSummary { id, to: msg.to.clone(), state, segments: msg.segments }));
+            out.push(Accepted::Stored(StoredSummary {
+                id,
+                to: msg.to.clone(),
+                state,
+                segments: msg.segments,
+            }));
             if due > now {
                 later.push((s, due));
             } else {
@@ -221,7 +275,9 @@ impl Hub {
         for (s, n, rx) in waits {
             match rx.await.map_err(|_| StoreError::Closed).and_then(|r| r) {
                 Ok(()) => {
-                    self.outbox.shards()[s].depth.fetch_add(n as i64, Ordering::Relaxed);
+                    self.outbox.shards()[s]
+                        .depth
+                        .fetch_add(n as i64, Ordering::Relaxed);
                 }
                 Err(e) => result = Err(e),
             }
@@ -230,7 +286,10 @@ impl Hub {
         for (s, due) in later {
             self.outbox.shards()[s].wake_by(due);
         }
-        let stored = out.iter().filter(|a| matches!(a, Accepted::Stored(_))).count() as u64;
+        let stored = out
+            .iter()
+            .filter(|a| matches!(a, Accepted::Stored(_)))
+            .count() as u64;
         let hot = m::hot();
         hot.accepted.increment(stored);
         hot.transitions[State::Queued.index()].increment(stored);
@@ -256,22 +315,37 @@ impl Hub {
             .send(ShardEvent::Cancel { id, reply: tx })
             .await
             .map_err(|_| CancelError::Store("shutting down".into()))?;
-        rx.await.map_err(|_| CancelError::Store("shutting down".into()))?
+        rx.await
+            .map_err(|_| CancelError::Store("shutting down".into()))?
     }
 
     fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
         self.route_receipt_acked(r, None).map_err(|(r, _)| r)
     }
 
-    fn route_receipt_acked(&self, r: Receipt, ack: Option<oneshot::Sender<()>>) -> Result<(), (Receipt, Option<oneshot::Sender<()>>)> {
+    fn route_receipt_acked(
+        &self,
+        r: Receipt,
+        ack: Option<oneshot::Sender<()>>,
+    ) -> Result<(), (Receipt, Option<oneshot::Sender<()>>)> {
         let found = match self.remote_index.get(&r.connector, &r.remote_id) {
             Some(hit) => Some(hit),
-            None => self.outbox.lookup_remote(&r.connector, &r.remote_id).ok().flatten(),
+            None => self
+                .outbox
+                .lookup_remote(&r.connector, &r.remote_id)
+                .ok()
+                .flatten(),
         };
         match found {
             Some((id, part)) => {
                 let shard = id.shard(self.actors.len() as u32) as usize;
-                let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error, ack };
+                let ev = ShardEvent::Receipt {
+                    id,
+                    part,
+                    state: r.state,
+                    error: r.error,
+                    ack,
+                };
                 if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
                     let tx = self.actors[shard].clone();
                     tokio::spawn(async move { tx.send(ev).await });
@@ -309,12 +383,18 @@ impl Hub {
 /// A receipt whose remote id is not (yet) known is retried with backoff for about two minutes:
 /// a receipt can overtake the commit of the submit that recorded its id when the link is fast
 /// and the hub busy. Only then is it counted as unknown.
-async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::UnboundedReceiver<(Instant, u8, Receipt)>) {
+async fn retry_unknown_receipts(
+    hub: std::sync::Weak<Hub>,
+    mut rx: mpsc::UnboundedReceiver<(Instant, u8, Receipt)>,
+) {
     const TRIES: u8 = 14; // 100 ms doubling, capped at 10 s: about 2 minutes in all
     const MAX_QUEUED: usize = 1_000_000;
     let mut q: VecDeque<(Instant, u8, Receipt)> = VecDeque::new();
     loop {
-        let wait = q.front().map(|(t, ..)| t.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600));
+        let wait = q
+            .front()
+            .map(|(t, ..)| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             item = rx.recv() => match item {
                 Some(i) if q.len() < MAX_QUEUED => q.push_back(i),
@@ -329,7 +409,9 @@ async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::Unbound
         let Some(h) = hub.upgrade() else { return };
         let now = Instant::now();
         while q.front().is_some_and(|(t, ..)| *t <= now) {
-            let Some((_, tries, r)) = q.pop_front() else { break };
+            let Some((_, tries, r)) = q.pop_front() else {
+                break;
+            };
             if let Err(r) = h.route_receipt(r) {
                 if tries + 1 >= TRIES {
                     metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
@@ -344,7 +426,10 @@ async fn retry_unknown_receipts(hub: std::sync::Weak<Hub>, mut rx: mpsc::Unbound
 }
 
 impl HubSink for Hub {
-    fn submit(&self, draft: Draft) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
+    fn submit(
+        &self,
+        draft: Draft,
+    ) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
         use crate::connector::SubmitError;
         Box::pin(async move {
             match self.accept(vec![draft]).await {
@@ -352,7 +437,9 @@ impl HubSink for Hub {
                     Some(Accepted::Stored(s)) => Ok(s.id),
                     _ => Err(SubmitError::NoRoute),
                 },
-                Err(AcceptError::Saturated(_)) | Err(AcceptError::Store(StoreError::Busy)) => Err(SubmitError::Busy),
+                Err(AcceptError::Saturated(_)) | Err(AcceptError::Store(StoreError::Busy)) => {
+                    Err(SubmitError::Busy)
+                }
                 Err(AcceptError::Store(e)) => Err(SubmitError::Store(e.to_string())),
             }
         })
@@ -371,7 +458,9 @@ impl HubSink for Hub {
             // Not (yet) known: queue it for retries and ack the peer now; the receipt is kept
             // in memory only, which is what every gateway does with receipts it cannot match.
             Err((r, _)) => {
-                let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+                let _ = self
+                    .unknown
+                    .send((Instant::now() + Duration::from_millis(100), 0, r));
                 Box::pin(async {})
             }
         }
@@ -379,7 +468,9 @@ impl HubSink for Hub {
 
     fn report(&self, receipt: Receipt) {
         if let Err(r) = self.route_receipt(receipt) {
-            let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+            let _ = self
+                .unknown
+                .send((Instant::now() + Duration::from_millis(100), 0, r));
         }
     }
 
@@ -398,7 +489,9 @@ impl HubSink for Hub {
             // submission is kept as structured JSON next to the raw bytes.
             let mut metadata = inbound.metadata.unwrap_or(serde_json::Value::Null);
             if let message::Body::Binary { data, .. } = &inbound.body {
-                if let Some(doc) = crate::codec::wbxml::find_in_sms(data, inbound.dest_port).and_then(|b| crate::codec::wbxml::decode(b).ok()) {
+                if let Some(doc) = crate::codec::wbxml::find_in_sms(data, inbound.dest_port)
+                    .and_then(|b| crate::codec::wbxml::decode(b).ok())
+                {
                     if !metadata.is_object() {
                         metadata = serde_json::json!({});
                     }
@@ -425,7 +518,10 @@ impl HubSink for Hub {
                 callback_url: None,
                 kannel_dlr: None,
                 state: State::Received,
-                history: vec![message::Transition { state: State::Received, at: now }],
+                history: vec![message::Transition {
+                    state: State::Received,
+                    at: now,
+                }],
                 attempts: 0,
                 error: None,
                 connector: Some(inbound.connector.to_string()),
@@ -436,11 +532,15 @@ impl HubSink for Hub {
             };
             let shard = id.shard(self.outbox.shards().len() as u32);
             let ops = vec![Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode())];
-            self.outbox.write(shard, ops, vec![], 1).await.map_err(|e| match e {
-                StoreError::Busy => HubError::Busy,
-                e => HubError::Store(e.to_string()),
-            })?;
-            metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string()).increment(1);
+            self.outbox
+                .write(shard, ops, vec![], 1)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Busy => HubError::Busy,
+                    e => HubError::Store(e.to_string()),
+                })?;
+            metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string())
+                .increment(1);
             for l in self.listeners.read().iter() {
                 l.on_inbound(&msg);
             }

@@ -40,7 +40,8 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
             None => {
                 let wait = (shard.wake_at() - now_ms()).clamp(1, 1000) as u64;
                 drop(hub);
-                let _ = tokio::time::timeout(Duration::from_millis(wait), shard.notify.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_millis(wait), shard.notify.notified())
+                    .await;
             }
         }
     }
@@ -70,28 +71,62 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64) {
     }
 }
 
-async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<ShardEvent>, mut msg: super::message::Message) {
+async fn dispatch(
+    hub: &Arc<Hub>,
+    shard: &ShardState,
+    actor: &mpsc::Sender<ShardEvent>,
+    mut msg: super::message::Message,
+) {
     let now = now_ms();
     if msg.expires_at <= now {
-        let error = ErrorInfo { code: "expired".into(), message: "validity ran out before the message could be sent".into() };
-        let _ = actor.send(ShardEvent::Finish { msg, state: State::Expired, error }).await;
+        let error = ErrorInfo {
+            code: "expired".into(),
+            message: "validity ran out before the message could be sent".into(),
+        };
+        let _ = actor
+            .send(ShardEvent::Finish {
+                msg,
+                state: State::Expired,
+                error,
+            })
+            .await;
         return;
     }
     let Some(route) = hub.router.find_for(&msg) else {
-        let error = ErrorInfo { code: "unknown_route".into(), message: "no route matches this message".into() };
-        let _ = actor.send(ShardEvent::Finish { msg, state: State::Failed, error }).await;
+        let error = ErrorInfo {
+            code: "unknown_route".into(),
+            message: "no route matches this message".into(),
+        };
+        let _ = actor
+            .send(ShardEvent::Finish {
+                msg,
+                state: State::Failed,
+                error,
+            })
+            .await;
         return;
     };
     let li = match route.pick(&hub.links) {
         Pick::Link(i) => i,
         Pick::NoneUp => {
-            let error = ErrorInfo { code: "no_connector_up".into(), message: "no connector of the route is up".into() };
-            let _ = actor.send(ShardEvent::Defer { msg, until: now + NO_LINK_DEFER_MS, error }).await;
+            let error = ErrorInfo {
+                code: "no_connector_up".into(),
+                message: "no connector of the route is up".into(),
+            };
+            let _ = actor
+                .send(ShardEvent::Defer {
+                    msg,
+                    until: now + NO_LINK_DEFER_MS,
+                    error,
+                })
+                .await;
             return;
         }
     };
     let link = hub.links[li].clone();
-    let Ok(permit) = link.window.clone().acquire_owned().await else { return };
+    let Ok(permit) = link.window.clone().acquire_owned().await else {
+        return;
+    };
     link.bucket.acquire().await;
     if !shard.begin_flight(msg.id) {
         return; // canceled while waiting
@@ -107,10 +142,17 @@ async fn dispatch(hub: &Arc<Hub>, shard: &ShardState, actor: &mpsc::Sender<Shard
         link.inflight_gauge.decrement(1.0);
         let id = msg.id;
         let ids = match &outcome {
-            crate::connector::Outcome::Submitted { remote_ids } => remote_ids.clone(),
+            crate::connector::Outcome::Submitted { remote_ids }
+            | crate::connector::Outcome::Unconfirmed { remote_ids, .. } => remote_ids.clone(),
             _ => Vec::new(),
         };
-        let _ = actor.send(ShardEvent::Outcome { msg, outcome, permit: Some(permit) }).await;
+        let _ = actor
+            .send(ShardEvent::Outcome {
+                msg,
+                outcome,
+                permit: Some(permit),
+            })
+            .await;
         // Only now may receipts find the message: queued after its outcome on the same actor,
         // a receipt is applied to the submitted message, however fast the carrier answers.
         for (i, rid) in ids.iter().enumerate() {

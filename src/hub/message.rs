@@ -25,7 +25,12 @@ pub fn rfc3339(ms: Millis) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -56,14 +61,31 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Parse an RFC 3339 timestamp (`2026-01-02T03:04:05Z`, optional fraction, `±HH:MM` offset).
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
     };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -84,11 +106,18 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     }
     let offset_min = match s.get(i..)? {
         "Z" | "z" => 0,
-        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        rest if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let oh: i64 = rest.get(1..3)?.parse().ok()?;
             let om: i64 = rest.get(4..6)?.parse().ok()?;
             let v = oh * 60 + om;
-            if rest.starts_with('-') { -v } else { v }
+            if rest.starts_with('-') {
+                -v
+            } else {
+                v
+            }
         }
         _ => return None,
     };
@@ -133,7 +162,11 @@ impl std::fmt::Display for MessageId {
         let mut buf = [0u8; 13];
         for (i, slot) in buf.iter_mut().enumerate() {
             let shift = 60 - 5 * i as i32;
-            let v = if shift >= 0 { (self.0 >> shift) & 31 } else { (self.0 << -shift) & 31 };
+            let v = if shift >= 0 {
+                (self.0 >> shift) & 31
+            } else {
+                (self.0 << -shift) & 31
+            };
             *slot = CROCKFORD[v as usize];
         }
         f.write_str(std::str::from_utf8(&buf).map_err(|_| std::fmt::Error)?)
@@ -185,7 +218,10 @@ impl IdGen {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
-            match self.last.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return MessageId(next),
                 Err(l) => last = l,
             }
@@ -252,7 +288,12 @@ impl State {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            State::Delivered | State::Undelivered | State::Failed | State::Expired | State::Canceled | State::Received
+            State::Delivered
+                | State::Undelivered
+                | State::Failed
+                | State::Expired
+                | State::Canceled
+                | State::Received
         )
     }
     /// Waiting in the outbox for dispatch (has a schedule entry).
@@ -398,7 +439,10 @@ mod tests {
         assert!("zzzzzzzzzzzzz".parse::<MessageId>().is_err());
         assert!("short".parse::<MessageId>().is_err());
         for v in [0u64, 1, u64::MAX, 0x8000_0000_0000_0000] {
-            assert_eq!(MessageId(v).to_string().parse::<MessageId>().unwrap(), MessageId(v));
+            assert_eq!(
+                MessageId(v).to_string().parse::<MessageId>().unwrap(),
+                MessageId(v)
+            );
         }
         assert!((a.millis() - now_ms()).abs() < 5000);
     }

@@ -55,7 +55,11 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
-        Invalid { code, message: message.into(), field }
+        Invalid {
+            code,
+            message: message.into(),
+            field,
+        }
     }
 }
 
@@ -103,10 +107,17 @@ pub struct BodySpec {
 }
 
 fn check_url(u: &str, field: &'static str) -> Result<(), Invalid> {
-    if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048 && !u.contains(char::is_whitespace) {
+    if (u.starts_with("http://") || u.starts_with("https://"))
+        && u.len() <= 2048
+        && !u.contains(char::is_whitespace)
+    {
         Ok(())
     } else {
-        Err(Invalid::new("invalid_field", field, format!("{field} must be an http:// or https:// URL")))
+        Err(Invalid::new(
+            "invalid_field",
+            field,
+            format!("{field} must be an http:// or https:// URL"),
+        ))
     }
 }
 
@@ -114,11 +125,27 @@ fn check_url(u: &str, field: &'static str) -> Result<(), Invalid> {
 pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, u16), Invalid> {
     let udh_len = spec.udh.as_ref().map_or(0, |u| u.len());
     if udh_len > 0 && udh_len >= segment::USER_DATA_OCTETS {
-        return Err(Invalid::new("invalid_field", "udh", "udh is longer than one SMS"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "udh",
+            "udh is longer than one SMS",
+        ));
     }
     let (body, coding, segments) = match (spec.text, spec.binary) {
-        (Some(_), Some(_)) => return Err(Invalid::new("invalid_field", "text", "give either text or binary, not both")),
-        (None, None) => return Err(Invalid::new("empty_body", "text", "a message needs text or binary")),
+        (Some(_), Some(_)) => {
+            return Err(Invalid::new(
+                "invalid_field",
+                "text",
+                "give either text or binary, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(Invalid::new(
+                "empty_body",
+                "text",
+                "a message needs text or binary",
+            ))
+        }
         (Some(t), None) => {
             if t.is_empty() {
                 return Err(Invalid::new("empty_body", "text", "text is empty"));
@@ -126,7 +153,11 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
             let coding = match spec.coding {
                 Some(Coding::Gsm7) => {
                     if let Err(e) = gsm7::septet_len(&t) {
-                        return Err(Invalid::new("unencodable_text", "text", format!("coding gsm7: {e}")));
+                        return Err(Invalid::new(
+                            "unencodable_text",
+                            "text",
+                            format!("coding gsm7: {e}"),
+                        ));
                     }
                     Coding::Gsm7
                 }
@@ -141,7 +172,11 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
                     Coding::Binary => t.len(),
                 };
                 if units > segment::capacity(coding, udh_len + 1) {
-                    return Err(Invalid::new("too_many_segments", "text", "text with a udh must fit one SMS"));
+                    return Err(Invalid::new(
+                        "too_many_segments",
+                        "text",
+                        "text with a udh must fit one SMS",
+                    ));
                 }
                 1
             } else {
@@ -156,20 +191,33 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
             let dc = spec.data_coding.unwrap_or(0x04);
             let segments = if udh_len > 0 {
                 if data.len() + udh_len + 1 > segment::USER_DATA_OCTETS {
-                    return Err(Invalid::new("too_many_segments", "binary", "binary with a udh must fit one SMS"));
+                    return Err(Invalid::new(
+                        "too_many_segments",
+                        "binary",
+                        "binary with a udh must fit one SMS",
+                    ));
                 }
                 1
             } else {
                 segment::split_binary(&data, segment::ConcatRef::Bits8).len()
             };
-            (Body::Binary { data, data_coding: dc }, Coding::Binary, segments)
+            (
+                Body::Binary {
+                    data,
+                    data_coding: dc,
+                },
+                Coding::Binary,
+                segments,
+            )
         }
     };
     if segments > max_segments {
         return Err(Invalid::new(
             "too_many_segments",
             "text",
-            format!("the message needs {segments} segments, more than the maximum of {max_segments}"),
+            format!(
+                "the message needs {segments} segments, more than the maximum of {max_segments}"
+            ),
         ));
     }
     Ok((body, coding, segments as u16))
@@ -177,7 +225,13 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
 
 /// Parse `validity`: seconds from now (number) or an RFC 3339 expiry.
 pub fn parse_validity(v: &serde_json::Value, now: Millis) -> Result<Millis, Invalid> {
-    let bad = || Invalid::new("invalid_field", "validity", "validity must be seconds (1..=2592000) or an RFC 3339 time");
+    let bad = || {
+        Invalid::new(
+            "invalid_field",
+            "validity",
+            "validity must be seconds (1..=2592000) or an RFC 3339 time",
+        )
+    };
     match v {
         serde_json::Value::Number(n) => match n.as_u64() {
             Some(s) if (1..=30 * 86_400).contains(&s) => Ok(now + s as i64 * 1000),
@@ -194,7 +248,8 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
     let channel = req.channel.unwrap_or(Channel::Sms);
     let from = match req.from.or_else(|| rules.sms.default_sender.clone()) {
         Some(f) => {
-            validate_sender(&f).map_err(|e| Invalid::new("invalid_sender", "from", e.to_string()))?;
+            validate_sender(&f)
+                .map_err(|e| Invalid::new("invalid_sender", "from", e.to_string()))?;
             Some(f)
         }
         None => None,
@@ -203,21 +258,46 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         None | Some("auto") => None,
         Some("gsm7") => Some(Coding::Gsm7),
         Some("ucs2") => Some(Coding::Ucs2),
-        Some(other) => return Err(Invalid::new("invalid_field", "coding", format!("coding must be auto, gsm7 or ucs2, got {other:?}"))),
+        Some(other) => {
+            return Err(Invalid::new(
+                "invalid_field",
+                "coding",
+                format!("coding must be auto, gsm7 or ucs2, got {other:?}"),
+            ))
+        }
     };
     let binary = match &req.binary {
-        Some(h) => Some(hex::decode(h).map_err(|_| Invalid::new("invalid_field", "binary", "binary must be hex"))?),
+        Some(h) => Some(
+            hex::decode(h)
+                .map_err(|_| Invalid::new("invalid_field", "binary", "binary must be hex"))?,
+        ),
         None => None,
     };
     if req.data_coding.is_some() && binary.is_none() {
-        return Err(Invalid::new("invalid_field", "data_coding", "data_coding goes with binary"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "data_coding",
+            "data_coding goes with binary",
+        ));
     }
     let (body, coding, segments) = check_body(
-        BodySpec { text: req.text, binary, data_coding: req.data_coding, coding, udh: None },
+        BodySpec {
+            text: req.text,
+            binary,
+            data_coding: req.data_coding,
+            coding,
+            udh: None,
+        },
         rules.sms.max_segments,
     )?;
     let send_at = match &req.send_at {
-        Some(s) => Some(parse_rfc3339(s).ok_or_else(|| Invalid::new("invalid_field", "send_at", "send_at must be an RFC 3339 time"))?),
+        Some(s) => Some(parse_rfc3339(s).ok_or_else(|| {
+            Invalid::new(
+                "invalid_field",
+                "send_at",
+                "send_at must be an RFC 3339 time",
+            )
+        })?),
         None => None,
     };
     let expires_at = match &req.validity {
@@ -225,7 +305,11 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         None => send_at.unwrap_or(now).max(now) + rules.default_validity_s as i64 * 1000,
     };
     if send_at.is_some_and(|s| s >= expires_at) {
-        return Err(Invalid::new("invalid_field", "send_at", "send_at is after the message expires"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "send_at",
+            "send_at is after the message expires",
+        ));
     }
     if let Some(u) = &req.callback_url {
         check_url(u, "callback_url")?;
@@ -235,28 +319,54 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         Some(v @ serde_json::Value::Object(_)) => {
             let s = v.to_string();
             if s.len() > 4096 {
-                return Err(Invalid::new("invalid_field", "metadata", "metadata is larger than 4096 bytes"));
+                return Err(Invalid::new(
+                    "invalid_field",
+                    "metadata",
+                    "metadata is larger than 4096 bytes",
+                ));
             }
             Some(s)
         }
-        Some(_) => return Err(Invalid::new("invalid_field", "metadata", "metadata must be a JSON object")),
+        Some(_) => {
+            return Err(Invalid::new(
+                "invalid_field",
+                "metadata",
+                "metadata must be a JSON object",
+            ))
+        }
     };
     if req.client_ref.as_ref().is_some_and(|r| r.len() > 256) {
-        return Err(Invalid::new("invalid_field", "client_ref", "client_ref is longer than 256 bytes"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "client_ref",
+            "client_ref is longer than 256 bytes",
+        ));
     }
     if req.tags.len() > 16 || req.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-        return Err(Invalid::new("invalid_field", "tags", "at most 16 tags of 1-64 bytes"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "tags",
+            "at most 16 tags of 1-64 bytes",
+        ));
     }
     let priority = req.priority.unwrap_or(0);
     if priority > 3 {
-        return Err(Invalid::new("invalid_field", "priority", "priority must be 0..=3"));
+        return Err(Invalid::new(
+            "invalid_field",
+            "priority",
+            "priority must be 0..=3",
+        ));
     }
     let recipients = req.to.to_vec();
     if recipients.is_empty() {
         return Err(Invalid::new("invalid_destination", "to", "no recipient"));
     }
     if recipients.len() > 1000 {
-        return Err(Invalid::new("too_many_recipients", "to", "at most 1000 recipients per request"));
+        return Err(Invalid::new(
+            "too_many_recipients",
+            "to",
+            "at most 1000 recipients per request",
+        ));
     }
     let mut drafts = Vec::with_capacity(recipients.len());
     let mut rejected = Vec::new();
@@ -265,7 +375,10 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         match rules.plan.destination(&raw) {
             Ok(to) => {
                 if !seen.insert(to.clone()) {
-                    rejected.push((raw, Invalid::new("duplicate_destination", "to", "recipient listed twice")));
+                    rejected.push((
+                        raw,
+                        Invalid::new("duplicate_destination", "to", "recipient listed twice"),
+                    ));
                     continue;
                 }
                 drafts.push(Draft {
@@ -286,7 +399,10 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
                     kannel_dlr: None,
                 });
             }
-            Err(e) => rejected.push((raw, Invalid::new("invalid_destination", "to", e.to_string()))),
+            Err(e) => rejected.push((
+                raw,
+                Invalid::new("invalid_destination", "to", e.to_string()),
+            )),
         }
     }
     Ok(Validated { drafts, rejected })

@@ -60,7 +60,13 @@ impl Router {
     }
 
     /// The first route whose conditions all hold.
-    pub fn find(&self, to: &str, from: Option<&str>, channel: Channel, tags: &[String]) -> Option<&Route> {
+    pub fn find(
+        &self,
+        to: &str,
+        from: Option<&str>,
+        channel: Channel,
+        tags: &[String],
+    ) -> Option<&Route> {
         self.routes.iter().find(|r| {
             (r.prefixes.is_empty() || r.prefixes.iter().any(|p| to.starts_with(p.as_str())))
                 && r.channel.is_none_or(|c| c == channel)
@@ -77,22 +83,39 @@ impl Router {
 impl Route {
     /// Choose a link by the route's strategy among those that are up.
     pub fn pick(&self, links: &[Arc<Link>]) -> Pick {
-        let up: Vec<usize> = self.links.iter().copied().filter(|&i| links[i].is_up()).collect();
+        let up: Vec<usize> = self
+            .links
+            .iter()
+            .copied()
+            .filter(|&i| links[i].is_up())
+            .collect();
         if up.is_empty() {
             return Pick::NoneUp;
         }
         let chosen = match self.strategy {
             Strategy::Failover => up[0],
             Strategy::RoundRobin => up[self.next.fetch_add(1, Ordering::Relaxed) % up.len()],
-            Strategy::LeastLoaded => *up.iter().min_by_key(|&&i| links[i].inflight()).unwrap_or(&up[0]),
+            Strategy::LeastLoaded => *up
+                .iter()
+                .min_by_key(|&&i| links[i].inflight())
+                .unwrap_or(&up[0]),
             Strategy::Weighted => {
-                let weight = |i: usize| self.links.iter().position(|&l| l == i).and_then(|p| self.weights.get(p)).copied().unwrap_or(0);
+                let weight = |i: usize| {
+                    self.links
+                        .iter()
+                        .position(|&l| l == i)
+                        .and_then(|p| self.weights.get(p))
+                        .copied()
+                        .unwrap_or(0)
+                };
                 let total: u64 = up.iter().map(|&i| weight(i) as u64).sum();
                 if total == 0 {
                     up[0]
                 } else {
                     // Smooth deterministic spread: walk the counter through the weight line.
-                    let mut x = (self.next.fetch_add(1, Ordering::Relaxed) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
+                    let mut x = (self.next.fetch_add(1, Ordering::Relaxed) as u64)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        % total;
                     let mut pick = up[0];
                     for &i in &up {
                         let w = weight(i) as u64;

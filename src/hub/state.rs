@@ -31,14 +31,35 @@ pub enum CancelError {
 pub enum ShardEvent {
     /// `permit` is the link's window slot: released only after the outcome is committed, so
     /// that after a crash at most a window of messages can be sent twice (contract 2).
-    Outcome { msg: Message, outcome: Outcome, permit: Option<tokio::sync::OwnedSemaphorePermit> },
+    Outcome {
+        msg: Message,
+        outcome: Outcome,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
     /// `ack` is answered after the commit (SMPP acks the receipt only then).
-    Receipt { id: MessageId, part: u16, state: State, error: Option<String>, ack: Option<oneshot::Sender<()>> },
-    Cancel { id: MessageId, reply: oneshot::Sender<Result<Message, CancelError>> },
+    Receipt {
+        id: MessageId,
+        part: u16,
+        state: State,
+        error: Option<String>,
+        ack: Option<oneshot::Sender<()>>,
+    },
+    Cancel {
+        id: MessageId,
+        reply: oneshot::Sender<Result<Message, CancelError>>,
+    },
     /// End a claimed message without a delivery attempt (expired, no route).
-    Finish { msg: Message, state: State, error: ErrorInfo },
+    Finish {
+        msg: Message,
+        state: State,
+        error: ErrorInfo,
+    },
     /// Put a claimed message back in the schedule without spending an attempt.
-    Defer { msg: Message, until: Millis, error: ErrorInfo },
+    Defer {
+        msg: Message,
+        until: Millis,
+        error: ErrorInfo,
+    },
 }
 
 enum After {
@@ -74,9 +95,17 @@ impl SubmittedCache {
     }
 }
 
-pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, mut rx: mpsc::Receiver<ShardEvent>) {
+pub(super) async fn run(
+    hub: Weak<Hub>,
+    shard: Arc<ShardState>,
+    mut rx: mpsc::Receiver<ShardEvent>,
+) {
     let mut batch = Vec::with_capacity(1024);
-    let mut cache = SubmittedCache { map: HashMap::new(), order: Default::default(), cap: 50_000 };
+    let mut cache = SubmittedCache {
+        map: HashMap::new(),
+        order: Default::default(),
+        cap: 50_000,
+    };
     loop {
         if rx.recv_many(&mut batch, 1024).await == 0 {
             return;
@@ -87,14 +116,25 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, mut rx: mpsc::Re
 }
 
 fn remove_due(ops: &mut Vec<Op>, shard: u32, msg: &Message) {
-    ops.push(Op::Delete(Cf::Due, keys::due_key(shard, msg.due_at, msg.id).to_vec()));
+    ops.push(Op::Delete(
+        Cf::Due,
+        keys::due_key(shard, msg.due_at, msg.id).to_vec(),
+    ));
 }
 
 fn error_info(code: &str, message: &str) -> ErrorInfo {
-    ErrorInfo { code: code.to_string(), message: message.to_string() }
+    ErrorInfo {
+        code: code.to_string(),
+        message: message.to_string(),
+    }
 }
 
-async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events: impl Iterator<Item = ShardEvent>) {
+async fn apply(
+    hub: &Hub,
+    shard: &ShardState,
+    cache: &mut SubmittedCache,
+    events: impl Iterator<Item = ShardEvent>,
+) {
     let now = now_ms();
     let s = shard.index;
     let retry_cfg = &hub.cfg.outbox.retry;
@@ -107,7 +147,12 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
 
     // Load a message into the working set (from an earlier event of this batch, the cache of
     // submitted messages, or the store).
-    fn load<'w>(hub: &Hub, cache: &mut SubmittedCache, work: &'w mut HashMap<MessageId, (Message, usize)>, id: MessageId) -> Option<&'w mut Message> {
+    fn load<'w>(
+        hub: &Hub,
+        cache: &mut SubmittedCache,
+        work: &'w mut HashMap<MessageId, (Message, usize)>,
+        id: MessageId,
+    ) -> Option<&'w mut Message> {
         if !work.contains_key(&id) {
             let m = match cache.take(id) {
                 Some(m) => m,
@@ -121,7 +166,11 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
 
     for ev in events {
         match ev {
-            ShardEvent::Outcome { mut msg, outcome, permit } => {
+            ShardEvent::Outcome {
+                mut msg,
+                outcome,
+                permit,
+            } => {
                 if let Some(p) = permit {
                     held.push(p);
                 }
@@ -129,30 +178,49 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 let connector = msg.connector.clone().unwrap_or_default();
                 remove_due(&mut ops, s, &msg);
                 match outcome {
-                    Outcome::Submitted { remote_ids } => {
+                    Outcome::Submitted { .. } | Outcome::Unconfirmed { .. } => {
+                        let (remote_ids, error) = match outcome {
+                            Outcome::Submitted { remote_ids } => (remote_ids, None),
+                            Outcome::Unconfirmed { remote_ids, error } => {
+                                metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                                (remote_ids, Some(error_info(&error.code, &error.message)))
+                            }
+                            _ => (Vec::new(), None),
+                        };
                         if let Some(l) = hub.link(&connector) {
                             l.submitted.increment(1);
                         }
-                        m::hot().accept_to_submit.record((now - msg.created_at).max(0) as f64 / 1000.0);
+                        m::hot()
+                            .accept_to_submit
+                            .record((now - msg.created_at).max(0) as f64 / 1000.0);
                         // (the in-memory remote index was filled by the dispatcher)
                         for (i, rid) in remote_ids.iter().enumerate() {
-                            ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, rid), keys::remote_value(id, i as u16).to_vec()));
+                            ops.push(Op::Put(
+                                Cf::Remote,
+                                keys::remote_key(&connector, rid),
+                                keys::remote_value(id, i as u16).to_vec(),
+                            ));
                         }
                         msg.part_states = vec![State::Submitted; remote_ids.len()];
                         msg.remote_ids = remote_ids;
-                        msg.error = None;
+                        msg.error = error;
                         msg.set_state(State::Submitted, now);
                         depth_delta -= 1;
                     }
                     Outcome::TempFail { error, retry_after } => {
                         let throttled = error.class == ErrorClass::Throttled;
-                        let label = if throttled { m::CONNECTOR_THROTTLED_TOTAL } else { m::CONNECTOR_FAILED_TOTAL };
+                        let label = if throttled {
+                            m::CONNECTOR_THROTTLED_TOTAL
+                        } else {
+                            m::CONNECTOR_FAILED_TOTAL
+                        };
                         metrics::counter!(label, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
                         if throttled {
                             msg.attempts = msg.attempts.saturating_sub(1);
                         }
                         msg.error = Some(error_info(&error.code, &error.message));
-                        let delay = retry_after.unwrap_or_else(|| retry::backoff(retry_cfg, msg.attempts.max(1)));
+                        let delay = retry_after
+                            .unwrap_or_else(|| retry::backoff(retry_cfg, msg.attempts.max(1)));
                         let due = now + delay.as_millis() as i64;
                         if !throttled && msg.attempts >= retry_cfg.max_attempts {
                             msg.set_state(State::Failed, now);
@@ -178,10 +246,20 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 // The in-memory copy is authoritative: it was claimed, nobody else changed it.
                 // Its history before this attempt was already stored, minus the unstored
                 // "sending" entry, which the callbacks should also see.
-                let stored = msg.history.iter().rposition(|t| t.state == State::Sending).unwrap_or(msg.history.len());
+                let stored = msg
+                    .history
+                    .iter()
+                    .rposition(|t| t.state == State::Sending)
+                    .unwrap_or(msg.history.len());
                 work.insert(id, (msg, stored));
             }
-            ShardEvent::Receipt { id, part, state, error, ack } => {
+            ShardEvent::Receipt {
+                id,
+                part,
+                state,
+                error,
+                ack,
+            } => {
                 if let Some(a) = ack {
                     after.push(After::Ack(a));
                 }
@@ -204,16 +282,29 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 if msg.part_states.iter().all(|p| p.is_final()) {
                     let overall = if msg.part_states.iter().all(|p| *p == State::Delivered) {
                         State::Delivered
-                    } else if msg.part_states.contains(&State::Undelivered) || msg.part_states.contains(&State::Failed) {
+                    } else if msg.part_states.contains(&State::Undelivered)
+                        || msg.part_states.contains(&State::Failed)
+                    {
                         State::Undelivered
                     } else {
                         State::Expired
                     };
                     if overall != State::Delivered && msg.error.is_none() {
-                        msg.error = Some(error_info("undelivered", "the carrier reported the message not delivered"));
+                        msg.error = Some(error_info(
+                            "undelivered",
+                            "the carrier reported the message not delivered",
+                        ));
                     }
-                    let submitted_at = msg.history.iter().rev().find(|t| t.state == State::Submitted).map(|t| t.at).unwrap_or(now);
-                    m::hot().submit_to_final.record((now - submitted_at).max(0) as f64 / 1000.0);
+                    let submitted_at = msg
+                        .history
+                        .iter()
+                        .rev()
+                        .find(|t| t.state == State::Submitted)
+                        .map(|t| t.at)
+                        .unwrap_or(now);
+                    m::hot()
+                        .submit_to_final
+                        .record((now - submitted_at).max(0) as f64 / 1000.0);
                     msg.set_state(overall, now);
                     let connector = msg.connector.clone().unwrap_or_default();
                     let link_name = hub.link(&connector).map(|l| l.name.clone());
@@ -244,7 +335,11 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 depth_delta -= 1;
                 after.push(After::Reply(reply, msg.clone()));
             }
-            ShardEvent::Finish { mut msg, state, error } => {
+            ShardEvent::Finish {
+                mut msg,
+                state,
+                error,
+            } => {
                 remove_due(&mut ops, s, &msg);
                 msg.error = Some(error);
                 msg.set_state(state, now);
@@ -253,11 +348,19 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
                 let n = msg.history.len() - 1;
                 work.insert(msg.id, (msg, n));
             }
-            ShardEvent::Defer { mut msg, until, error } => {
+            ShardEvent::Defer {
+                mut msg,
+                until,
+                error,
+            } => {
                 remove_due(&mut ops, s, &msg);
                 msg.error = Some(error);
                 msg.due_at = until;
-                ops.push(Op::Put(Cf::Due, keys::due_key(s, until, msg.id).to_vec(), vec![]));
+                ops.push(Op::Put(
+                    Cf::Due,
+                    keys::due_key(s, until, msg.id).to_vec(),
+                    vec![],
+                ));
                 after.push(After::Unclaim(msg.id));
                 after.push(After::Wake(until));
                 let n = msg.history.len();
@@ -268,12 +371,20 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
 
     let mut events = 0;
     for (msg, stored) in work.values() {
-        ops.push(Op::Put(Cf::Msg, keys::msg_key(msg.id).to_vec(), msg.encode()));
+        ops.push(Op::Put(
+            Cf::Msg,
+            keys::msg_key(msg.id).to_vec(),
+            msg.encode(),
+        ));
         for t in msg.history.iter().skip(*stored) {
             m::hot().transitions[t.state.index()].increment(1);
             for ev in callbacks::events_for(msg, t.state, t.at) {
                 let eid = hub.ids.next();
-                ops.push(Op::Put(Cf::Events, keys::event_key(now, eid).to_vec(), CallbackEvent::encode(&ev)));
+                ops.push(Op::Put(
+                    Cf::Events,
+                    keys::event_key(now, eid).to_vec(),
+                    CallbackEvent::encode(&ev),
+                ));
                 events += 1;
             }
         }
@@ -307,7 +418,12 @@ async fn apply(hub: &Hub, shard: &ShardState, cache: &mut SubmittedCache, events
             }
             After::Wake(t) => shard.wake_by(t),
             After::Reply(reply, msg) => {
-                let _ = reply.send(result.clone().map(|_| msg).map_err(|e| CancelError::Store(e.to_string())));
+                let _ = reply.send(
+                    result
+                        .clone()
+                        .map(|_| msg)
+                        .map_err(|e| CancelError::Store(e.to_string())),
+                );
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Key layouts of the outbox column families. All integers are big-endian so that RocksDB's
 //! byte order is time order.
 
-use crate::hub::message::{Millis, MessageId};
+use crate::hub::message::{MessageId, Millis};
 
 pub const CF_MSG: &str = "msg";
 pub const CF_DUE: &str = "due";
@@ -52,7 +52,11 @@ pub fn parse_due_key(k: &[u8]) -> Option<(u32, Millis, MessageId)> {
         return None;
     }
     let shard = u32::from_be_bytes(k[..4].try_into().ok()?);
-    Some((shard, time_from_be(&k[4..12])?, MessageId::from_be_slice(&k[12..])?))
+    Some((
+        shard,
+        time_from_be(&k[4..12])?,
+        MessageId::from_be_slice(&k[12..])?,
+    ))
 }
 
 /// `remote`: connector ‖ 0x00 ‖ remote id -> message id ‖ part index.
@@ -75,7 +79,10 @@ pub fn parse_remote_value(v: &[u8]) -> Option<(MessageId, u16)> {
     if v.len() != 10 {
         return None;
     }
-    Some((MessageId::from_be_slice(&v[..8])?, u16::from_be_bytes([v[8], v[9]])))
+    Some((
+        MessageId::from_be_slice(&v[..8])?,
+        u16::from_be_bytes([v[8], v[9]]),
+    ))
 }
 
 /// `events`: next attempt time ‖ event id.

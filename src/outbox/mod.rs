@@ -13,7 +13,9 @@ pub use writer::{Cf, Op, StoreError, WriteReq};
 use crate::config::OutboxConfig;
 use crate::hub::message::{Direction, Message, MessageId, Millis, State};
 use keys::*;
-use rocksdb::{ColumnFamilyDescriptor, Direction as IterDir, IteratorMode, Options, ReadOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction as IterDir, IteratorMode, Options, ReadOptions, DB,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -23,7 +25,10 @@ use tokio::sync::oneshot;
 #[derive(Debug, Error)]
 pub enum OutboxError {
     #[error("cannot open outbox at {path}: {source}")]
-    Open { path: PathBuf, source: rocksdb::Error },
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
     #[error("outbox read failed: {0}")]
     Read(#[from] rocksdb::Error),
     #[error("outbox has no column family {0}")]
@@ -71,9 +76,14 @@ impl Outbox {
         opts.set_db_write_buffer_size(512 << 20);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_enable_pipelined_write(true);
-        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
-        let db = DB::open_cf_descriptors(&opts, &path, cfs)
-            .map_err(|source| OutboxError::Open { path: path.clone(), source })?;
+        let cfs = ALL_CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
+        let db =
+            DB::open_cf_descriptors(&opts, &path, cfs).map_err(|source| OutboxError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let db = Arc::new(db);
         let mut shards = Vec::new();
         let mut writers = Vec::new();
@@ -81,7 +91,12 @@ impl Outbox {
         for i in 0..cfg.shards {
             let state = Arc::new(ShardState::new(i, cfg.ready_queue));
             let (tx, rx) = crossbeam_channel::bounded(16_384);
-            let (db2, st2, dur, max) = (db.clone(), state.clone(), cfg.durability, cfg.group_commit_max);
+            let (db2, st2, dur, max) = (
+                db.clone(),
+                state.clone(),
+                cfg.durability,
+                cfg.group_commit_max,
+            );
             let t = std::thread::Builder::new()
                 .name(format!("outbox-w{i}"))
                 .spawn(move || writer::run(db2, rx, st2, dur, max))
@@ -90,7 +105,13 @@ impl Outbox {
             writers.push(tx);
             threads.push(t);
         }
-        let ob = Outbox { db, shards, writers, threads: parking_lot::Mutex::new(threads), cfg: cfg.clone() };
+        let ob = Outbox {
+            db,
+            shards,
+            writers,
+            threads: parking_lot::Mutex::new(threads),
+            cfg: cfg.clone(),
+        };
         ob.count_pending()?;
         Ok(ob)
     }
@@ -105,7 +126,11 @@ impl Outbox {
         for s in &self.shards {
             let mut ro = ReadOptions::default();
             ro.set_iterate_upper_bound(due_prefix(s.index + 1).to_vec());
-            let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&due_prefix(s.index), IterDir::Forward));
+            let it = self.db.iterator_cf_opt(
+                cf,
+                ro,
+                IteratorMode::From(&due_prefix(s.index), IterDir::Forward),
+            );
             let mut n = 0i64;
             for kv in it {
                 kv?;
@@ -136,7 +161,10 @@ impl Outbox {
 
     /// Messages waiting in all shards.
     pub fn depth(&self) -> i64 {
-        self.shards.iter().map(|s| s.depth.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.depth.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 
     /// Queue a write on shard `shard`'s writer; the receiver resolves after the commit.
@@ -148,7 +176,12 @@ impl Outbox {
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let req = WriteReq { ops, enqueue, messages, done: Some(tx) };
+        let req = WriteReq {
+            ops,
+            enqueue,
+            messages,
+            done: Some(tx),
+        };
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
@@ -158,7 +191,13 @@ impl Outbox {
     }
 
     /// Write and wait for the commit.
-    pub async fn write(&self, shard: u32, ops: Vec<Op>, enqueue: Vec<Message>, messages: usize) -> Result<(), StoreError> {
+    pub async fn write(
+        &self,
+        shard: u32,
+        ops: Vec<Op>,
+        enqueue: Vec<Message>,
+        messages: usize,
+    ) -> Result<(), StoreError> {
         let rx = self.submit(shard, ops, enqueue, messages)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -180,11 +219,20 @@ impl Outbox {
 
     /// Messages of `shard` due at or before `now` that are not claimed, at most `limit`, and
     /// the due time of the first later entry.
-    pub fn scan_due(&self, shard: &ShardState, now: Millis, limit: usize) -> Result<(Vec<Message>, Option<Millis>, bool), OutboxError> {
+    pub fn scan_due(
+        &self,
+        shard: &ShardState,
+        now: Millis,
+        limit: usize,
+    ) -> Result<(Vec<Message>, Option<Millis>, bool), OutboxError> {
         let cf = self.cf(CF_DUE)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(due_prefix(shard.index + 1).to_vec());
-        let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&due_prefix(shard.index), IterDir::Forward));
+        let it = self.db.iterator_cf_opt(
+            cf,
+            ro,
+            IteratorMode::From(&due_prefix(shard.index), IterDir::Forward),
+        );
         let upto = due_upto(shard.index, now);
         let mut out = Vec::new();
         let mut next = None;
@@ -195,7 +243,9 @@ impl Outbox {
                 next = parse_due_key(&k).map(|(_, t, _)| t);
                 break;
             }
-            let Some((_, _, id)) = parse_due_key(&k) else { continue };
+            let Some((_, _, id)) = parse_due_key(&k) else {
+                continue;
+            };
             if shard.is_claimed(id) {
                 continue;
             }
@@ -209,7 +259,12 @@ impl Outbox {
                 None => {
                     // A schedule entry without its message: drop it so it is not found again.
                     tracing::warn!(%id, "schedule entry without message; removing");
-                    let _ = self.submit(shard.index, vec![Op::Delete(Cf::Due, k.to_vec())], vec![], 0);
+                    let _ = self.submit(
+                        shard.index,
+                        vec![Op::Delete(Cf::Due, k.to_vec())],
+                        vec![],
+                        0,
+                    );
                 }
             }
         }
@@ -217,9 +272,16 @@ impl Outbox {
     }
 
     /// The message a connector's remote id belongs to.
-    pub fn lookup_remote(&self, connector: &str, remote_id: &str) -> Result<Option<(MessageId, u16)>, OutboxError> {
+    pub fn lookup_remote(
+        &self,
+        connector: &str,
+        remote_id: &str,
+    ) -> Result<Option<(MessageId, u16)>, OutboxError> {
         let cf = self.cf(CF_REMOTE)?;
-        Ok(self.db.get_pinned_cf(cf, remote_key(connector, remote_id))?.and_then(|v| parse_remote_value(&v)))
+        Ok(self
+            .db
+            .get_pinned_cf(cf, remote_key(connector, remote_id))?
+            .and_then(|v| parse_remote_value(&v)))
     }
 
     /// Remote ids of `connector` still waiting for a receipt.
@@ -227,9 +289,14 @@ impl Outbox {
         let cf = self.cf(CF_REMOTE)?;
         let prefix = remote_key(connector, "");
         let mut out = Vec::new();
-        for kv in self.db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
+        for kv in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward))
+        {
             let (k, _) = kv?;
-            let Some(rid) = k.strip_prefix(prefix.as_slice()) else { break };
+            let Some(rid) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
             out.push(String::from_utf8_lossy(rid).into_owned());
         }
         Ok(out)
@@ -237,7 +304,13 @@ impl Outbox {
 
     /// Newest first, starting below `cursor`. Examines at most `scan_limit` records; returns the
     /// matches and the cursor to continue from (None at the end).
-    pub fn list(&self, filter: &ListFilter, cursor: Option<MessageId>, limit: usize, scan_limit: usize) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        cursor: Option<MessageId>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
         let cf = self.cf(CF_MSG)?;
         let start = cursor.map(|c| MessageId(c.0.saturating_sub(1)).to_be_bytes());
         let mode = match &start {
@@ -270,12 +343,20 @@ impl Outbox {
     }
 
     /// Pending callback events due at or before `now`: (key, value).
-    pub fn due_events(&self, now: Millis, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutboxError> {
+    pub fn due_events(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutboxError> {
         let cf = self.cf(CF_EVENTS)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(event_upto(now).to_vec());
         let mut out = Vec::new();
-        for kv in self.db.iterator_cf_opt(cf, ro, IteratorMode::Start).take(limit) {
+        for kv in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::Start)
+            .take(limit)
+        {
             let (k, v) = kv?;
             out.push((k.to_vec(), v.to_vec()));
         }
@@ -291,7 +372,6 @@ impl Outbox {
             None => None,
         })
     }
-
 }
 
 impl Drop for Outbox {

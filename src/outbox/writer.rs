@@ -93,12 +93,15 @@ pub(super) fn run(
             }
         }
         // Claim before the commit so a concurrent scan cannot dispatch these messages too.
-        let claimed: Vec<_> =
-            pending.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
+        let claimed: Vec<_> = pending
+            .iter()
+            .flat_map(|r| r.enqueue.iter().map(|m| m.id))
+            .collect();
         shard.claim(&claimed);
         let started = Instant::now();
         let result = if resolved {
-            db.write_opt(batch, &opts).map_err(|e| StoreError::Write(e.to_string()))
+            db.write_opt(batch, &opts)
+                .map_err(|e| StoreError::Write(e.to_string()))
         } else {
             Err(StoreError::Write("missing column family".into()))
         };
@@ -107,7 +110,10 @@ pub(super) fn run(
         commit_size.record(messages as f64);
         match &result {
             Ok(()) => {
-                let ready: Vec<Message> = pending.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
+                let ready: Vec<Message> = pending
+                    .iter_mut()
+                    .flat_map(|r| r.enqueue.drain(..))
+                    .collect();
                 shard.push_ready(ready);
             }
             Err(e) => {

@@ -37,23 +37,41 @@ pub async fn gateway_cfg(retry_extra: &str, api_extra: &str, extra: &str) -> Tes
         "[outbox]\npath = {:?}\nshards = 2\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{retry_extra}\n[api]\nlisten = \"127.0.0.1:0\"\n{api_extra}\n{extra}",
         dir.path().display().to_string()
     );
-    let cfg = Config::from_toml_with_env(&text, &|k| std::env::var(k).ok()).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::from_toml_with_env(&text, &|k| std::env::var(k).ok())
+        .unwrap_or_else(|e| panic!("{e}"));
     let gw = Gateway::start(cfg).await.unwrap();
     let base = format!("http://{}", gw.api_addr);
-    TestGateway { gw, base, dir, http: reqwest::Client::new() }
+    TestGateway {
+        gw,
+        base,
+        dir,
+        http: reqwest::Client::new(),
+    }
 }
 
 /// The usual sandbox + catch-all route.
-pub const SANDBOX: &str = "[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 30\n[[routes]]\nto = [\"sb\"]\n";
+pub const SANDBOX: &str =
+    "[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 30\n[[routes]]\nto = [\"sb\"]\n";
 
 impl TestGateway {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
@@ -70,14 +88,22 @@ impl TestGateway {
             if v["state"] == state {
                 return v;
             }
-            assert!(Instant::now() < until, "message {id} never reached {state}: {v}");
+            assert!(
+                Instant::now() < until,
+                "message {id} never reached {state}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
 pub fn states(v: &Value) -> Vec<String> {
-    v["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap().to_string()).collect()
+    v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A recorded HTTP request.
@@ -91,7 +117,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -111,7 +140,9 @@ impl HttpSink {
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(async move {
             loop {
-                let Ok((s, _)) = listener.accept().await else { return };
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
                 let seen = seen2.clone();
                 let count = count.clone();
                 let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -120,17 +151,34 @@ impl HttpSink {
                     async move {
                         let method = req.method().to_string();
                         let uri = req.uri().to_string();
-                        let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
-                        let body = req.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes().to_vec())
+                            .unwrap_or_default();
                         let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let status = if n < fail_first { 500 } else { 200 };
-                        seen.lock().push(Recorded { method, uri, headers, body });
+                        seen.lock().push(Recorded {
+                            method,
+                            uri,
+                            headers,
+                            body,
+                        });
                         let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
                         *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc),
+                );
             }
         });
         HttpSink { addr, seen }
@@ -148,7 +196,11 @@ impl HttpSink {
             if v.len() >= n {
                 return v;
             }
-            assert!(Instant::now() < until, "sink got {} of {n} requests: {v:?}", v.len());
+            assert!(
+                Instant::now() < until,
+                "sink got {} of {n} requests: {v:?}",
+                v.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -31,7 +31,10 @@ pub enum FinalResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The pending command finished; `lines` are its response lines (echo and URCs removed).
-    Final { result: FinalResult, lines: Vec<String> },
+    Final {
+        result: FinalResult,
+        lines: Vec<String>,
+    },
     /// The `> ` prompt of `AT+CMGS`/`AT+CMGW`: send the PDU and Ctrl-Z now.
     Prompt,
     /// An unsolicited result code; `pdu` is the second line of `+CMT:`/`+CDS:`/`+CBM:`.
@@ -46,14 +49,47 @@ struct Pending {
     echo: String,
     expects: String,
     wants_prompt: bool,
+    /// Finish on the expected line itself (`cpin-no-ok`: `+CPIN: READY` with no `OK`).
+    final_on_expected: bool,
     lines: Vec<String>,
 }
 
 /// URC prefixes known everywhere; hwdb entries add their own.
 pub const DEFAULT_URCS: &[&str] = &[
-    "+CMTI:", "+CDSI:", "+CBMI:", "+CREG:", "+CGREG:", "+CEREG:", "RING", "+CRING:", "+CLIP:", "+CUSD:", "+CPIN:", "+CSQ:",
-    "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^NWTIME:", "^DSFLOWRPT:", "^SYSSTART", "^CEND:", "^ORIG:",
-    "^CONF:", "^CONN:", "RDY", "SMS Ready", "SMS DONE", "Call Ready", "+QIND:", "+QUSIM:", "+CIEV:", "+STIN:", "^SIND:",
+    "+CMTI:",
+    "+CDSI:",
+    "+CBMI:",
+    "+CREG:",
+    "+CGREG:",
+    "+CEREG:",
+    "RING",
+    "+CRING:",
+    "+CLIP:",
+    "+CUSD:",
+    "+CPIN:",
+    "+CSQ:",
+    "^RSSI:",
+    "^HCSQ:",
+    "^BOOT:",
+    "^MODE:",
+    "^SRVST:",
+    "^SIMST:",
+    "^NWTIME:",
+    "^DSFLOWRPT:",
+    "^SYSSTART",
+    "^CEND:",
+    "^ORIG:",
+    "^CONF:",
+    "^CONN:",
+    "RDY",
+    "SMS Ready",
+    "SMS DONE",
+    "Call Ready",
+    "+QIND:",
+    "+QUSIM:",
+    "+CIEV:",
+    "+STIN:",
+    "^SIND:",
 ];
 
 const TWO_LINE: &[&str] = &["+CMT:", "+CDS:", "+CBM:"];
@@ -66,6 +102,7 @@ pub struct AtParser {
     two_line: Option<String>,
     urcs: Vec<String>,
     extra_final: Vec<String>,
+    two_line_extra: Vec<String>,
     max_line: usize,
 }
 
@@ -80,7 +117,11 @@ pub fn expected_prefix(cmd: &str) -> String {
     let body = cmd.trim().get(2..).unwrap_or("");
     let end = body.find(['=', '?']).unwrap_or(body.len());
     let name = &body[..end];
-    if name.starts_with('+') || name.starts_with('^') || name.starts_with('$') || name.starts_with('*') {
+    if name.starts_with('+')
+        || name.starts_with('^')
+        || name.starts_with('$')
+        || name.starts_with('*')
+    {
         format!("{name}:")
     } else {
         String::new()
@@ -103,12 +144,41 @@ impl AtParser {
     pub fn new(extra_urcs: &[&str], extra_final: &[&str]) -> Self {
         let mut urcs: Vec<String> = DEFAULT_URCS.iter().map(|s| s.to_string()).collect();
         urcs.extend(extra_urcs.iter().map(|s| s.to_string()));
-        AtParser { buf: Vec::new(), pending: None, two_line: None, urcs, extra_final: extra_final.iter().map(|s| s.to_string()).collect(), max_line: 8192 }
+        AtParser {
+            buf: Vec::new(),
+            pending: None,
+            two_line: None,
+            urcs,
+            extra_final: extra_final.iter().map(|s| s.to_string()).collect(),
+            two_line_extra: Vec::new(),
+            max_line: 8192,
+        }
+    }
+
+    /// Vendor URCs followed by one data line (hwdb `urc.two_line`).
+    pub fn with_two_line(mut self, prefixes: &[String]) -> Self {
+        self.two_line_extra = prefixes.to_vec();
+        self.urcs.extend(prefixes.iter().cloned());
+        self
+    }
+
+    /// A command whose answer ends on its expected line, with no final result (`cpin-no-ok`).
+    pub fn command_ending_on_answer(&mut self, cmd: &str) {
+        self.command(cmd, false);
+        if let Some(p) = self.pending.as_mut() {
+            p.final_on_expected = !p.expects.is_empty();
+        }
     }
 
     /// A command was written; its answer is expected now. `wants_prompt` for `AT+CMGS=`.
     pub fn command(&mut self, cmd: &str, wants_prompt: bool) {
-        self.pending = Some(Pending { echo: cmd.trim().to_string(), expects: expected_prefix(cmd), wants_prompt, lines: Vec::new() });
+        self.pending = Some(Pending {
+            echo: cmd.trim().to_string(),
+            expects: expected_prefix(cmd),
+            wants_prompt,
+            final_on_expected: false,
+            lines: Vec::new(),
+        });
     }
 
     /// Is a command waiting for its final result?
@@ -125,7 +195,9 @@ impl AtParser {
         match line {
             "OK" => return Some(FinalResult::Ok),
             "ERROR" => return Some(FinalResult::Error),
-            "NO CARRIER" | "BUSY" | "NO ANSWER" | "NO DIALTONE" | "COMMAND NOT SUPPORT" => return Some(FinalResult::Other(line.to_string())),
+            "NO CARRIER" | "BUSY" | "NO ANSWER" | "NO DIALTONE" | "COMMAND NOT SUPPORT" => {
+                return Some(FinalResult::Other(line.to_string()))
+            }
             _ => {}
         }
         if let Some(v) = line.strip_prefix("+CME ERROR:") {
@@ -142,7 +214,10 @@ impl AtParser {
 
     fn classify(&mut self, line: String, out: &mut Vec<Event>) {
         if let Some(header) = self.two_line.take() {
-            out.push(Event::Urc { line: header, pdu: Some(line) });
+            out.push(Event::Urc {
+                line: header,
+                pdu: Some(line),
+            });
             return;
         }
         if let Some(p) = &self.pending {
@@ -152,14 +227,35 @@ impl AtParser {
         }
         if let Some(result) = self.final_result(&line) {
             match self.pending.take() {
-                Some(p) => out.push(Event::Final { result, lines: p.lines }),
+                Some(p) => out.push(Event::Final {
+                    result,
+                    lines: p.lines,
+                }),
                 None => out.push(Event::Stray(line)),
             }
             return;
         }
-        let expected = self.pending.as_ref().is_some_and(|p| !p.expects.is_empty() && line.starts_with(p.expects.as_str()));
+        let expected = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| !p.expects.is_empty() && line.starts_with(p.expects.as_str()));
+        if expected && self.pending.as_ref().is_some_and(|p| p.final_on_expected) {
+            if let Some(mut p) = self.pending.take() {
+                p.lines.push(line);
+                out.push(Event::Final {
+                    result: FinalResult::Ok,
+                    lines: p.lines,
+                });
+            }
+            return;
+        }
         if !expected {
-            if TWO_LINE.iter().any(|t| line.starts_with(t)) {
+            if TWO_LINE.iter().any(|t| line.starts_with(t))
+                || self
+                    .two_line_extra
+                    .iter()
+                    .any(|t| line.starts_with(t.as_str()))
+            {
                 self.two_line = Some(line);
                 return;
             }
@@ -194,7 +290,10 @@ impl AtParser {
             }
             self.buf.push(b);
             // The prompt has no line end: recognise it as soon as it arrives.
-            if self.buf == b">" && self.pending.as_ref().is_some_and(|p| p.wants_prompt) && self.two_line.is_none() {
+            if self.buf == b">"
+                && self.pending.as_ref().is_some_and(|p| p.wants_prompt)
+                && self.two_line.is_none()
+            {
                 self.buf.clear();
                 if let Some(p) = self.pending.as_mut() {
                     p.wants_prompt = false;
@@ -234,12 +333,21 @@ mod tests {
 
     #[test]
     fn ok_with_lines_echo_and_trailing_urc() {
-        let ev = all_splits(|p| p.command("AT+CSQ", false), b"AT+CSQ\r\r\n+CSQ: 18,99\r\n\r\nOK\r\n\r\n+CMTI: \"ME\",1\r\n");
+        let ev = all_splits(
+            |p| p.command("AT+CSQ", false),
+            b"AT+CSQ\r\r\n+CSQ: 18,99\r\n\r\nOK\r\n\r\n+CMTI: \"ME\",1\r\n",
+        );
         assert_eq!(
             ev,
             vec![
-                Event::Final { result: FinalResult::Ok, lines: vec!["+CSQ: 18,99".into()] },
-                Event::Urc { line: "+CMTI: \"ME\",1".into(), pdu: None },
+                Event::Final {
+                    result: FinalResult::Ok,
+                    lines: vec!["+CSQ: 18,99".into()]
+                },
+                Event::Urc {
+                    line: "+CMTI: \"ME\",1".into(),
+                    pdu: None
+                },
             ]
         );
     }
@@ -247,50 +355,140 @@ mod tests {
     #[test]
     fn errors_numeric_text_empty_and_vendor() {
         for (input, want) in [
-            (&b"\r\n+CMS ERROR: 500\r\n"[..], FinalResult::Cms(ErrValue::Numeric(500))),
-            (b"\r\n+CME ERROR: SIM busy\r\n", FinalResult::Cme(ErrValue::Text("SIM busy".into()))),
+            (
+                &b"\r\n+CMS ERROR: 500\r\n"[..],
+                FinalResult::Cms(ErrValue::Numeric(500)),
+            ),
+            (
+                b"\r\n+CME ERROR: SIM busy\r\n",
+                FinalResult::Cme(ErrValue::Text("SIM busy".into())),
+            ),
             (b"\r\n+CME ERROR:\r\n", FinalResult::Cme(ErrValue::Empty)),
-            (b"\r\nCOMMAND NOT SUPPORT\r\n", FinalResult::Other("COMMAND NOT SUPPORT".into())),
+            (
+                b"\r\nCOMMAND NOT SUPPORT\r\n",
+                FinalResult::Other("COMMAND NOT SUPPORT".into()),
+            ),
             (b"ERROR\n", FinalResult::Error),
         ] {
             let ev = all_splits(|p| p.command("AT+CLAC", false), input);
-            assert_eq!(ev, vec![Event::Final { result: want, lines: vec![] }]);
+            assert_eq!(
+                ev,
+                vec![Event::Final {
+                    result: want,
+                    lines: vec![]
+                }]
+            );
         }
     }
 
     #[test]
     fn prompt_with_and_without_space_and_urc_before_it() {
-        for input in [&b"\r\n> "[..], b"\r\n>", b"\r\n>\r\n", b"\r\n+CREG: 1\r\n\r\n> "] {
+        for input in [
+            &b"\r\n> "[..],
+            b"\r\n>",
+            b"\r\n>\r\n",
+            b"\r\n+CREG: 1\r\n\r\n> ",
+        ] {
             let ev = all_splits(|p| p.command("AT+CMGS=23", true), input);
-            assert_eq!(ev.last(), Some(&Event::Prompt), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                ev.last(),
+                Some(&Event::Prompt),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         // then the send's own answer
         let mut p = AtParser::default();
         p.command("AT+CMGS=23", true);
         assert_eq!(p.feed(b"\r\n> "), vec![Event::Prompt]);
-        assert_eq!(p.feed(b"\r\n+CMGS: 12\r\n\r\nOK\r\n"), vec![Event::Final { result: FinalResult::Ok, lines: vec!["+CMGS: 12".into()] }]);
+        assert_eq!(
+            p.feed(b"\r\n+CMGS: 12\r\n\r\nOK\r\n"),
+            vec![Event::Final {
+                result: FinalResult::Ok,
+                lines: vec!["+CMGS: 12".into()]
+            }]
+        );
     }
 
     #[test]
     fn expected_prefix_is_not_a_urc_but_a_stray_one_is() {
-        let ev = all_splits(|p| p.command("AT+CREG?", false), b"\r\n^RSSI: 17\r\n+CREG: 0,1\r\n\r\nOK\r\n");
+        let ev = all_splits(
+            |p| p.command("AT+CREG?", false),
+            b"\r\n^RSSI: 17\r\n+CREG: 0,1\r\n\r\nOK\r\n",
+        );
         assert_eq!(
             ev,
             vec![
-                Event::Urc { line: "^RSSI: 17".into(), pdu: None },
-                Event::Final { result: FinalResult::Ok, lines: vec!["+CREG: 0,1".into()] },
+                Event::Urc {
+                    line: "^RSSI: 17".into(),
+                    pdu: None
+                },
+                Event::Final {
+                    result: FinalResult::Ok,
+                    lines: vec!["+CREG: 0,1".into()]
+                },
             ]
         );
         let ev = all_splits(|_| {}, b"\r\n+CREG: 5\r\n");
-        assert_eq!(ev, vec![Event::Urc { line: "+CREG: 5".into(), pdu: None }]);
+        assert_eq!(
+            ev,
+            vec![Event::Urc {
+                line: "+CREG: 5".into(),
+                pdu: None
+            }]
+        );
     }
 
     #[test]
     fn two_line_urcs_and_cmgr_pdu_lines() {
-        let ev = all_splits(|_| {}, b"\r\n+CMT: ,24\r\n07911326040000F0040B911346610089F60000425060708090000\r\n");
-        assert_eq!(ev, vec![Event::Urc { line: "+CMT: ,24".into(), pdu: Some("07911326040000F0040B911346610089F60000425060708090000".into()) }]);
-        let ev = all_splits(|p| p.command("AT+CMGR=1", false), b"\r\n+CMGR: 0,,24\r\n0791ABCD\r\n\r\nOK\r\n");
-        assert_eq!(ev, vec![Event::Final { result: FinalResult::Ok, lines: vec!["+CMGR: 0,,24".into(), "0791ABCD".into()] }]);
+        let ev = all_splits(
+            |_| {},
+            b"\r\n+CMT: ,24\r\n07911326040000F0040B911346610089F60000425060708090000\r\n",
+        );
+        assert_eq!(
+            ev,
+            vec![Event::Urc {
+                line: "+CMT: ,24".into(),
+                pdu: Some("07911326040000F0040B911346610089F60000425060708090000".into())
+            }]
+        );
+        let ev = all_splits(
+            |p| p.command("AT+CMGR=1", false),
+            b"\r\n+CMGR: 0,,24\r\n0791ABCD\r\n\r\nOK\r\n",
+        );
+        assert_eq!(
+            ev,
+            vec![Event::Final {
+                result: FinalResult::Ok,
+                lines: vec!["+CMGR: 0,,24".into(), "0791ABCD".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn cpin_without_ok_and_vendor_two_line_urcs() {
+        let ev = all_splits(
+            |p| p.command_ending_on_answer("AT+CPIN?"),
+            b"\r\n+CPIN: READY\r\n\r\nOK\r\n",
+        );
+        assert_eq!(
+            ev,
+            vec![
+                Event::Final {
+                    result: FinalResult::Ok,
+                    lines: vec!["+CPIN: READY".into()]
+                },
+                Event::Stray("OK".into())
+            ]
+        );
+        let mut p = AtParser::default().with_two_line(&["^XDATA:".to_string()]);
+        assert_eq!(
+            p.feed(b"\r\n^XDATA: 3\r\nABC\r\n"),
+            vec![Event::Urc {
+                line: "^XDATA: 3".into(),
+                pdu: Some("ABC".into())
+            }]
+        );
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! GSM/LTE modem banks. So far: the AT response parser (pure); the serial driver, bank
-//! supervision and the hardware database come next (issue 5).
+//! GSM/LTE modem banks: the AT response parser (pure), the hardware database, the AT engine over
+//! a serial line, one task per modem (lifecycle, send, receive, health), the bank connector, and
+//! the modem simulator used by `postern modem-sim` and the tests.
 
 pub mod at;
+pub mod bank;
+pub mod device;
+pub mod engine;
+pub mod hwdb;
+pub mod sim;

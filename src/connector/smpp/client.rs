@@ -12,14 +12,18 @@ use super::pdu_view;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::ratelimit::TokenBucket;
-use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt};
+use crate::connector::{
+    BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
+};
 use crate::hub::message::{Body, Message};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm};
 use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton};
+use rusmpp::values::{
+    DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton,
+};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -40,7 +44,10 @@ struct Kicked<F> {
 
 impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
     type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
         for _ in 0..16 {
             if self.inner.as_mut().poll(cx).is_ready() {
                 return std::task::Poll::Ready(());
@@ -108,7 +115,7 @@ pub fn parse_status(s: &str) -> Option<u32> {
 /// anything else not OK is permanent. A connector's `errors` table overrides it.
 fn classify_default(status: u32) -> ErrorClass {
     match status {
-        0x14 | 0x58 => ErrorClass::Throttled,        // ESME_RMSGQFUL, ESME_RTHROTTLED
+        0x14 | 0x58 => ErrorClass::Throttled, // ESME_RMSGQFUL, ESME_RTHROTTLED
         0x08 | 0x45 | 0x64 | 0xFE => ErrorClass::Temporary, // SYSERR, SUBMITFAIL, RX_T_APPN, DELIVERYFAILURE
         _ => ErrorClass::Permanent,
     }
@@ -116,8 +123,23 @@ fn classify_default(status: u32) -> ErrorClass {
 
 impl SmppConnector {
     pub fn new(name: &str, cfg: SmppConfig) -> Self {
-        let password = cfg.password.clone().or_else(|| cfg.password_env.as_ref().and_then(|k| std::env::var(k).ok())).unwrap_or_default();
-        let sessions = (0..cfg.binds.max(1)).map(|_| Arc::new(Session { client: Mutex::new(None), up: AtomicBool::new(false) })).collect();
+        let password = cfg
+            .password
+            .clone()
+            .or_else(|| {
+                cfg.password_env
+                    .as_ref()
+                    .and_then(|k| std::env::var(k).ok())
+            })
+            .unwrap_or_default();
+        let sessions = (0..cfg.binds.max(1))
+            .map(|_| {
+                Arc::new(Session {
+                    client: Mutex::new(None),
+                    up: AtomicBool::new(false),
+                })
+            })
+            .collect();
         SmppConnector {
             name: name.into(),
             bucket: TokenBucket::new(cfg.tps, 0),
@@ -133,11 +155,22 @@ impl SmppConnector {
             throttles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             queued: Arc::new(AtomicU64::new(0)),
-            reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(MO_PARTS_TIMEOUT_MS, 10_000)),
+            reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(
+                MO_PARTS_TIMEOUT_MS,
+                10_000,
+            )),
         }
     }
 
-    async fn bind(&self) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
+    async fn bind(
+        &self,
+    ) -> Result<
+        (
+            rusmppc::Client,
+            futures::stream::BoxStream<'static, rusmppc::Event>,
+        ),
+        rusmppc::error::Error,
+    > {
         let mut builder = rusmppc::ConnectionBuilder::new()
             .enquire_link_interval(Duration::from_secs(self.cfg.enquire_link_s))
             .enquire_link_response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
@@ -150,20 +183,60 @@ impl SmppConnector {
             }
         }
         let (client, events, connection) = builder.no_spawn().connect(&self.cfg.url).await?;
-        tokio::spawn(Kicked { inner: Box::pin(connection), queued: self.queued.clone(), seen: 0, timer: Box::pin(tokio::time::sleep(Duration::ZERO)) });
-        let (sid, pw, st, range) = (c(&self.cfg.system_id), c(&self.password), c(&self.cfg.system_type), c(&self.cfg.address_range));
+        tokio::spawn(Kicked {
+            inner: Box::pin(connection),
+            queued: self.queued.clone(),
+            seen: 0,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        });
+        let (sid, pw, st, range) = (
+            c(&self.cfg.system_id),
+            c(&self.password),
+            c(&self.cfg.system_type),
+            c(&self.cfg.address_range),
+        );
         let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
         let r = match self.cfg.bind {
             BindKind::Transceiver => client
-                .bind_transceiver(BindTransceiver::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .bind_transceiver(
+                    BindTransceiver::builder()
+                        .system_id(sid)
+                        .password(pw)
+                        .system_type(st)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(ton)
+                        .addr_npi(npi)
+                        .address_range(range)
+                        .build(),
+                )
                 .await
                 .map(|_| ()),
             BindKind::Transmitter => client
-                .bind_transmitter(BindTransmitter::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .bind_transmitter(
+                    BindTransmitter::builder()
+                        .system_id(sid)
+                        .password(pw)
+                        .system_type(st)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(ton)
+                        .addr_npi(npi)
+                        .address_range(range)
+                        .build(),
+                )
                 .await
                 .map(|_| ()),
             BindKind::Receiver => client
-                .bind_receiver(BindReceiver::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                .bind_receiver(
+                    BindReceiver::builder()
+                        .system_id(sid)
+                        .password(pw)
+                        .system_type(st)
+                        .interface_version(InterfaceVersion::Smpp3_4)
+                        .addr_ton(ton)
+                        .addr_npi(npi)
+                        .address_range(range)
+                        .build(),
+                )
                 .await
                 .map(|_| ()),
         };
@@ -192,7 +265,10 @@ impl SmppConnector {
                             rusmppc::Event::Incoming(cmd) => {
                                 // Each deliver_sm waits for its commit before its resp; handle
                                 // them concurrently (bounded) so receipts keep pace with submits.
-                                let Ok(permit) = inbound_window.clone().acquire_owned().await else { break };
+                                let Ok(permit) = inbound_window.clone().acquire_owned().await
+                                else {
+                                    break;
+                                };
                                 let (this, client) = (self.clone(), client.clone());
                                 tokio::spawn(async move {
                                     this.incoming(&client, cmd).await;
@@ -239,7 +315,10 @@ impl SmppConnector {
         match cmd.pdu() {
             Some(Pdu::DeliverSm(_)) => {
                 let mut buf = bytes::BytesMut::new();
-                let view = rusmpp::tokio_codec::CommandCodec::new().encode(&cmd, &mut buf).ok().and_then(|_| pdu_view::view(&buf).ok());
+                let view = rusmpp::tokio_codec::CommandCodec::new()
+                    .encode(&cmd, &mut buf)
+                    .ok()
+                    .and_then(|_| pdu_view::view(&buf).ok());
                 let Some(v) = view else {
                     let _ = client.generic_nack(seq).await;
                     return;
@@ -250,7 +329,10 @@ impl SmppConnector {
                 } else {
                     self.on_mo(&v).await
                 };
-                let _ = client.deliver_sm_resp(seq, DeliverSmResp::default()).await.map(|_| status);
+                let _ = client
+                    .deliver_sm_resp(seq, DeliverSmResp::default())
+                    .await
+                    .map(|_| status);
             }
             Some(Pdu::DataSm(_)) => {
                 // rusmpp 0.4 cannot send data_sm_resp: refuse clearly so the SMSC uses deliver_sm.
@@ -268,11 +350,22 @@ impl SmppConnector {
         let tlv_id = v["tlv"]["receipted_message_id"].as_str();
         let text_id = v["receipt"]["id"].as_str();
         let Some(id) = tlv_id.or(text_id) else { return };
-        let state = v["tlv"]["message_state"].as_u64().and_then(|s| dlr::message_state(s as u8)).or_else(|| v["receipt"]["stat"].as_str().and_then(dlr::stat_state));
+        let state = v["tlv"]["message_state"]
+            .as_u64()
+            .and_then(|s| dlr::message_state(s as u8))
+            .or_else(|| v["receipt"]["stat"].as_str().and_then(dlr::stat_state));
         let Some(state) = state else { return }; // intermediate (ENROUTE, ACCEPTD)
-        let error = v["receipt"]["err"].as_u64().filter(|&e| e != 0).map(|e| format!("{e:03}"));
+        let error = v["receipt"]["err"]
+            .as_u64()
+            .filter(|&e| e != 0)
+            .map(|e| format!("{e:03}"));
         if let Some(hub) = self.hub.get() {
-            let receipt = Receipt { connector: self.name.clone(), remote_id: normalize_id(id, self.cfg.id_format, true), state, error };
+            let receipt = Receipt {
+                connector: self.name.clone(),
+                remote_id: normalize_id(id, self.cfg.id_format, true),
+                state,
+                error,
+            };
             hub.report_and_wait(receipt).await;
         }
     }
@@ -286,7 +379,13 @@ impl SmppConnector {
         let to = v["destination_addr"].as_str().unwrap_or("").to_string();
         let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
         let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-        let raw = hex::decode(v["tlv"]["message_payload"].as_str().or(v["short_message_hex"].as_str()).unwrap_or("")).unwrap_or_default();
+        let raw = hex::decode(
+            v["tlv"]["message_payload"]
+                .as_str()
+                .or(v["short_message_hex"].as_str())
+                .unwrap_or(""),
+        )
+        .unwrap_or_default();
         let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
             match crate::codec::udh::Udh::parse(&raw) {
                 Ok((u, n)) => (Some(u), raw[n..].to_vec()),
@@ -300,12 +399,22 @@ impl SmppConnector {
             None => PartBody::Data(payload),
         };
         let sar = &v["tlv"];
-        let info: Option<PartInfo> = udh.as_ref().and_then(|u| u.concat()).map(PartInfo::from).or_else(|| {
-            match (sar["sar_msg_ref_num"].as_u64(), sar["sar_total_segments"].as_u64(), sar["sar_segment_seqnum"].as_u64()) {
-                (Some(r), Some(t), Some(s)) => Some(PartInfo::from_sar(r as u16, t as u8, s as u8)),
-                _ => None,
-            }
-        });
+        let info: Option<PartInfo> = udh
+            .as_ref()
+            .and_then(|u| u.concat())
+            .map(PartInfo::from)
+            .or_else(|| {
+                match (
+                    sar["sar_msg_ref_num"].as_u64(),
+                    sar["sar_total_segments"].as_u64(),
+                    sar["sar_segment_seqnum"].as_u64(),
+                ) {
+                    (Some(r), Some(t), Some(s)) => {
+                        Some(PartInfo::from_sar(r as u16, t as u8, s as u8))
+                    }
+                    _ => None,
+                }
+            });
         let now = crate::hub::message::now_ms();
         let mut complete: Vec<(PartBody, Vec<u8>)> = Vec::new();
         match info.filter(|i| i.total > 1) {
@@ -322,15 +431,24 @@ impl SmppConnector {
         for (body, missing) in complete {
             let body = match body {
                 PartBody::Text(t) => Body::Text(t),
-                PartBody::Data(d) => Body::Binary { data: d, data_coding: dc },
+                PartBody::Data(d) => Body::Binary {
+                    data: d,
+                    data_coding: dc,
+                },
             };
             let inbound = InboundMessage {
                 connector: self.name.clone(),
                 from: from.clone(),
                 to: to.clone(),
                 body,
-                metadata: Some(serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"]}, "incomplete_parts_missing": missing})),
-                dest_port: udh.as_ref().and_then(|u| u.ports()).map(|p| p.0).or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16)),
+                metadata: Some(
+                    serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"]}, "incomplete_parts_missing": missing}),
+                ),
+                dest_port: udh
+                    .as_ref()
+                    .and_then(|u| u.ports())
+                    .map(|p| p.0)
+                    .or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16)),
             };
             if let Err(e) = hub.receive(inbound).await {
                 tracing::error!(connector = %self.name, error = %e, "MO message not stored");
@@ -348,7 +466,11 @@ impl SmppConnector {
                     match coding {
                         Coding::Gsm7 => {
                             let sept = gsm7::to_septets(s).map_err(|e| bad(e.to_string()))?;
-                            Ok(if self.cfg.gsm7 == Gsm7Wire::Packed { gsm7::pack(&sept, 0) } else { sept })
+                            Ok(if self.cfg.gsm7 == Gsm7Wire::Packed {
+                                gsm7::pack(&sept, 0)
+                            } else {
+                                sept
+                            })
                         }
                         _ => Ok(ucs2::encode(s)),
                     }
@@ -359,18 +481,30 @@ impl SmppConnector {
                 } else if self.cfg.long_messages == LongMessages::Payload {
                     (dc, vec![encode(t)?], vec![None])
                 } else {
-                    let pieces = segment::split(t, if coding == Coding::Gsm7 { Coding::Gsm7 } else { Coding::Ucs2 }, segment::ConcatRef::Bits8);
+                    let pieces = segment::split(
+                        t,
+                        if coding == Coding::Gsm7 {
+                            Coding::Gsm7
+                        } else {
+                            Coding::Ucs2
+                        },
+                        segment::ConcatRef::Bits8,
+                    );
                     let enc: Result<Vec<_>, _> = pieces.iter().map(|p| encode(p)).collect();
                     let n = pieces.len();
                     (dc, enc?, vec![None; n])
                 }
             }
             Body::Binary { data, data_coding } => {
-                let pieces: Vec<Vec<u8>> = if msg.udh.is_some() || self.cfg.long_messages == LongMessages::Payload {
-                    vec![data.clone()]
-                } else {
-                    segment::split_binary(data, segment::ConcatRef::Bits8).into_iter().map(|p| p.to_vec()).collect()
-                };
+                let pieces: Vec<Vec<u8>> =
+                    if msg.udh.is_some() || self.cfg.long_messages == LongMessages::Payload {
+                        vec![data.clone()]
+                    } else {
+                        segment::split_binary(data, segment::ConcatRef::Bits8)
+                            .into_iter()
+                            .map(|p| p.to_vec())
+                            .collect()
+                    };
                 let n = pieces.len();
                 (*data_coding, pieces, vec![msg.udh.clone(); n])
             }
@@ -403,8 +537,12 @@ impl SmppConnector {
                     }
                     LongMessages::Sar => {
                         tlvs.push(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference));
-                        tlvs.push(MessageSubmissionRequestTlvValue::SarTotalSegments(total as u8));
-                        tlvs.push(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(i as u8 + 1));
+                        tlvs.push(MessageSubmissionRequestTlvValue::SarTotalSegments(
+                            total as u8,
+                        ));
+                        tlvs.push(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(
+                            i as u8 + 1,
+                        ));
                     }
                     LongMessages::Payload => {}
                 }
@@ -417,12 +555,24 @@ impl SmppConnector {
                 .dest_addr_npi(Npi::Isdn)
                 .destination_addr(c(&dst))
                 .esm_class(EsmClass::from(esm))
-                .registered_delivery(RegisteredDelivery::from(if self.cfg.dlr { 0x01u8 } else { 0 }))
+                .registered_delivery(RegisteredDelivery::from(if self.cfg.dlr {
+                    0x01u8
+                } else {
+                    0
+                }))
                 .data_coding(DataCoding::from(dc));
-            if short.len() > 254 || self.cfg.long_messages == LongMessages::Payload && total == 1 && msg.udh.is_none() {
-                tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(MessagePayload::new(AnyOctetString::from_vec(short))));
+            if short.len() > 254
+                || self.cfg.long_messages == LongMessages::Payload
+                    && total == 1
+                    && msg.udh.is_none()
+            {
+                tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(
+                    MessagePayload::new(AnyOctetString::from_vec(short)),
+                ));
             } else {
-                b = b.short_message(OctetString::from_vec(short).map_err(|e| bad(format!("short_message: {e}")))?);
+                b = b.short_message(
+                    OctetString::from_vec(short).map_err(|e| bad(format!("short_message: {e}")))?,
+                );
             }
             for t in tlvs {
                 b = b.push_tlv(t);
@@ -437,9 +587,17 @@ impl SmppConnector {
         let mut t = self.throttled_at.lock();
         if let Some(at) = *t {
             if at.elapsed() >= Duration::from_secs(1) {
-                let base = if self.cfg.tps > 0.0 { self.cfg.tps } else { 0.0 };
+                let base = if self.cfg.tps > 0.0 {
+                    self.cfg.tps
+                } else {
+                    0.0
+                };
                 let cur = self.bucket.rate();
-                let step = if base > 0.0 { base / 10.0 } else { cur / 10.0 + 1.0 };
+                let step = if base > 0.0 {
+                    base / 10.0
+                } else {
+                    cur / 10.0 + 1.0
+                };
                 let next = cur + step;
                 if base > 0.0 && next >= base {
                     self.bucket.set_rate(base);
@@ -458,7 +616,11 @@ impl SmppConnector {
     fn on_throttled(&self) {
         self.throttles.fetch_add(1, Ordering::Relaxed);
         let cur = self.bucket.rate();
-        let observed = if cur > 0.0 { cur } else { (self.submitted.load(Ordering::Relaxed) as f64).clamp(10.0, 1000.0) };
+        let observed = if cur > 0.0 {
+            cur
+        } else {
+            (self.submitted.load(Ordering::Relaxed) as f64).clamp(10.0, 1000.0)
+        };
         self.bucket.set_rate((observed / 2.0).max(1.0));
         *self.throttled_at.lock() = Some(std::time::Instant::now());
     }
@@ -466,7 +628,10 @@ impl SmppConnector {
     fn pick(&self) -> Option<rusmppc::Client> {
         let n = self.sessions.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|k| &self.sessions[(start + k) % n]).filter(|s| s.up.load(Ordering::Acquire)).find_map(|s| s.client.lock().clone())
+        (0..n)
+            .map(|k| &self.sessions[(start + k) % n])
+            .filter(|s| s.up.load(Ordering::Acquire))
+            .find_map(|s| s.client.lock().clone())
     }
 }
 
@@ -481,7 +646,13 @@ impl Connector for SmppConnector {
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             if self.cfg.bind == BindKind::Receiver {
-                return Outcome::PermFail { error: DeliveryError::new(ErrorClass::Permanent, "receiver_only", "this link is bound as a receiver") };
+                return Outcome::PermFail {
+                    error: DeliveryError::new(
+                        ErrorClass::Permanent,
+                        "receiver_only",
+                        "this link is bound as a receiver",
+                    ),
+                };
             }
             let pdus = match self.build(msg) {
                 Ok(p) => p,
@@ -489,7 +660,14 @@ impl Connector for SmppConnector {
             };
             // All parts on one session, in order.
             let Some(client) = self.pick() else {
-                return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Temporary, "link_down", "no SMPP session is bound"), retry_after: None };
+                return Outcome::TempFail {
+                    error: DeliveryError::new(
+                        ErrorClass::Temporary,
+                        "link_down",
+                        "no SMPP session is bound",
+                    ),
+                    retry_after: None,
+                };
             };
             let mut ids = Vec::with_capacity(pdus.len());
             for p in pdus {
@@ -497,11 +675,21 @@ impl Connector for SmppConnector {
                 self.bucket.acquire().await;
                 self.queued.fetch_add(1, Ordering::Release);
                 match client.submit_sm(p).await {
-                    Ok(resp) => ids.push(normalize_id(resp.message_id().as_str(), self.cfg.id_format, false)),
+                    Ok(resp) => ids.push(normalize_id(
+                        resp.message_id().as_str(),
+                        self.cfg.id_format,
+                        false,
+                    )),
                     Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
                         let status = response.status();
                         let code = u32::from(status);
-                        let class = match self.cfg.errors.iter().find(|(k, _)| parse_status(k) == Some(code)).map(|(_, v)| *v) {
+                        let class = match self
+                            .cfg
+                            .errors
+                            .iter()
+                            .find(|(k, _)| parse_status(k) == Some(code))
+                            .map(|(_, v)| *v)
+                        {
                             Some(crate::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
                             Some(crate::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
                             Some(crate::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
@@ -510,18 +698,40 @@ impl Connector for SmppConnector {
                         if class == ErrorClass::Throttled {
                             self.on_throttled();
                         }
-                        let error = DeliveryError::new(class, &format!("smpp_0x{:02x}", u32::from(status)), format!("{status:?}"));
+                        let error = DeliveryError::new(
+                            class,
+                            &format!("smpp_0x{:02x}", u32::from(status)),
+                            format!("{status:?}"),
+                        );
                         return match class {
                             ErrorClass::Permanent => Outcome::PermFail { error },
-                            _ => Outcome::TempFail { error, retry_after: (class == ErrorClass::Throttled).then_some(Duration::from_millis(500)) },
+                            _ => Outcome::TempFail {
+                                error,
+                                retry_after: (class == ErrorClass::Throttled)
+                                    .then_some(Duration::from_millis(500)),
+                            },
                         };
                     }
                     Err(rusmppc::error::Error::ResponseTimeout { .. }) => {
                         // Outcome unknown: requeue (at most a window of duplicates).
-                        return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "no submit_sm_resp in time"), retry_after: None };
+                        return Outcome::TempFail {
+                            error: DeliveryError::new(
+                                ErrorClass::Unknown,
+                                "response_timeout",
+                                "no submit_sm_resp in time",
+                            ),
+                            retry_after: None,
+                        };
                     }
                     Err(e) => {
-                        return Outcome::TempFail { error: DeliveryError::new(ErrorClass::Temporary, "link_error", e.to_string()), retry_after: None };
+                        return Outcome::TempFail {
+                            error: DeliveryError::new(
+                                ErrorClass::Temporary,
+                                "link_error",
+                                e.to_string(),
+                            ),
+                            retry_after: None,
+                        };
                     }
                 }
             }
@@ -531,7 +741,9 @@ impl Connector for SmppConnector {
     }
 
     fn is_up(&self) -> bool {
-        !self.manual_down.load(Ordering::Relaxed) && self.cfg.bind != BindKind::Receiver && self.sessions.iter().any(|s| s.up.load(Ordering::Acquire))
+        !self.manual_down.load(Ordering::Relaxed)
+            && self.cfg.bind != BindKind::Receiver
+            && self.sessions.iter().any(|s| s.up.load(Ordering::Acquire))
     }
 
     fn status(&self) -> serde_json::Value {

@@ -21,7 +21,16 @@ pub struct ReceiptText {
     pub text: Option<String>,
 }
 
-const KEYS: [&str; 8] = ["id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "text"];
+const KEYS: [&str; 8] = [
+    "id",
+    "sub",
+    "dlvrd",
+    "submit date",
+    "done date",
+    "stat",
+    "err",
+    "text",
+];
 
 impl ReceiptText {
     /// JSON view: `sub`, `dlvrd` and `err` as numbers when they are digits.
@@ -69,7 +78,11 @@ pub fn parse(body: &str) -> Option<ReceiptText> {
         let vend = found.get(n + 1).map_or(body.len(), |(s, _, _)| *s);
         let raw = body.get(vstart..vend).unwrap_or("");
         // `text:` is a fixed 20-character field: kept exactly, trailing spaces included.
-        let v = if key == "text" { raw.to_string() } else { raw.split_whitespace().next().unwrap_or("").to_string() };
+        let v = if key == "text" {
+            raw.to_string()
+        } else {
+            raw.split_whitespace().next().unwrap_or("").to_string()
+        };
         let slot = match key {
             "id" => &mut r.id,
             "sub" => &mut r.sub,
@@ -93,7 +106,14 @@ pub fn parse(body: &str) -> Option<ReceiptText> {
 /// The `YYMMDDhhmm` (UTC) form receipt texts use for `submit date` and `done date`.
 pub fn receipt_date(ms: i64) -> String {
     let s = crate::hub::message::rfc3339(ms);
-    format!("{}{}{}{}{}", &s[2..4], &s[5..7], &s[8..10], &s[11..13], &s[14..16])
+    format!(
+        "{}{}{}{}{}",
+        &s[2..4],
+        &s[5..7],
+        &s[8..10],
+        &s[11..13],
+        &s[14..16]
+    )
 }
 
 /// `YYMMDDhhmm[ss]` -> `20YY-MM-DDThh:mm[:ss]`.
@@ -103,8 +123,23 @@ fn format_date(v: &str) -> Option<String> {
     }
     let d = |r: std::ops::Range<usize>| v.get(r);
     match v.len() {
-        10 => Some(format!("20{}-{}-{}T{}:{}", d(0..2)?, d(2..4)?, d(4..6)?, d(6..8)?, d(8..10)?)),
-        12 => Some(format!("20{}-{}-{}T{}:{}:{}", d(0..2)?, d(2..4)?, d(4..6)?, d(6..8)?, d(8..10)?, d(10..12)?)),
+        10 => Some(format!(
+            "20{}-{}-{}T{}:{}",
+            d(0..2)?,
+            d(2..4)?,
+            d(4..6)?,
+            d(6..8)?,
+            d(8..10)?
+        )),
+        12 => Some(format!(
+            "20{}-{}-{}T{}:{}:{}",
+            d(0..2)?,
+            d(2..4)?,
+            d(4..6)?,
+            d(6..8)?,
+            d(8..10)?,
+            d(10..12)?
+        )),
         _ => None,
     }
 }
@@ -157,7 +192,11 @@ pub fn normalize_id(id: &str, format: IdFormat, from_receipt: bool) -> String {
     };
     let s = converted.unwrap_or_else(|| t.to_ascii_lowercase());
     let stripped = s.trim_start_matches('0');
-    if stripped.is_empty() && !s.is_empty() { "0".to_string() } else { stripped.to_string() }
+    if stripped.is_empty() && !s.is_empty() {
+        "0".to_string()
+    } else {
+        stripped.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -173,10 +212,16 @@ mod tests {
         assert_eq!(r.text.as_deref(), Some("Hello world"));
         let r = parse("ID:42 SUB:1 DLVRD:0 SUBMIT_DATE:250101120030 DONE_DATE:250101120131 STAT:UNDELIV ERR:034 Text:stat:x id:y").unwrap();
         assert_eq!(r.to_json()["err"], 34);
-        assert_eq!((r.id.as_deref(), r.err.as_deref(), r.text.as_deref()), (Some("42"), Some("034"), Some("stat:x id:y")));
+        assert_eq!(
+            (r.id.as_deref(), r.err.as_deref(), r.text.as_deref()),
+            (Some("42"), Some("034"), Some("stat:x id:y"))
+        );
         assert_eq!(r.done_date.as_deref(), Some("2025-01-01T12:01:31"));
         assert!(parse("hello there").is_none());
-        assert_eq!(parse("id:7 stat:EXPIRED").unwrap().stat.as_deref(), Some("EXPIRED"));
+        assert_eq!(
+            parse("id:7 stat:EXPIRED").unwrap().stat.as_deref(),
+            Some("EXPIRED")
+        );
         assert_eq!(stat_state("delivrd"), Some(State::Delivered));
         assert_eq!(stat_state("ENROUTE"), None);
     }

@@ -1,9 +1,9 @@
 //! SMPP: delivery-receipt parsing and the PDU field view (pure); the carrier client, the server
 //! for downstream ESMEs and the SMSC simulator build on rusmpp 0.4.
 
+pub mod client;
 pub mod dlr;
 pub mod pdu_view;
-pub mod client;
 pub mod server;
 pub mod sim;
 pub mod tls;
@@ -20,7 +20,13 @@ pub type CommandReader<S> = futures::stream::SplitStream<Framed<S, CommandCodec>
 /// Split an SMPP stream: commands are read from the returned reader; commands sent on the
 /// returned channel are written by a task (so responses, receipts and MO can come from any
 /// task). The task ends when every sender is dropped.
-pub fn split_session<S>(stream: S) -> (CommandReader<S>, mpsc::UnboundedSender<Command>, tokio::task::JoinHandle<()>)
+pub fn split_session<S>(
+    stream: S,
+) -> (
+    CommandReader<S>,
+    mpsc::UnboundedSender<Command>,
+    tokio::task::JoinHandle<()>,
+)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

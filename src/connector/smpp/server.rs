@@ -8,13 +8,17 @@
 use super::pdu_view;
 use crate::config::{SmppAccount, SmppServerConfig};
 use crate::connector::ratelimit::TokenBucket;
-use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError};
+use crate::connector::{
+    BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError,
+};
 use crate::hub::message::{now_ms, Body, Message, State};
 use crate::hub::request::{check_body, BodySpec, Draft};
 use crate::secret::{parse_hash, Verifier};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp};
+use rusmpp::pdus::{
+    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
+};
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::{COctetString, OctetString};
@@ -71,7 +75,15 @@ impl SmppServer {
                 })
             })
             .collect();
-        SmppServer { name: name.into(), cfg, accounts, hub: OnceLock::new(), local: OnceLock::new(), submits: AtomicU64::new(0), receipts: AtomicU64::new(0) }
+        SmppServer {
+            name: name.into(),
+            cfg,
+            accounts,
+            hub: OnceLock::new(),
+            local: OnceLock::new(),
+            submits: AtomicU64::new(0),
+            receipts: AtomicU64::new(0),
+        }
     }
 
     /// Where it listens (known once started).
@@ -109,11 +121,30 @@ impl SmppServer {
         };
         let seq = cmd.sequence_number();
         let (sid, pw, can_send, can_receive) = match cmd.pdu() {
-            Some(Pdu::BindTransmitter(b)) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true, false),
-            Some(Pdu::BindReceiver(b)) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), false, true),
-            Some(Pdu::BindTransceiver(b)) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true, true),
+            Some(Pdu::BindTransmitter(b)) => (
+                b.system_id.as_str().to_string(),
+                b.password.as_str().to_string(),
+                true,
+                false,
+            ),
+            Some(Pdu::BindReceiver(b)) => (
+                b.system_id.as_str().to_string(),
+                b.password.as_str().to_string(),
+                false,
+                true,
+            ),
+            Some(Pdu::BindTransceiver(b)) => (
+                b.system_id.as_str().to_string(),
+                b.password.as_str().to_string(),
+                true,
+                true,
+            ),
             _ => {
-                let _ = tx.send(Command::new(CommandStatus::EsmeRinvbndsts, seq, Pdu::GenericNack));
+                let _ = tx.send(Command::new(
+                    CommandStatus::EsmeRinvbndsts,
+                    seq,
+                    Pdu::GenericNack,
+                ));
                 drop(tx);
                 let _ = writer.await;
                 return;
@@ -121,21 +152,38 @@ impl SmppServer {
         };
         let resp_pdu = |kind: &Option<&Pdu>| -> Pdu {
             match kind {
-                Some(Pdu::BindTransmitter(_)) => BindTransmitterResp::builder().system_id(c("postern")).build().into(),
-                Some(Pdu::BindReceiver(_)) => BindReceiverResp::builder().system_id(c("postern")).build().into(),
-                _ => BindTransceiverResp::builder().system_id(c("postern")).build().into(),
+                Some(Pdu::BindTransmitter(_)) => BindTransmitterResp::builder()
+                    .system_id(c("postern"))
+                    .build()
+                    .into(),
+                Some(Pdu::BindReceiver(_)) => BindReceiverResp::builder()
+                    .system_id(c("postern"))
+                    .build()
+                    .into(),
+                _ => BindTransceiverResp::builder()
+                    .system_id(c("postern"))
+                    .build()
+                    .into(),
             }
         };
         let acct = match self.account(&sid) {
             Some(a) if a.verifier.check(&pw) => a.clone(),
             Some(_) => {
-                let _ = tx.send(Command::new(CommandStatus::EsmeRinvpaswd, seq, resp_pdu(&cmd.pdu())));
+                let _ = tx.send(Command::new(
+                    CommandStatus::EsmeRinvpaswd,
+                    seq,
+                    resp_pdu(&cmd.pdu()),
+                ));
                 drop(tx);
                 let _ = writer.await;
                 return;
             }
             None => {
-                let _ = tx.send(Command::new(CommandStatus::EsmeRinvsysid, seq, resp_pdu(&cmd.pdu())));
+                let _ = tx.send(Command::new(
+                    CommandStatus::EsmeRinvsysid,
+                    seq,
+                    resp_pdu(&cmd.pdu()),
+                ));
                 drop(tx);
                 let _ = writer.await;
                 return;
@@ -143,27 +191,45 @@ impl SmppServer {
         };
         if acct.sessions.fetch_add(1, Ordering::AcqRel) >= acct.cfg.max_binds {
             acct.sessions.fetch_sub(1, Ordering::AcqRel);
-            let _ = tx.send(Command::new(CommandStatus::EsmeRalybnd, seq, resp_pdu(&cmd.pdu())));
+            let _ = tx.send(Command::new(
+                CommandStatus::EsmeRalybnd,
+                seq,
+                resp_pdu(&cmd.pdu()),
+            ));
             drop(tx);
             let _ = writer.await;
             return;
         }
-        let _ = tx.send(Command::new(CommandStatus::EsmeRok, seq, resp_pdu(&cmd.pdu())));
+        let _ = tx.send(Command::new(
+            CommandStatus::EsmeRok,
+            seq,
+            resp_pdu(&cmd.pdu()),
+        ));
         tracing::info!(connector = %self.name, account = %sid, "ESME bound");
 
         // Receiving sessions push queued deliver_sm through a window.
         let window = Arc::new(Semaphore::new(self.cfg.window.max(1)));
         let out_seq = Arc::new(AtomicU32::new(1));
         let pusher = can_receive.then(|| {
-            let (acct, tx, window, out_seq) = (acct.clone(), tx.clone(), window.clone(), out_seq.clone());
+            let (acct, tx, window, out_seq) =
+                (acct.clone(), tx.clone(), window.clone(), out_seq.clone());
             tokio::spawn(async move {
                 loop {
                     let next = acct.queue.lock().pop_front();
                     match next {
                         Some(sm) => {
-                            let Ok(permit) = window.clone().acquire_owned().await else { return };
+                            let Ok(permit) = window.clone().acquire_owned().await else {
+                                return;
+                            };
                             permit.forget(); // given back by deliver_sm_resp
-                            if tx.send(Command::new(CommandStatus::EsmeRok, out_seq.fetch_add(1, Ordering::Relaxed), sm)).is_err() {
+                            if tx
+                                .send(Command::new(
+                                    CommandStatus::EsmeRok,
+                                    out_seq.fetch_add(1, Ordering::Relaxed),
+                                    sm,
+                                ))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -183,28 +249,48 @@ impl SmppServer {
                 // Framing lost: NACK and close only this session.
                 tracing::warn!(connector = %self.name, account = %sid, "undecodable SMPP frame; closing the session");
                 metrics::counter!(crate::metrics::SMPP_FRAME_ERRORS_TOTAL, crate::metrics::L_CONNECTOR => self.name.to_string()).increment(1);
-                let _ = tx.send(Command::new(CommandStatus::EsmeRinvcmdlen, 0, Pdu::GenericNack));
+                let _ = tx.send(Command::new(
+                    CommandStatus::EsmeRinvcmdlen,
+                    0,
+                    Pdu::GenericNack,
+                ));
                 break;
             };
             let seq = cmd.sequence_number();
             match cmd.pdu() {
                 Some(Pdu::SubmitSm(_)) if can_send => {
                     if !acct.bucket.reserve().is_zero() {
-                        let _ = tx.send(Command::new(CommandStatus::EsmeRthrottled, seq, SubmitSmResp::builder().message_id(c("")).build()));
+                        let _ = tx.send(Command::new(
+                            CommandStatus::EsmeRthrottled,
+                            seq,
+                            SubmitSmResp::builder().message_id(c("")).build(),
+                        ));
                         continue;
                     }
                     let (this, tx, sid) = (self.clone(), tx.clone(), sid.clone());
                     tokio::spawn(async move {
                         let (status, id) = this.submit(&cmd, &sid).await;
-                        let _ = tx.send(Command::new(status, seq, SubmitSmResp::builder().message_id(c(&id)).build()));
+                        let _ = tx.send(Command::new(
+                            status,
+                            seq,
+                            SubmitSmResp::builder().message_id(c(&id)).build(),
+                        ));
                     });
                 }
                 Some(Pdu::SubmitSm(_)) => {
-                    let _ = tx.send(Command::new(CommandStatus::EsmeRinvbndsts, seq, SubmitSmResp::builder().message_id(c("")).build()));
+                    let _ = tx.send(Command::new(
+                        CommandStatus::EsmeRinvbndsts,
+                        seq,
+                        SubmitSmResp::builder().message_id(c("")).build(),
+                    ));
                 }
                 Some(Pdu::DeliverSmResp(_)) => window.add_permits(1),
                 Some(Pdu::EnquireLink) => {
-                    let _ = tx.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp));
+                    let _ = tx.send(Command::new(
+                        CommandStatus::EsmeRok,
+                        seq,
+                        Pdu::EnquireLinkResp,
+                    ));
                 }
                 Some(Pdu::Unbind) => {
                     let _ = tx.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
@@ -212,7 +298,11 @@ impl SmppServer {
                 }
                 Some(Pdu::EnquireLinkResp) | Some(Pdu::GenericNack) => {}
                 _ => {
-                    let _ = tx.send(Command::new(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack));
+                    let _ = tx.send(Command::new(
+                        CommandStatus::EsmeRinvcmdid,
+                        seq,
+                        Pdu::GenericNack,
+                    ));
                 }
             }
         }
@@ -227,12 +317,22 @@ impl SmppServer {
     /// Put one submit_sm into the hub. Returns the response status and our message id.
     async fn submit(&self, cmd: &Command, account: &str) -> (CommandStatus, String) {
         let mut buf = bytes::BytesMut::new();
-        let Some(v) = CommandCodec::new().encode(cmd, &mut buf).ok().and_then(|_| pdu_view::view(&buf).ok()) else {
+        let Some(v) = CommandCodec::new()
+            .encode(cmd, &mut buf)
+            .ok()
+            .and_then(|_| pdu_view::view(&buf).ok())
+        else {
             return (CommandStatus::EsmeRsyserr, String::new());
         };
-        let Some(hub) = self.hub.get() else { return (CommandStatus::EsmeRsyserr, String::new()) };
+        let Some(hub) = self.hub.get() else {
+            return (CommandStatus::EsmeRsyserr, String::new());
+        };
         let dest = v["destination_addr"].as_str().unwrap_or("");
-        let to = if dest.starts_with('+') { dest.to_string() } else { format!("+{dest}") };
+        let to = if dest.starts_with('+') {
+            dest.to_string()
+        } else {
+            format!("+{dest}")
+        };
         let src = v["source_addr"].as_str().unwrap_or("");
         let from = match v["source_addr_ton"].as_u64() {
             Some(1) if !src.is_empty() => Some(format!("+{}", src.trim_start_matches('+'))),
@@ -241,7 +341,13 @@ impl SmppServer {
         };
         let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
         let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
-        let raw = hex::decode(v["tlv"]["message_payload"].as_str().or(v["short_message_hex"].as_str()).unwrap_or("")).unwrap_or_default();
+        let raw = hex::decode(
+            v["tlv"]["message_payload"]
+                .as_str()
+                .or(v["short_message_hex"].as_str())
+                .unwrap_or(""),
+        )
+        .unwrap_or_default();
         let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
             let n = (raw[0] as usize + 1).min(raw.len());
             (Some(raw[..n].to_vec()), raw[n..].to_vec())
@@ -250,8 +356,24 @@ impl SmppServer {
         };
         let text = pdu_view::short_message_text(dc, &payload);
         let spec = match (dc, text) {
-            (0 | 1 | 3 | 8, Some(t)) => BodySpec { text: Some(t), binary: None, data_coding: None, coding: if dc == 8 { Some(crate::codec::Coding::Ucs2) } else { None }, udh: udh.clone() },
-            _ => BodySpec { text: None, binary: Some(payload), data_coding: Some(dc), coding: None, udh: udh.clone() },
+            (0 | 1 | 3 | 8, Some(t)) => BodySpec {
+                text: Some(t),
+                binary: None,
+                data_coding: None,
+                coding: if dc == 8 {
+                    Some(crate::codec::Coding::Ucs2)
+                } else {
+                    None
+                },
+                udh: udh.clone(),
+            },
+            _ => BodySpec {
+                text: None,
+                binary: Some(payload),
+                data_coding: Some(dc),
+                coding: None,
+                udh: udh.clone(),
+            },
         };
         let Ok((body, coding, segments)) = check_body(spec, 255) else {
             return (CommandStatus::EsmeRinvmsglen, String::new());
@@ -310,7 +432,12 @@ fn receipt_for(msg: &Message, state: State) -> DeliverSm {
         .destination_addr(c(msg.from.as_deref().unwrap_or("").trim_start_matches('+')))
         .esm_class(EsmClass::from(0x04u8))
         .data_coding(DataCoding::from(0u8))
-        .short_message(OctetString::from_vec(crate::codec::gsm7::to_septets(&text).unwrap_or_else(|_| text.clone().into_bytes())).unwrap_or_else(|_| OctetString::empty()))
+        .short_message(
+            OctetString::from_vec(
+                crate::codec::gsm7::to_septets(&text).unwrap_or_else(|_| text.clone().into_bytes()),
+            )
+            .unwrap_or_else(|_| OctetString::empty()),
+        )
         .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(c(&id)))
         .push_tlv(MessageDeliveryRequestTlvValue::MessageState(ms))
         .build()
@@ -326,14 +453,21 @@ fn mo_for(msg: &Message) -> DeliverSm {
     };
     let from = msg.from.as_deref().unwrap_or("");
     DeliverSm::builder()
-        .source_addr_ton(if from.starts_with('+') { Ton::International } else { Ton::Unknown })
+        .source_addr_ton(if from.starts_with('+') {
+            Ton::International
+        } else {
+            Ton::Unknown
+        })
         .source_addr_npi(Npi::Isdn)
         .source_addr(c(from.trim_start_matches('+')))
         .dest_addr_ton(Ton::Unknown)
         .dest_addr_npi(Npi::Isdn)
         .destination_addr(c(msg.to.trim_start_matches('+')))
         .data_coding(DataCoding::from(dc))
-        .short_message(OctetString::from_vec(bytes.into_iter().take(254).collect()).unwrap_or_else(|_| OctetString::empty()))
+        .short_message(
+            OctetString::from_vec(bytes.into_iter().take(254).collect())
+                .unwrap_or_else(|_| OctetString::empty()),
+        )
         .build()
 }
 
@@ -342,8 +476,12 @@ impl Listener for SmppServer {
         if !state.is_final() || state == State::Received {
             return;
         }
-        let Some(tag) = msg.tags.iter().find_map(|t| t.strip_prefix("via:")) else { return };
-        let Some((conn, account)) = tag.split_once(':') else { return };
+        let Some(tag) = msg.tags.iter().find_map(|t| t.strip_prefix("via:")) else {
+            return;
+        };
+        let Some((conn, account)) = tag.split_once(':') else {
+            return;
+        };
         if conn != &*self.name {
             return;
         }
@@ -367,7 +505,12 @@ impl Listener for SmppServer {
 
     fn on_inbound(&self, msg: &Message) {
         let to = msg.to.as_str();
-        if let Some(acct) = self.accounts.iter().find(|a| a.cfg.numbers.iter().any(|n| to == n || to.starts_with(n.as_str()))) {
+        if let Some(acct) = self.accounts.iter().find(|a| {
+            a.cfg
+                .numbers
+                .iter()
+                .any(|n| to == n || to.starts_with(n.as_str()))
+        }) {
             self.enqueue(acct, mo_for(msg));
         }
     }
@@ -414,9 +557,16 @@ impl Connector for SmppServer {
                             }
                             Some(acc) => {
                                 tokio::spawn(async move {
-                                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(s)).await {
+                                    match tokio::time::timeout(
+                                        Duration::from_secs(10),
+                                        acc.accept(s),
+                                    )
+                                    .await
+                                    {
                                         Ok(Ok(tls)) => this.session(tls).await,
-                                        _ => tracing::warn!(connector = %this.name, "TLS handshake failed"),
+                                        _ => {
+                                            tracing::warn!(connector = %this.name, "TLS handshake failed")
+                                        }
                                     }
                                 });
                             }
@@ -433,7 +583,13 @@ impl Connector for SmppServer {
 
     fn deliver<'a>(&'a self, _msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async {
-            Outcome::PermFail { error: DeliveryError::new(ErrorClass::Permanent, "not_outbound", "an SMPP server takes messages in; route MO to it by account numbers") }
+            Outcome::PermFail {
+                error: DeliveryError::new(
+                    ErrorClass::Permanent,
+                    "not_outbound",
+                    "an SMPP server takes messages in; route MO to it by account numbers",
+                ),
+            }
         })
     }
 

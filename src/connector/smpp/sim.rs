@@ -7,7 +7,9 @@
 
 use futures::StreamExt;
 use parking_lot::Mutex;
-use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp};
+use rusmpp::pdus::{
+    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
+};
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
@@ -153,21 +155,38 @@ impl SmscSim {
         tokio::spawn(async move {
             let mut conn_id = 0u64;
             while !shared.stop.load(Ordering::Relaxed) {
-                let Ok(Ok((s, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else { continue };
+                let Ok(Ok((s, _))) =
+                    tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+                else {
+                    continue;
+                };
                 let _ = s.set_nodelay(true);
                 conn_id += 1;
                 shared.counters.connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(session(shared.clone(), s, conn_id));
             }
         });
-        Ok(SmscSim { addr, counters, stop })
+        Ok(SmscSim {
+            addr,
+            counters,
+            stop,
+        })
     }
 }
 
 fn pick_stat(mix: &[u32; 4]) -> (&'static str, MessageState) {
     let total: u32 = mix.iter().sum();
-    let mut x = if total == 0 { 0 } else { rand::random::<u32>() % total };
-    let stats = [("DELIVRD", MessageState::Delivered), ("UNDELIV", MessageState::Undeliverable), ("REJECTD", MessageState::Rejected), ("EXPIRED", MessageState::Expired)];
+    let mut x = if total == 0 {
+        0
+    } else {
+        rand::random::<u32>() % total
+    };
+    let stats = [
+        ("DELIVRD", MessageState::Delivered),
+        ("UNDELIV", MessageState::Undeliverable),
+        ("REJECTD", MessageState::Rejected),
+        ("EXPIRED", MessageState::Expired),
+    ];
     for (i, w) in mix.iter().enumerate() {
         if x < *w {
             return stats[i];
@@ -181,7 +200,10 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
     let (stat, state) = pick_stat(&shared.cfg.dlr_mix);
     let now = super::dlr::receipt_date(crate::hub::message::now_ms());
     let err = if stat == "DELIVRD" { "000" } else { "001" };
-    let text = format!("id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:", if stat == "DELIVRD" { "001" } else { "000" });
+    let text = format!(
+        "id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:",
+        if stat == "DELIVRD" { "001" } else { "000" }
+    );
     let mut b = DeliverSm::builder()
         .source_addr_ton(Ton::International)
         .source_addr_npi(Npi::Isdn)
@@ -192,7 +214,9 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
         .esm_class(EsmClass::from(0x04u8))
         .data_coding(DataCoding::from(0u8));
     if shared.cfg.dlr_as != DlrAs::Tlv {
-        b = b.short_message(OctetString::from_vec(text.into_bytes()).unwrap_or_else(|_| OctetString::empty()));
+        b = b.short_message(
+            OctetString::from_vec(text.into_bytes()).unwrap_or_else(|_| OctetString::empty()),
+        );
     }
     if shared.cfg.dlr_as != DlrAs::Text {
         b = b
@@ -201,7 +225,6 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
     }
     Command::new(CommandStatus::EsmeRok, seq, b.build())
 }
-
 
 async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
     let (mut reader, tx, writer) = super::split_session(stream);
@@ -214,7 +237,11 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
         let Ok(cmd) = item else {
             // Framing lost: tell the peer, then close (SMPP 3.4 §2.10).
             shared.counters.nacks.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Command::new(CommandStatus::EsmeRinvcmdlen, 0, Pdu::GenericNack));
+            let _ = tx.send(Command::new(
+                CommandStatus::EsmeRinvcmdlen,
+                0,
+                Pdu::GenericNack,
+            ));
             break;
         };
         pdus += 1;
@@ -224,11 +251,25 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
         let s = cmd.sequence_number();
         let reply = |status: CommandStatus, pdu: Pdu| Command::new(status, s, pdu);
         match cmd.pdu() {
-            Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))) => {
+            Some(
+                p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_)),
+            ) => {
                 let (sid, pw, rx_capable) = match p {
-                    Pdu::BindTransmitter(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), false),
-                    Pdu::BindReceiver(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true),
-                    Pdu::BindTransceiver(b) => (b.system_id.as_str().to_string(), b.password.as_str().to_string(), true),
+                    Pdu::BindTransmitter(b) => (
+                        b.system_id.as_str().to_string(),
+                        b.password.as_str().to_string(),
+                        false,
+                    ),
+                    Pdu::BindReceiver(b) => (
+                        b.system_id.as_str().to_string(),
+                        b.password.as_str().to_string(),
+                        true,
+                    ),
+                    Pdu::BindTransceiver(b) => (
+                        b.system_id.as_str().to_string(),
+                        b.password.as_str().to_string(),
+                        true,
+                    ),
                     _ => unreachable!("matched above"),
                 };
                 let status = if bound || shared.cfg.already_bound {
@@ -243,16 +284,28 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     CommandStatus::EsmeRok
                 };
                 let resp: Pdu = match p {
-                    Pdu::BindTransmitter(_) => BindTransmitterResp::builder().system_id(c("postern-sim")).build().into(),
-                    Pdu::BindReceiver(_) => BindReceiverResp::builder().system_id(c("postern-sim")).build().into(),
-                    _ => BindTransceiverResp::builder().system_id(c("postern-sim")).build().into(),
+                    Pdu::BindTransmitter(_) => BindTransmitterResp::builder()
+                        .system_id(c("postern-sim"))
+                        .build()
+                        .into(),
+                    Pdu::BindReceiver(_) => BindReceiverResp::builder()
+                        .system_id(c("postern-sim"))
+                        .build()
+                        .into(),
+                    _ => BindTransceiverResp::builder()
+                        .system_id(c("postern-sim"))
+                        .build()
+                        .into(),
                 };
                 let _ = tx.send(reply(status, resp));
                 if status == CommandStatus::EsmeRok {
                     bound = true;
                     shared.counters.binds.fetch_add(1, Ordering::Relaxed);
                     if rx_capable {
-                        shared.receivers.lock().push((conn, tx.clone(), unacked.clone()));
+                        shared
+                            .receivers
+                            .lock()
+                            .push((conn, tx.clone(), unacked.clone()));
                         for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
                             cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
                             unacked.lock().insert(cmd.sequence_number, cmd.clone());
@@ -261,7 +314,11 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                             }
                         }
                         if shared.cfg.mo_rate > 0.0 {
-                            mo_task = Some(tokio::spawn(mo_loop(shared.clone(), tx.clone(), seq.clone())));
+                            mo_task = Some(tokio::spawn(mo_loop(
+                                shared.clone(),
+                                tx.clone(),
+                                seq.clone(),
+                            )));
                         }
                     }
                 }
@@ -269,11 +326,22 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             Some(Pdu::SubmitSm(sm)) if bound => {
                 let n = shared.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
                 let t = crate::hub::message::now_ms() as u64;
-                let _ = shared.counters.first_submit_ms.compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed);
-                shared.counters.last_submit_ms.fetch_max(t, Ordering::Relaxed);
+                let _ = shared.counters.first_submit_ms.compare_exchange(
+                    0,
+                    t,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                shared
+                    .counters
+                    .last_submit_ms
+                    .fetch_max(t, Ordering::Relaxed);
                 if shared.cfg.throttle_every > 0 && n % shared.cfg.throttle_every == 0 {
                     shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(reply(CommandStatus::EsmeRthrottled, SubmitSmResp::builder().message_id(c("")).build().into()));
+                    let _ = tx.send(reply(
+                        CommandStatus::EsmeRthrottled,
+                        SubmitSmResp::builder().message_id(c("")).build().into(),
+                    ));
                     continue;
                 }
                 let raw = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -281,9 +349,15 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     SimIdFormat::Hex => format!("{raw:x}"),
                     SimIdFormat::Decimal => raw.to_string(),
                 };
-                let resp = reply(CommandStatus::EsmeRok, SubmitSmResp::builder().message_id(c(&id)).build().into());
+                let resp = reply(
+                    CommandStatus::EsmeRok,
+                    SubmitSmResp::builder().message_id(c(&id)).build().into(),
+                );
                 let now_out = shared.counters.outstanding.fetch_add(1, Ordering::AcqRel) + 1;
-                shared.counters.max_outstanding.fetch_max(now_out, Ordering::AcqRel);
+                shared
+                    .counters
+                    .max_outstanding
+                    .fetch_max(now_out, Ordering::AcqRel);
                 let slow = shared.cfg.slow_first == 0 || n <= shared.cfg.slow_first;
                 if shared.cfg.ack_delay.is_zero() || !slow {
                     shared.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -297,16 +371,28 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     });
                 }
                 if u8::from(sm.registered_delivery) & 0x03 != 0 {
-                    let (src, dst) = (sm.destination_addr.as_str().to_string(), sm.source_addr.as_str().to_string());
+                    let (src, dst) = (
+                        sm.destination_addr.as_str().to_string(),
+                        sm.source_addr.as_str().to_string(),
+                    );
                     let (shared2, seq2) = (shared.clone(), seq.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(shared2.cfg.ack_delay + shared2.cfg.dlr_delay).await;
                         // Receipts go to the submitting session when it can receive, else any receiver.
                         let target = {
                             let r = shared2.receivers.lock();
-                            r.iter().find(|(c, _, _)| *c == conn).or(r.first()).map(|(_, t, u)| (t.clone(), u.clone()))
+                            r.iter()
+                                .find(|(c, _, _)| *c == conn)
+                                .or(r.first())
+                                .map(|(_, t, u)| (t.clone(), u.clone()))
                         };
-                        let cmd = receipt(&shared2, &id, &src, &dst, seq2.fetch_add(1, Ordering::Relaxed));
+                        let cmd = receipt(
+                            &shared2,
+                            &id,
+                            &src,
+                            &dst,
+                            seq2.fetch_add(1, Ordering::Relaxed),
+                        );
                         match target {
                             Some((t, u)) => match {
                                 u.lock().insert(cmd.sequence_number, cmd.clone());
@@ -335,7 +421,10 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
             Some(Pdu::EnquireLinkResp) | Some(Pdu::GenericNack) => {}
             Some(Pdu::SubmitSm(_)) => {
-                let _ = tx.send(reply(CommandStatus::EsmeRinvbndsts, SubmitSmResp::builder().message_id(c("")).build().into()));
+                let _ = tx.send(reply(
+                    CommandStatus::EsmeRinvbndsts,
+                    SubmitSmResp::builder().message_id(c("")).build().into(),
+                ));
             }
             _ => {
                 shared.counters.nacks.fetch_add(1, Ordering::Relaxed);
@@ -369,7 +458,14 @@ async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Command>, seq: A
         // Parts go out in reverse order: the receiver must reassemble out of order.
         for (i, piece) in pieces.iter().enumerate().rev() {
             let (esm, body) = if total > 1 {
-                (0x40u8, [vec![0x05, 0x00, 0x03, (n % 256) as u8, total as u8, i as u8 + 1], piece.to_vec()].concat())
+                (
+                    0x40u8,
+                    [
+                        vec![0x05, 0x00, 0x03, (n % 256) as u8, total as u8, i as u8 + 1],
+                        piece.to_vec(),
+                    ]
+                    .concat(),
+                )
             } else {
                 (0u8, piece.to_vec())
             };
@@ -384,7 +480,14 @@ async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Command>, seq: A
                 .data_coding(DataCoding::from(0u8))
                 .short_message(OctetString::from_vec(body).unwrap_or_else(|_| OctetString::empty()))
                 .build();
-            if tx.send(Command::new(CommandStatus::EsmeRok, seq.fetch_add(1, Ordering::Relaxed), sm)).is_err() {
+            if tx
+                .send(Command::new(
+                    CommandStatus::EsmeRok,
+                    seq.fetch_add(1, Ordering::Relaxed),
+                    sm,
+                ))
+                .is_err()
+            {
                 return;
             }
         }

@@ -21,8 +21,13 @@ fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let file_err = |m: String| TlsError::File { path: path.display().to_string(), message: m };
-    let v: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| file_err(e.to_string()))?.collect();
+    let file_err = |m: String| TlsError::File {
+        path: path.display().to_string(),
+        message: m,
+    };
+    let v: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(e.to_string()))?
+        .collect();
     let v = v.map_err(|e| file_err(e.to_string()))?;
     if v.is_empty() {
         return Err(file_err("no certificate in the file".into()));
@@ -31,9 +36,15 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// Server config from a PEM certificate chain and key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
     let chain = certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File { path: key.display().to_string(), message: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+        path: key.display().to_string(),
+        message: e.to_string(),
+    })?;
     let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -47,5 +58,10 @@ pub fn client_config(ca: &Path) -> Result<tokio_rustls::rustls::ClientConfig, Tl
     for c in certs(ca)? {
         roots.add(c)?;
     }
-    Ok(tokio_rustls::rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth())
+    Ok(
+        tokio_rustls::rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
