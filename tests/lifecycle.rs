@@ -255,7 +255,7 @@ async fn inbound_messages_are_stored_and_listed() {
         .await
         .unwrap();
     // A WBXML XForms submission in an 8-bit SMS is decoded into structured fields.
-    let form = hex::decode(WBXML_FORM).unwrap();
+    let form = hex::decode(common::WBXML_FORM).unwrap();
     let form_id = hub
         .receive(InboundMessage {
             connector: "sb".into(),
@@ -313,7 +313,6 @@ async fn status_callbacks_are_signed_and_retried() {
 }
 
 /// The literal-tag XForms instance from the WBXML conformance vectors (wbxml-053).
-const WBXML_FORM: &str = "03016a4e6461746100696400686f757365686f6c640076657273696f6e00323032342d30352d3031006e616d65006167650076696c6c616765006d656d62657273006d65746100696e7374616e6365494400c400040583080412831a01442503416d696e610001442a0333340001442e034b696a696a690001443603350001443e444303757569643a36663163326138652d306237642d346335652d396133662d30303030303030303030303000010101";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturated_outbox_answers_429_with_retry_after() {

@@ -183,7 +183,8 @@ impl ModemBank {
         up.rotate_left(start);
         match self.cfg.strategy {
             ModemStrategy::RoundRobin => {}
-            ModemStrategy::LeastLoaded => up.sort_by_key(|m| m.queue.load(Ordering::Relaxed)),
+            // Keys are read once: queue depths change while we sort.
+            ModemStrategy::LeastLoaded => up.sort_by_cached_key(|m| m.queue.load(Ordering::Relaxed)),
             ModemStrategy::OperatorPrefix => {
                 let digits = to.trim_start_matches('+');
                 let ops: Vec<&String> = self
@@ -197,7 +198,7 @@ impl ModemBank {
                     })
                     .map(|(op, _)| op)
                     .collect();
-                up.sort_by_key(|m| {
+                up.sort_by_cached_key(|m| {
                     let imsi = m.info.lock().imsi.clone().unwrap_or_default();
                     let own = ops.iter().any(|op| imsi.starts_with(op.as_str()));
                     (!own, m.queue.load(Ordering::Relaxed))
@@ -233,12 +234,14 @@ impl Connector for ModemBank {
                 Ok(p) => p,
                 Err(error) => return Outcome::PermFail { error },
             };
-            let mut last = DeliveryError::new(
-                ErrorClass::Temporary,
-                "no_modem",
-                "no modem of the bank is ready",
-            );
-            for modem in self.candidates(&to) {
+            let candidates = self.candidates(&to);
+            if candidates.is_empty() && self.modems.read().iter().any(|m| m.ready.load(Ordering::Acquire) && m.capped()) {
+                // Every ready SIM reached its daily cap: wait without spending attempts.
+                let error = DeliveryError::new(ErrorClass::Throttled, "daily_cap", "every ready modem reached its daily cap");
+                return Outcome::TempFail { error, retry_after: Some(Duration::from_secs(60)) };
+            }
+            let mut last = DeliveryError::new(ErrorClass::Temporary, "no_modem", "no modem of the bank is ready");
+            for modem in candidates {
                 let (reply, rx) = tokio::sync::oneshot::channel();
                 if modem
                     .enqueue(SendJob {

@@ -839,6 +839,9 @@ impl Modem {
                 .map(String::from);
             self.info.lock().operator = op;
         }
+        // Boot and ready markers read during init are history, not a restart.
+        let markers: Vec<String> = profile.urc.ready.iter().chain(&profile.urc.sms_ready).chain(&profile.urc.power_down).cloned().collect();
+        port.retain_urcs(|u| !markers.iter().any(|m| u.line.contains(m.as_str())));
         self.set_ready(true);
         let mem1 = profile
             .sms
@@ -1225,9 +1228,9 @@ impl Modem {
         port: &mut AtPort<IO>,
         ss: &mut Session,
         mem: &str,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         if ss.mem1 == mem {
-            return Ok(());
+            return Ok(true);
         }
         match port
             .command(&format!("AT+CPMS=\"{mem}\""), self.timeout(&ss.profile))
@@ -1235,11 +1238,11 @@ impl Modem {
         {
             Ok(_) => {
                 ss.mem1 = mem.to_string();
-                Ok(())
+                Ok(true)
             }
             Err(AtError::Failed { result, .. }) => {
                 tracing::warn!(modem = %self.label, mem, ?result, "cannot select storage");
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }
@@ -1267,14 +1270,16 @@ impl Modem {
         }
         if let Some(v) = line.strip_prefix("+CMTI:") {
             if let Some((mem, idx)) = mem_index(v) {
-                self.select_mem(port, ss, &mem).await?;
-                self.read_slot(port, ss, hub, re, &mem, idx).await?;
+                if self.select_mem(port, ss, &mem).await? {
+                    self.read_slot(port, ss, hub, re, &mem, idx).await?;
+                }
             }
         } else if let Some(v) = line.strip_prefix("+CDSI:") {
             if let Some((mem, idx)) = mem_index(v) {
                 let back = ss.mem1.clone();
-                self.select_mem(port, ss, &mem).await?;
-                self.read_slot(port, ss, hub, re, &mem, idx).await?;
+                if self.select_mem(port, ss, &mem).await? {
+                    self.read_slot(port, ss, hub, re, &mem, idx).await?;
+                }
                 self.select_mem(port, ss, &back).await?;
             }
         } else if line.starts_with("+CMT:") || line.starts_with("+CDS:") {
@@ -1351,8 +1356,36 @@ impl Modem {
         hub: &Arc<dyn HubSink>,
         re: &mut Reassembler,
     ) -> Result<(), Stop> {
-        let t = Duration::from_secs(ss.profile.timing.cmgl_timeout_s as u64)
-            .min(self.timeout(&ss.profile) * 12);
+        let main = ss.mem1.clone();
+        self.list_mem(port, ss, hub, re).await?;
+        // Status reports stored in "SR" whose +CDSI was lost (or came while we were away).
+        if self.settings.dlr && ss.profile.sms.status_report == super::hwdb::StatusReportMode::Cdsi && main != "SR" {
+            if self.select_mem(port, ss, "SR").await? {
+                self.list_mem(port, ss, hub, re).await?;
+            }
+            self.select_mem(port, ss, &main).await?;
+        }
+        // Messages whose missing parts never came: store what arrived.
+        for done in re.expire(crate::hub::message::now_ms()) {
+            let slots = ss.part_slots.remove(&done.key).unwrap_or_default();
+            self.store_mo(
+                port,
+                ss,
+                hub,
+                done.key.sender.clone(),
+                done.body,
+                done.missing,
+                None,
+                slots,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `AT+CMGL=4` on the selected memory; every entry processed.
+    async fn list_mem<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, ss: &mut Session, hub: &Arc<dyn HubSink>, re: &mut Reassembler) -> Result<(), Stop> {
+        let t = Duration::from_secs(ss.profile.timing.cmgl_timeout_s as u64).min(self.timeout(&ss.profile) * 12);
         let lines = match port.command("AT+CMGL=4", t).await {
             Ok(l) => l,
             Err(AtError::Failed { result, .. }) => {
@@ -1379,23 +1412,7 @@ impl Modem {
         }
         let mem = ss.mem1.clone();
         for (idx, pdu) in entries {
-            self.on_pdu(port, ss, hub, re, &pdu, Some((mem.clone(), idx)))
-                .await?;
-        }
-        // Messages whose missing parts never came: store what arrived.
-        for done in re.expire(crate::hub::message::now_ms()) {
-            let slots = ss.part_slots.remove(&done.key).unwrap_or_default();
-            self.store_mo(
-                port,
-                ss,
-                hub,
-                done.key.sender.clone(),
-                done.body,
-                done.missing,
-                None,
-                slots,
-            )
-            .await?;
+            self.on_pdu(port, ss, hub, re, &pdu, Some((mem.clone(), idx))).await?;
         }
         Ok(())
     }
@@ -1579,7 +1596,9 @@ impl Modem {
         idx: u32,
     ) -> Result<(), Stop> {
         let back = ss.mem1.clone();
-        self.select_mem(port, ss, mem).await?;
+        if !self.select_mem(port, ss, mem).await? {
+            return Ok(());
+        }
         match port
             .command(&format!("AT+CMGD={idx}"), self.timeout(&ss.profile))
             .await
@@ -1587,7 +1606,7 @@ impl Modem {
             Ok(_) | Err(AtError::Failed { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        self.select_mem(port, ss, &back).await
+        self.select_mem(port, ss, &back).await.map(|_| ())
     }
 }
 

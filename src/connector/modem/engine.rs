@@ -248,6 +248,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AtPort<IO> {
         }
     }
 
+    /// Keep only the queued URCs `keep` accepts (boot noise read during init is dropped).
+    pub fn retain_urcs(&mut self, keep: impl Fn(&Urc) -> bool) {
+        self.urcs.retain(|u| keep(u));
+    }
+
     /// A queued URC, without reading.
     pub fn take_urc(&mut self) -> Option<Urc> {
         self.urcs.pop_front()

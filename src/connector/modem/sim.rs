@@ -416,7 +416,7 @@ impl State {
                     let p = &self.s.profile;
                     let bad = mems.len() > p.sms.cpms_args as usize
                         || (p.has("cpms-three-args-required") && mems.len() < 3)
-                        || (p.has("cpms-sr-unsupported") && mems.iter().any(|m| m == "SR"))
+                        || (p.has("cpms-sr-unsupported") && mems.iter().skip(1).any(|m| m == "SR"))
                         || (p.has("cpms-mt-unsupported") && mems.iter().any(|m| m == "MT"));
                     if bad
                         || mems
@@ -739,7 +739,6 @@ impl SimModem {
                                         let text = String::from_utf8_lossy(&line).to_string();
                                         line.clear();
                                         pdu_len = None;
-                                        if st.hang == Hang::Now { continue; }
                                         delay = st.s.send_delay;
                                         if let Some(r) = st.pdu(len, &text) { reports.push((r, st.s.dlr_delay)); }
                                     }
@@ -844,28 +843,26 @@ impl SimModem {
         }))
     }
 
-    /// Inject a received 8-bit message to an application port (e.g. 2948, WAP Push / WBXML).
-    pub fn inject_binary(
-        &self,
-        from: &str,
-        data: &[u8],
-        port: Option<u16>,
-    ) -> Result<Option<u32>, sms_pdu::PduError> {
-        let udh = port.map(|p| {
+    /// Inject a received 8-bit message to an application port (e.g. 2948, WAP Push / WBXML),
+    /// in concatenated parts when it does not fit one. Returns the storage indices.
+    pub fn inject_binary(&self, from: &str, data: &[u8], port: Option<u16>, reference: u8) -> Result<Vec<u32>, sms_pdu::PduError> {
+        let ports = port.map(|p| Ie { id: iei::PORTS_16, data: vec![(p >> 8) as u8, p as u8, 0x23, 0xF0] });
+        let room = 140 - 1 - if ports.is_some() { 6 } else { 0 };
+        let chunks: Vec<&[u8]> = if data.len() <= room { vec![data] } else { data.chunks(room - 5).collect() };
+        let total = chunks.len() as u8;
+        let now = Timestamp::from_unix_ms(crate::hub::message::now_ms());
+        let mut pdus = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
             let mut u = Udh::default();
-            u.ies.push(Ie {
-                id: iei::PORTS_16,
-                data: vec![(p >> 8) as u8, p as u8, 0x23, 0xF0],
-            });
-            u
-        });
-        let pdu = sms_pdu::encode_deliver(
-            from,
-            &SubmitBody::Binary(data.to_vec(), None),
-            udh.as_ref(),
-            Timestamp::from_unix_ms(crate::hub::message::now_ms()),
-        )?;
-        Ok(self.with(|st| st.receive(pdu, Notice::Configured)))
+            if let Some(p) = &ports {
+                u.ies.push(p.clone());
+            }
+            if total > 1 {
+                u = u.with_concat(Concat { reference: reference as u16, bits: 8, total, seq: i as u8 + 1 });
+            }
+            pdus.push(sms_pdu::encode_deliver(from, &SubmitBody::Binary(c.to_vec(), None), Some(&u), now)?);
+        }
+        Ok(self.with(|st| pdus.into_iter().filter_map(|p| st.receive(p, Notice::Configured)).collect()))
     }
 
     /// Answer `+CMS ERROR: <code>` to sends whose destination starts with `prefix`.
@@ -928,7 +925,7 @@ impl SimModem {
             ("mo-binary", [from, hexdata, rest @ ..]) => {
                 let data = hex::decode(hexdata).map_err(|e| e.to_string())?;
                 let port = rest.first().and_then(|p| p.parse().ok());
-                self.inject_binary(from, &data, port).map(|i| format!("stored at {i:?}")).map_err(|e| e.to_string())
+                self.inject_binary(from, &data, port, 2).map(|i| format!("stored at {i:?}")).map_err(|e| e.to_string())
             }
             ("fail", [prefix, code]) => {
                 let code: u16 = code.parse().map_err(|_| "fail PREFIX CMS-CODE".to_string())?;
@@ -1080,6 +1077,8 @@ pub async fn replay(
                 },
             }
         }
+        // Let the driver read the last answer before the line goes away.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         Ok(())
     });
     Ok((path, task))
