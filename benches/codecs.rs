@@ -95,5 +95,37 @@ fn wbxml_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gsm7_bench, pdu_bench, wbxml_bench);
+/// The AT response parser over a modem session's worth of bytes: a signal query with a URC in
+/// the middle, a send (prompt and result), and an `AT+CMGL=4` listing of 10 PDUs.
+fn at_parser_bench(c: &mut Criterion) {
+    use postern::connector::modem::at::AtParser;
+    let pdu = "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07";
+    let mut listing = String::new();
+    for i in 0..10 {
+        listing.push_str(&format!("\r\n+CMGL: {i},1,,39\r\n{pdu}\r\n"));
+    }
+    listing.push_str("\r\nOK\r\n");
+    let csq = b"\r\n^RSSI: 17\r\n\r\n+CSQ: 17,99\r\n\r\nOK\r\n\r\n+CMTI: \"SM\",3\r\n";
+    let (prompt, result) = (b"\r\n> ", b"\r\n+CMGS: 12\r\n\r\nOK\r\n");
+    let total = (csq.len() + prompt.len() + result.len() + listing.len()) as u64;
+    let mut g = c.benchmark_group("at_parser");
+    g.throughput(Throughput::Bytes(total));
+    g.bench_function("session", |b| {
+        let mut p = AtParser::new(&["^RSSI:"], &[]);
+        b.iter(|| {
+            let mut n = 0;
+            p.command("AT+CSQ", false);
+            n += p.feed(csq).len();
+            p.command("AT+CMGS=23", true);
+            n += p.feed(prompt).len();
+            n += p.feed(result).len();
+            p.command("AT+CMGL=4", false);
+            n += p.feed(listing.as_bytes()).len();
+            std::hint::black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gsm7_bench, pdu_bench, wbxml_bench, at_parser_bench);
 criterion_main!(benches);

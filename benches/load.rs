@@ -8,6 +8,10 @@
 //!   cargo bench --bench load -- --mode sendsms --connections 128 --seconds 20
 //!   cargo bench --bench load -- --carrier smpp --sim-ack-ms 20 --smpp-window 64   # via SMPP
 //!
+//!   cargo bench --bench load -- --carrier modem --modems 64 --mode batch --connections 4 --seconds 20
+//!
+//! With `--carrier modem` the messages go to a bank of simulated modems on ptys
+//! (`postern modem-sim --count N`, a separate process), with the rate limit off.
 //! With `--carrier smpp` the messages go over one SMPP bind to `postern smsc-sim` (a separate
 //! process) and the rate is also counted at the SMSC. `NO_DLR=1` sets `dlr = false` on the link
 //! (this reproduces the known stall noted in BENCHMARKS.md).
@@ -39,6 +43,9 @@ struct Args {
     external: Option<String>,
     /// Stop after this many messages (0 = run for --seconds).
     count: u64,
+    /// `--carrier modem`: simulated modems in the bank, and their hwdb profile.
+    modems: u32,
+    modem_profile: String,
 }
 
 fn parse_args() -> Args {
@@ -56,6 +63,8 @@ fn parse_args() -> Args {
         smpp_window: 64,
         external: None,
         count: 0,
+        modems: 64,
+        modem_profile: "generic".into(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -75,6 +84,8 @@ fn parse_args() -> Args {
             "--smpp-window" => a.smpp_window = v.parse().expect("--smpp-window N"),
             "--external" => a.external = Some(v),
             "--count" => a.count = v.parse().expect("--count N"),
+            "--modems" => a.modems = v.parse().expect("--modems N"),
+            "--modem-profile" => a.modem_profile = v,
             "--bench" => {
                 i += 1;
                 continue;
@@ -229,6 +240,26 @@ fn main() {
         sim_child = Some(child);
         std::thread::sleep(Duration::from_millis(300));
         format!("[connectors.sandbox]\ntype = \"smpp\"\nurl = \"smpp://127.0.0.1:{port}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = {}\n{}", a.smpp_window, if std::env::var("NO_DLR").is_ok() { "dlr = false\n" } else { "" })
+    } else if a.carrier == "modem" {
+        let links = dir.path().join("ttys");
+        let mut child = Command::new(&a.binary)
+            .args(["modem-sim", "--count", &a.modems.to_string(), "--profile", &a.modem_profile, "--dlr-delay-ms", "200", "--link-dir"])
+            .arg(&links)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start modem-sim");
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..a.modems {
+            out.next().expect("modem-sim exited").unwrap();
+        }
+        std::thread::spawn(move || for _ in out {});
+        sim_child = Some(child);
+        format!(
+            "[connectors.sandbox]\ntype = \"modem\"\ndevices = [\"{}/modem*\"]\nrate_per_min = 0\nwindow = {}\nhealth_s = 300\npoll_s = 300\n",
+            links.display(),
+            (a.modems as usize * 4).min(1024)
+        )
     } else {
         "[connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n".to_string()
     };
@@ -277,6 +308,20 @@ fn main() {
     } else {
         0
     }));
+    if a.carrier == "modem" {
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let body = http_get(&addr, "/v1/connectors");
+            let ready = body.split("\"modems_ready\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+            if ready >= a.modems || Instant::now() > until {
+                println!("modems ready: {ready}/{}", a.modems);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let sim_pid = if a.carrier == "modem" { sim_child.as_ref().map(|c| c.id()) } else { None };
+    let sim_cpu0 = proc_cpu(sim_pid);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -378,6 +423,15 @@ fn main() {
         println!("latency:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms per request", pct(&l, 0.5), pct(&l, 0.99), pct(&l, 1.0));
         println!("outbox:    max depth {max_depth:.0}");
         println!("cpu:       postern {:.1} s = {:.1} us/msg", cpu, cpu * 1e6 / n_acc.max(1) as f64);
+        if a.carrier == "modem" {
+            let all = proc_cpu(pid) - cpu0;
+            println!("cpu:       postern {all:.1} s incl. the drain = {:.1} us per delivered msg", all * 1e6 / done.max(1.0));
+            let sim_cpu = proc_cpu(sim_pid) - sim_cpu0;
+            println!("cpu:       modem-sim {:.1} s = {:.1} us/msg (the simulated modems, not Postern)", sim_cpu, sim_cpu * 1e6 / n_acc.max(1) as f64);
+            let m = scrape(&addr).await;
+            let sent: f64 = m.lines().filter(|l| l.starts_with("postern_modem_sent_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+            println!("modems:    {sent:.0} sent by the bank ({:.0} msg/s to the end of the drain)", sent / completion_elapsed);
+        }
         if a.carrier == "smpp" {
             // Rate at the SMSC over the load period (from its per-second counters).
             let c = sim_counts.lock().clone();
@@ -396,6 +450,16 @@ fn main() {
         let _ = s.kill();
         let _ = s.wait();
     }
+}
+
+/// A blocking GET on loopback; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 /// User + system CPU seconds of a process, from /proc (0 when it is not ours to watch).
