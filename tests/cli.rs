@@ -304,3 +304,71 @@ fn smpp_decode_command() {
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at octet"));
 }
+
+#[test]
+fn hwdb_list_match_and_check() {
+    let out = postern().args(["hwdb", "list"]).output().unwrap();
+    assert!(out.status.success());
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.lines().count() >= 20, "{list}");
+    assert!(list.contains("quectel-ec25") && list.contains("2c7c:0125"), "{list}");
+    let out = postern().args(["hwdb", "match", "--usb", "12d1:1506", "--cgmm", "E3372"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "huawei-e3372");
+    assert_eq!(v["matched_by"], "usb-and-at");
+    let out = postern().args(["hwdb", "match", "--cgmi", "Acme", "--cgmm", "Rocket 9"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "generic");
+    assert_eq!(postern().args(["hwdb", "match", "--usb", "nope"]).output().unwrap().status.code(), Some(65));
+    let out = postern().args(["hwdb", "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A folder with a broken entry: every problem is named, exit 65.
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hwdb/quectel-ec25.toml")).unwrap();
+    std::fs::write(dir.path().join("quectel-ec25.toml"), &good).unwrap();
+    std::fs::write(dir.path().join("broken.toml"), good.replace("id = \"quectel-ec25\"", "id = \"broken\"").replace("[timing]", "[timing]\ncolor = 1")).unwrap();
+    std::fs::write(dir.path().join("zero.toml"), good.replace("id = \"quectel-ec25\"", "id = \"zero\"").replace("[sms]", "[sms]\nindex_base = 0")).unwrap();
+    let out = postern().args(["hwdb", "check"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.toml") && err.contains("color"), "{err}");
+    assert!(err.contains("zero.toml") && err.contains("sms-index-zero"), "{err}");
+}
+
+#[test]
+fn modem_sim_prints_its_devices_and_answers_at() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = postern()
+        .args(["modem-sim", "--count", "2", "--profile", "huawei-e3372", "--link-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.trim().ends_with("modem0"), "{first}");
+    let mut second = String::new();
+    out.read_line(&mut second).unwrap();
+    // Talk AT to it over the tty: the E3372 profile answers unknown commands its own way.
+    let mut tty = std::fs::OpenOptions::new().read(true).write(true).open(first.trim()).unwrap();
+    let mut buf = Vec::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    tty.write_all(b"ATE0\rAT+CGMM\rAT+FOO\r").unwrap();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&buf).contains("COMMAND NOT SUPPORT") && std::time::Instant::now() < until {
+        let n = tty.read(&mut chunk).unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.contains("E3372") && text.contains("COMMAND NOT SUPPORT") && text.contains("\r\r\n"), "{text:?}");
+    // A control line on stdin.
+    child.stdin.as_mut().unwrap().write_all(b"0:fail +4477 21\n").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("CMS ERROR: 21"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -352,3 +352,61 @@ async fn transcript_replay_drives_the_engine_byte_for_byte() {
     let _ = port.command("AT+CREG?", Duration::from_millis(300)).await;
     assert!(task.await.unwrap().unwrap_err().contains("expected \"AT+CSQ\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_cmt_and_cds_with_an_extra_hwdb_entry() {
+    // An entry from `hwdb_dir`: indications routed straight to us (+CMT, +CDS: mt=2, ds=1).
+    let hw = tempfile::tempdir().unwrap();
+    let ec25 = Hwdb::embedded().get("quectel-ec25").unwrap().clone();
+    let mut p = ec25.clone();
+    p.id = "test-direct".into();
+    p.usb.clear();
+    p.identify.cgmi = vec!["Postern Labs".into()];
+    p.identify.cgmm = vec!["DirectSim".into()];
+    p.sms.cnmi = "2,2,0,1,0".into();
+    p.quirks.retain(|q| q != "cdsi-wrong-storage");
+    std::fs::write(hw.path().join("test-direct.toml"), toml::to_string(&p).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = sim(p.clone(), 0, &dir.path().join("modem0"));
+    let g = gateway_full("", &bank(dir.path(), &format!("hwdb_dir = {:?}", hw.path().display().to_string()))).await;
+    let m = wait_ready(&g, 1, 20).await;
+    assert_eq!(m[0]["profile"], "test-direct", "{m:#?}");
+    let id = g.send(json!({"to": "+447700900001", "text": "direct report"})).await;
+    g.wait_state(&id, "delivered", 20).await;
+    s.inject_text("+447700900555", "routed to us", 3, &[]).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = g.get("/v1/messages?direction=inbound").await;
+        if v["messages"].as_array().is_some_and(|l| l.iter().any(|x| x["text"] == "routed to us")) {
+            break;
+        }
+        assert!(Instant::now() < until, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing was stored in the SIM: +CMT is not stored.
+    assert_eq!(s.stored(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_prefix_strategy_picks_the_sim_of_the_destination_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let uk = sim(Profile::generic(), 0, &dir.path().join("modem0"));
+    let mut fr = SimSettings::new(Profile::generic(), 1);
+    fr.imsi = "208011234567890".into();
+    fr.dlr_delay = Duration::from_millis(30);
+    let fr = SimModem::start(fr, Some(&dir.path().join("modem1"))).unwrap();
+    let cfg = bank(dir.path(), "strategy = \"operator_prefix\"\n[connectors.bank.operators]\n\"20801\" = [\"+336\"]\n\"23410\" = [\"+447\"]");
+    let g = gateway_full("", &cfg).await;
+    wait_ready(&g, 2, 20).await;
+    let mut msgs = Vec::new();
+    for i in 0..10 {
+        msgs.push(json!({"to": format!("+3361234{i:04}"), "text": format!("fr {i}")}));
+        msgs.push(json!({"to": format!("+4477009{i:05}"), "text": format!("uk {i}")}));
+    }
+    let ids = send_batch(&g, msgs).await;
+    let done = finals(&g, &ids, 30).await;
+    assert_eq!(done.len(), 20);
+    assert!(fr.sent().iter().all(|m| m.to.starts_with("+336")), "{:?}", fr.sent());
+    assert!(uk.sent().iter().all(|m| m.to.starts_with("+447")), "{:?}", uk.sent());
+    assert_eq!(fr.sent().len(), 10);
+}

@@ -433,15 +433,10 @@ impl Modem {
         let mut reassembler = Reassembler::new(self.settings.mo_parts_timeout_ms, 1000);
         loop {
             self.set_state("opening");
-            let baud = if self.settings.baud > 0 {
-                self.settings.baud
-            } else {
-                115_200
-            };
-            let opened = tokio_serial::SerialStream::open(&tokio_serial::new(
-                self.settings.path.to_string_lossy(),
-                baud,
-            ));
+            let (first, usb) = self.pre_profile();
+            let baud = if self.settings.baud > 0 { self.settings.baud } else { first.serial.default_baud };
+            let flow = if first.serial.flow_control == super::hwdb::FlowControl::Rtscts { tokio_serial::FlowControl::Hardware } else { tokio_serial::FlowControl::None };
+            let opened = tokio_serial::SerialStream::open(&tokio_serial::new(self.settings.path.to_string_lossy(), baud).flow_control(flow));
             let stream = match opened {
                 Ok(mut s) => {
                     // Exclusive while we hold it (keeps ModemManager out), and cleared so a
@@ -462,7 +457,7 @@ impl Modem {
                 }
             };
             let mut port = AtPort::new(stream, AtParser::default());
-            let result = match self.init(&mut port).await {
+            let result = match self.init(&mut port, first, usb).await {
                 Ok(mut session) => {
                     backoff = Duration::from_millis(500);
                     self.set_state("ready");
@@ -546,23 +541,30 @@ impl Modem {
         }
     }
 
-    async fn init<IO: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        port: &mut AtPort<IO>,
-    ) -> Result<Session, Stop> {
-        self.set_state("initialising");
+    /// The entry known before talking to the modem: forced by the configuration, or matched by
+    /// the USB id; else generic. It sets the line (speed, flow control) and the first init.
+    fn pre_profile(&self) -> (Profile, Option<(String, String)>) {
         let s = &self.settings;
         let usb = super::hwdb::usb_id_of(&s.path);
-        self.info.lock().usb = usb.as_ref().map(|(v, p)| format!("{v}:{p}"));
-        let forced = s
-            .forced_profile
-            .as_ref()
-            .map(|id| s.hwdb.get(id).cloned().unwrap_or_else(Profile::generic));
-        let first = match (&forced, &usb) {
-            (Some(p), _) => p.clone(),
+        let first = match (&s.forced_profile, &usb) {
+            (Some(id), _) => s.hwdb.get(id).cloned().unwrap_or_else(Profile::generic),
             (None, Some((v, p))) => s.hwdb.find(Some((v, p)), None, None).0,
             (None, None) => Profile::generic(),
         };
+        (first, usb)
+    }
+
+    async fn init(&self, port: &mut AtPort<tokio_serial::SerialStream>, first: Profile, usb: Option<(String, String)>) -> Result<Session, Stop> {
+        self.set_state("initialising");
+        let s = &self.settings;
+        self.info.lock().usb = usb.as_ref().map(|(v, p)| format!("{v}:{p}"));
+        let forced = s.forced_profile.as_ref().map(|_| first.clone());
+        if let (Some((v, p)), None) = (&usb, &forced) {
+            let mode = first.usb.iter().find(|u| &u.vid == v && &u.pid == p).map(|u| u.mode);
+            if mode == Some(super::hwdb::UsbMode::NetworkOnly) {
+                return Err(Stop::Fatal(format!("{v}:{p} is {} network-only firmware (e.g. HiLink): it has no AT port for SMS", first.model)));
+            }
+        }
         if first.serial.open_settle_ms > 0 {
             tokio::time::sleep(Duration::from_millis(first.serial.open_settle_ms as u64)).await;
         }
@@ -630,6 +632,9 @@ impl Modem {
             )));
         }
         port.set_parser(parser_for(&profile));
+        if profile.serial.flow_control == super::hwdb::FlowControl::Rtscts && first.serial.flow_control != super::hwdb::FlowControl::Rtscts {
+            let _ = tokio_serial::SerialPort::set_flow_control(port.get_mut(), tokio_serial::FlowControl::Hardware);
+        }
         port.per_byte_delay = Duration::from_micros(profile.serial.per_byte_delay_us as u64);
         port.inter_command_delay =
             Duration::from_millis(profile.timing.inter_command_delay_ms as u64);
@@ -669,6 +674,7 @@ impl Modem {
                 .map_or(Duration::MAX, |c| c * 3),
         );
         let mut pin_sent = false;
+        let mut sim_cycled = false;
         loop {
             let mut tries = 0;
             let answer = loop {
@@ -681,6 +687,14 @@ impl Modem {
                     Err(e) if is_busy(&e) && tries < 20 => {
                         tries += 1;
                         tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    // SIM not inserted / SIM failure: some modems recover the SIM with a radio
+                    // off-on cycle (smstools RADIO_OFF_ON).
+                    Err(AtError::Failed { result: FinalResult::Cme(ErrValue::Numeric(10 | 13)), .. }) if profile.has("sim-reset-by-cfun") && !sim_cycled => {
+                        sim_cycled = true;
+                        let cfun_t = Duration::from_secs(profile.timing.cfun_timeout_s as u64);
+                        port.command("AT+CFUN=0", cfun_t).await?;
+                        port.command("AT+CFUN=1", cfun_t).await?;
                     }
                     other => break other?,
                 }
@@ -1032,6 +1046,10 @@ impl Modem {
         let result_t = self.settings.send_timeout.unwrap_or(Duration::from_secs(
             ss.profile.timing.cmgs_result_timeout_s as u64,
         ));
+        // `needs-wakeup-at`: the first command after a quiet spell may be lost.
+        if ss.profile.has("needs-wakeup-at") && port.idle() > Duration::from_secs(30) {
+            let _ = port.command("AT", Duration::from_secs(2)).await;
+        }
         let to = digits(&job.to);
         let mut ids = Vec::with_capacity(job.parts.len());
         for part in &job.parts {
@@ -1427,18 +1445,21 @@ impl Modem {
         hex_pdu: &str,
         slot: Option<(String, u32)>,
     ) -> Result<(), Stop> {
-        let sms = match hex::decode(hex_pdu.trim())
-            .map_err(|e| e.to_string())
-            .and_then(|b| sms_pdu::decode(&b).map_err(|e| e.to_string()))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                // Undecodable: keep it in the store for inspection, count it, carry on.
-                tracing::warn!(modem = %self.label, error = %e, ?slot, "undecodable PDU from the modem");
-                return Ok(());
-            }
+        let bytes = hex::decode(hex_pdu.trim()).unwrap_or_default();
+        let tpdu = match sms_pdu::decode(&bytes) {
+            Ok(s) => s.tpdu,
+            // Some modems give status reports read from "SR" without the SMSC field
+            // (`sr-read-fixup`): try the octets as a bare TPDU before giving up.
+            Err(e) => match sms_pdu::decode_tpdu(&bytes) {
+                Ok(t) => t,
+                Err(_) => {
+                    // Undecodable: left in the store for inspection; the rest carries on.
+                    tracing::warn!(modem = %self.label, error = %e, ?slot, "undecodable PDU from the modem");
+                    return Ok(());
+                }
+            },
         };
-        match sms.tpdu {
+        match tpdu {
             Tpdu::StatusReport {
                 mr,
                 recipient,

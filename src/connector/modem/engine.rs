@@ -106,7 +106,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AtPort<IO> {
             Ok(Ok(0)) => Err(AtError::Closed),
             Ok(Ok(n)) => {
                 self.bytes_in += n as u64;
-                tracing::trace!(bytes = %String::from_utf8_lossy(&buf[..n]).escape_debug(), "modem rx");
+                let text = String::from_utf8_lossy(&buf[..n]);
+                // An echoed `AT+CPIN="…"` carries the PIN: never log it.
+                if !text.contains("CPIN=") {
+                    tracing::trace!(bytes = %text.escape_debug(), "modem rx");
+                }
                 Ok(Some(self.parser.feed(&buf[..n])))
             }
             Ok(Err(e)) => Err(AtError::Io(e)),
@@ -261,6 +265,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AtPort<IO> {
     /// Write raw bytes (ESC to abort a half-entered PDU).
     pub async fn raw(&mut self, bytes: &[u8]) -> Result<(), AtError> {
         self.write(bytes, false).await
+    }
+
+    /// Time since the last write.
+    pub fn idle(&self) -> Duration {
+        self.last_write.map_or(Duration::MAX, |t| t.elapsed())
+    }
+
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.io
     }
 
     pub fn into_inner(self) -> IO {
