@@ -1385,18 +1385,7 @@ impl Modem {
         }
         // Messages whose missing parts never came: store what arrived.
         for done in re.expire(crate::hub::message::now_ms()) {
-            let slots = ss.part_slots.remove(&done.key).unwrap_or_default();
-            self.store_mo(
-                port,
-                ss,
-                hub,
-                done.key.sender.clone(),
-                done.body,
-                done.missing,
-                None,
-                slots,
-            )
-            .await?;
+            self.store_reassembled(port, ss, hub, done, None).await?;
         }
         Ok(())
     }
@@ -1534,18 +1523,7 @@ impl Modem {
                         match re.add(&from, "", info, body, crate::hub::message::now_ms()) {
                             Ok(done) => {
                                 for d in done {
-                                    let slots = ss.part_slots.remove(&d.key).unwrap_or_default();
-                                    self.store_mo(
-                                        port,
-                                        ss,
-                                        hub,
-                                        d.key.sender.clone(),
-                                        d.body,
-                                        d.missing,
-                                        dest_port,
-                                        slots,
-                                    )
-                                    .await?;
+                                    self.store_reassembled(port, ss, hub, d, dest_port).await?;
                                 }
                                 Ok(())
                             }
@@ -1559,6 +1537,12 @@ impl Modem {
             }
             Tpdu::Submit { .. } => Ok(()), // an outgoing message left in the store
         }
+    }
+
+    /// A reassembled (or expired, incomplete) multipart MO, with the slots of its parts.
+    async fn store_reassembled<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, ss: &mut Session, hub: &Arc<dyn HubSink>, done: crate::codec::reassembly::Reassembled, dest_port: Option<u16>) -> Result<(), Stop> {
+        let slots = ss.part_slots.remove(&done.key).unwrap_or_default();
+        self.store_mo(port, ss, hub, done.key.sender.clone(), done.body, done.missing, dest_port, slots).await
     }
 
     /// Store an MO message in the hub, then free its storage slots (never before: a crash in

@@ -648,21 +648,28 @@ impl State {
     }
 }
 
+/// A new pseudo-terminal pair, and the device path the driver opens (a symlink at `link`, a
+/// stable name like socat's `link=`, or the pts itself).
+fn pty(link: Option<&Path>) -> std::io::Result<(tokio_serial::SerialStream, tokio_serial::SerialStream, PathBuf)> {
+    let (master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
+    let pts = tokio_serial::SerialPort::name(&slave)
+        .ok_or_else(|| std::io::Error::other("pty has no name"))?;
+    let path = match link {
+        Some(l) => {
+            let _ = std::fs::remove_file(l);
+            std::os::unix::fs::symlink(&pts, l)?;
+            l.to_path_buf()
+        }
+        None => PathBuf::from(pts),
+    };
+    Ok((master, slave, path))
+}
+
 impl SimModem {
     /// Start a simulated modem on a new pty; `link` makes a symlink to the device (a stable
     /// name, like socat's `link=`).
     pub fn start(settings: SimSettings, link: Option<&Path>) -> std::io::Result<SimModem> {
-        let (master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
-        let pts = tokio_serial::SerialPort::name(&slave)
-            .ok_or_else(|| std::io::Error::other("pty has no name"))?;
-        let path = match link {
-            Some(l) => {
-                let _ = std::fs::remove_file(l);
-                std::os::unix::fs::symlink(&pts, l)?;
-                l.to_path_buf()
-            }
-            None => PathBuf::from(pts),
-        };
+        let (master, slave, path) = pty(link)?;
         let mut st = State {
             s: settings,
             echo: true,
@@ -1027,17 +1034,7 @@ pub async fn replay(
     steps: Vec<Step>,
     link: Option<&Path>,
 ) -> std::io::Result<(PathBuf, tokio::task::JoinHandle<Result<(), String>>)> {
-    let (mut master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
-    let pts = tokio_serial::SerialPort::name(&slave)
-        .ok_or_else(|| std::io::Error::other("pty has no name"))?;
-    let path = match link {
-        Some(l) => {
-            let _ = std::fs::remove_file(l);
-            std::os::unix::fs::symlink(&pts, l)?;
-            l.to_path_buf()
-        }
-        None => PathBuf::from(pts),
-    };
+    let (mut master, slave, path) = pty(link)?;
     let task = tokio::spawn(async move {
         let _slave = slave;
         let mut pending: Vec<u8> = Vec::new();
