@@ -144,6 +144,9 @@ async fn apply(
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
     let mut held: Vec<tokio::sync::OwnedSemaphorePermit> = Vec::new();
+    // Receipts are acked to their peer and cancels answered after this commit: those must be
+    // on disk. Outcomes of attempts alone may ride the next sync (a power cut resends them).
+    let mut must_sync = false;
 
     // Load a message into the working set (from an earlier event of this batch, the cache of
     // submitted messages, or the store).
@@ -165,6 +168,7 @@ async fn apply(
     }
 
     for ev in events {
+        must_sync |= matches!(ev, ShardEvent::Receipt { .. } | ShardEvent::Cancel { .. });
         match ev {
             ShardEvent::Outcome {
                 mut msg,
@@ -390,7 +394,7 @@ async fn apply(
         }
     }
     let n = work.len();
-    let result = hub.outbox.write(s, ops, vec![], n).await;
+    let result = if must_sync { hub.outbox.write(s, ops, vec![], n).await } else { hub.outbox.write_relaxed(s, ops, n).await };
     if result.is_ok() {
         for (_, (msg, stored)) in work {
             for t in msg.history.iter().skip(stored) {

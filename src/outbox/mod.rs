@@ -175,12 +175,26 @@ impl Outbox {
         enqueue: Vec<Message>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        self.submit_opt(shard, ops, enqueue, messages, true)
+    }
+
+    /// As [`Outbox::submit`]; `sync = false` lets the write ride the next WAL sync (see
+    /// [`WriteReq::sync`]).
+    pub fn submit_opt(
+        &self,
+        shard: u32,
+        ops: Vec<Op>,
+        enqueue: Vec<Message>,
+        messages: usize,
+        sync: bool,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
         let req = WriteReq {
             ops,
             enqueue,
             messages,
             done: Some(tx),
+            sync,
         };
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
@@ -199,6 +213,13 @@ impl Outbox {
         messages: usize,
     ) -> Result<(), StoreError> {
         let rx = self.submit(shard, ops, enqueue, messages)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Write outcomes of delivery attempts: committed (readable, and safe from a process
+    /// crash) at once, on disk within [`writer::RELAXED_SYNC`].
+    pub async fn write_relaxed(&self, shard: u32, ops: Vec<Op>, messages: usize) -> Result<(), StoreError> {
+        let rx = self.submit_opt(shard, ops, vec![], messages, false)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

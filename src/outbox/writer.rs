@@ -47,8 +47,16 @@ pub struct WriteReq {
     pub enqueue: Vec<Message>,
     /// Messages in `ops`; used for the group-commit size metric.
     pub messages: usize,
+    /// Must be on disk before `done` (new messages, receipts acked to a peer, cancels). Writes
+    /// that only record a delivery attempt's outcome may ride the next sync instead: losing one
+    /// to a power cut means that message is sent again, never lost; the writer syncs them
+    /// within [`RELAXED_SYNC`] anyway.
+    pub sync: bool,
     pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
+
+/// Longest time a relaxed write stays unsynced when nothing else forces a sync.
+pub const RELAXED_SYNC: std::time::Duration = std::time::Duration::from_millis(2);
 
 pub(super) fn run(
     db: Arc<DB>,
@@ -57,13 +65,33 @@ pub(super) fn run(
     durability: Durability,
     max_messages: usize,
 ) {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(durability == Durability::Fsync);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(durability == Durability::Fsync);
+    let relaxed = WriteOptions::default();
+    let mut dirty = false;
     let label = shard.label.clone();
     let commit_seconds = metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone());
     let commit_size = metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone());
     let mut pending: Vec<WriteReq> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(RELAXED_SYNC) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if dirty {
+                    if let Err(e) = db.flush_wal(true) {
+                        tracing::error!(shard = %label, error = %e, "WAL sync failed");
+                    }
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                if dirty {
+                    let _ = db.flush_wal(true);
+                }
+                break;
+            }
+        };
         let mut messages = first.messages;
         pending.push(first);
         while messages < max_messages {
@@ -75,56 +103,66 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let mut batch = WriteBatch::default();
-        let mut resolved = true;
-        for req in &pending {
-            for op in &req.ops {
-                let cf_name = match op {
-                    Op::Put(cf, ..) | Op::Delete(cf, _) => ALL_CFS[*cf as usize],
-                };
-                let Some(cf) = db.cf_handle(cf_name) else {
-                    resolved = false;
-                    continue;
-                };
-                match op {
-                    Op::Put(_, k, v) => batch.put_cf(cf, k, v),
-                    Op::Delete(_, k) => batch.delete_cf(cf, k),
-                }
-            }
-        }
-        // Claim before the commit so a concurrent scan cannot dispatch these messages too.
-        let claimed: Vec<_> = pending
-            .iter()
-            .flat_map(|r| r.enqueue.iter().map(|m| m.id))
-            .collect();
-        shard.claim(&claimed);
-        let started = Instant::now();
-        let result = if resolved {
-            db.write_opt(batch, &opts)
-                .map_err(|e| StoreError::Write(e.to_string()))
+        let fsync = durability == Durability::Fsync;
+        if fsync && pending.iter().any(|r| !r.sync) && pending.iter().any(|r| r.sync) {
+            // Relaxed writes (outcomes) first, on their own, so they do not wait for the sync
+            // of the rest. They never touch the keys of the synced ones (new messages, receipts
+            // and cancels of other actors' turns), so the order between the two is free.
+            let (relaxed_reqs, synced_reqs): (Vec<WriteReq>, Vec<WriteReq>) = pending.drain(..).partition(|r| !r.sync);
+            commit(&db, &shard, relaxed_reqs, &relaxed, &commit_seconds, &commit_size);
+            // the synced write below puts the relaxed one on disk too
+            dirty = false;
+            commit(&db, &shard, synced_reqs, &synced, &commit_seconds, &commit_size);
         } else {
-            Err(StoreError::Write("missing column family".into()))
-        };
-        let elapsed = started.elapsed();
-        commit_seconds.record(elapsed.as_secs_f64());
-        commit_size.record(messages as f64);
-        match &result {
-            Ok(()) => {
-                let ready: Vec<Message> = pending
-                    .iter_mut()
-                    .flat_map(|r| r.enqueue.drain(..))
-                    .collect();
-                shard.push_ready(ready);
-            }
-            Err(e) => {
-                tracing::error!(shard = %label, error = %e, "outbox commit failed");
-                shard.unclaim(&claimed);
+            let sync = fsync && pending.iter().any(|r| r.sync);
+            dirty = fsync && !sync || (dirty && !sync);
+            let group = std::mem::take(&mut pending);
+            commit(&db, &shard, group, if sync { &synced } else { &relaxed }, &commit_seconds, &commit_size);
+        }
+    }
+}
+
+/// Write one group in one batch, then answer each request.
+fn commit(db: &DB, shard: &ShardState, mut group: Vec<WriteReq>, opts: &WriteOptions, commit_seconds: &metrics::Histogram, commit_size: &metrics::Histogram) {
+    let mut batch = WriteBatch::default();
+    let mut resolved = true;
+    let mut messages = 0;
+    for req in &group {
+        messages += req.messages;
+        for op in &req.ops {
+            let cf_name = match op {
+                Op::Put(cf, ..) | Op::Delete(cf, _) => ALL_CFS[*cf as usize],
+            };
+            let Some(cf) = db.cf_handle(cf_name) else {
+                resolved = false;
+                continue;
+            };
+            match op {
+                Op::Put(_, k, v) => batch.put_cf(cf, k, v),
+                Op::Delete(_, k) => batch.delete_cf(cf, k),
             }
         }
-        for req in pending.drain(..) {
-            if let Some(done) = req.done {
-                let _ = done.send(result.clone());
-            }
+    }
+    // Claim before the commit so a concurrent scan cannot dispatch these messages too.
+    let claimed: Vec<_> = group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
+    shard.claim(&claimed);
+    let started = Instant::now();
+    let result = if resolved { db.write_opt(batch, opts).map_err(|e| StoreError::Write(e.to_string())) } else { Err(StoreError::Write("missing column family".into())) };
+    commit_seconds.record(started.elapsed().as_secs_f64());
+    commit_size.record(messages as f64);
+    match &result {
+        Ok(()) => {
+            let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
+            shard.push_ready(ready);
+        }
+        Err(e) => {
+            tracing::error!(shard = %shard.label, error = %e, "outbox commit failed");
+            shard.unclaim(&claimed);
+        }
+    }
+    for req in group {
+        if let Some(done) = req.done {
+            let _ = done.send(result.clone());
         }
     }
 }
