@@ -372,3 +372,20 @@ fn modem_sim_prints_its_devices_and_answers_at() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn check_config_names_every_modem_bank_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("modem.toml");
+    std::fs::write(&bad, "[connectors.m]\ntype = \"modem\"\nprofile = \"nope\"\nstrategy = \"operator_prefix\"\npin_env = \"POSTERN_NO_SUCH_VAR\"\n[connectors.m.operators]\n\"12\" = [\"+44\"]\n[[routes]]\nto = [\"m\"]\n").unwrap();
+    let out = postern().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["connectors.m.devices", "connectors.m.pin_env", "connectors.m.profile: no hwdb entry \"nope\"", "connectors.m.operators.12"] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[connectors.m]\ntype = \"modem\"\ndevices = [\"/dev/serial/by-id/usb-*\"]\nprofile = \"huawei-e3372\"\n[[routes]]\nto = [\"m\"]\n").unwrap();
+    let out = postern().arg("check-config").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
