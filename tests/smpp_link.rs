@@ -241,3 +241,30 @@ async fn per_carrier_error_table_overrides_the_defaults() {
     assert_eq!(v["error"]["code"], "smpp_0x58");
     assert_eq!(v["attempts"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tx_rx_pair_submits_on_the_transmitter_and_takes_receipts_on_the_receiver() {
+    let s = sim(SimConfig::default()).await;
+    let g = gateway(&link(s.addr, "bind = \"pair\"\nbinds = 2")).await;
+    wait_up(&g).await;
+    // Both receivers bound too before counting.
+    for _ in 0..200 {
+        let (_, c) = g.get("/v1/connectors").await;
+        if c["connectors"][0]["detail"]["sessions_up"] == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, c) = g.get("/v1/connectors").await;
+    assert_eq!(c["connectors"][0]["detail"]["sessions"], 4);
+    assert_eq!(c["connectors"][0]["detail"]["sessions_up"], 4);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(g.send(json!({"to": format!("+4477009001{i:02}"), "text": format!("pair {i}")})).await);
+    }
+    for id in &ids {
+        g.wait_state(id, "delivered", 10).await;
+    }
+    assert_eq!(s.counters.submits.load(Relaxed), 20);
+    assert_eq!(s.counters.binds.load(Relaxed), 4);
+}

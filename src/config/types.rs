@@ -263,6 +263,8 @@ pub enum BindKind {
     Transceiver,
     Transmitter,
     Receiver,
+    /// A transmitter and a receiver session for each of `binds` (SMSCs that refuse transceivers).
+    Pair,
 }
 
 /// How long messages go to the carrier.

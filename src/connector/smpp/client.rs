@@ -68,6 +68,8 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
 struct Session {
     client: Mutex<Option<rusmppc::Client>>,
     up: AtomicBool,
+    /// Transceiver, transmitter or receiver (a `pair` link has one of each of the last two).
+    kind: BindKind,
 }
 
 /// The carrier link.
@@ -132,13 +134,15 @@ impl SmppConnector {
                     .and_then(|k| std::env::var(k).ok())
             })
             .unwrap_or_default();
+        let kinds: &[BindKind] = match cfg.bind {
+            BindKind::Pair => &[BindKind::Transmitter, BindKind::Receiver],
+            BindKind::Transceiver => &[BindKind::Transceiver],
+            BindKind::Transmitter => &[BindKind::Transmitter],
+            BindKind::Receiver => &[BindKind::Receiver],
+        };
         let sessions = (0..cfg.binds.max(1))
-            .map(|_| {
-                Arc::new(Session {
-                    client: Mutex::new(None),
-                    up: AtomicBool::new(false),
-                })
-            })
+            .flat_map(|_| kinds.iter())
+            .map(|&kind| Arc::new(Session { client: Mutex::new(None), up: AtomicBool::new(false), kind }))
             .collect();
         SmppConnector {
             name: name.into(),
@@ -164,6 +168,7 @@ impl SmppConnector {
 
     async fn bind(
         &self,
+        kind: BindKind,
     ) -> Result<
         (
             rusmppc::Client,
@@ -196,49 +201,19 @@ impl SmppConnector {
             c(&self.cfg.address_range),
         );
         let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
-        let r = match self.cfg.bind {
-            BindKind::Transceiver => client
-                .bind_transceiver(
-                    BindTransceiver::builder()
-                        .system_id(sid)
-                        .password(pw)
-                        .system_type(st)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(ton)
-                        .addr_npi(npi)
-                        .address_range(range)
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
-            BindKind::Transmitter => client
-                .bind_transmitter(
-                    BindTransmitter::builder()
-                        .system_id(sid)
-                        .password(pw)
-                        .system_type(st)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(ton)
-                        .addr_npi(npi)
-                        .address_range(range)
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
-            BindKind::Receiver => client
-                .bind_receiver(
-                    BindReceiver::builder()
-                        .system_id(sid)
-                        .password(pw)
-                        .system_type(st)
-                        .interface_version(InterfaceVersion::Smpp3_4)
-                        .addr_ton(ton)
-                        .addr_npi(npi)
-                        .address_range(range)
-                        .build(),
-                )
-                .await
-                .map(|_| ()),
+        // The three bind PDUs have the same fields.
+        macro_rules! bind_as {
+            ($method:ident, $pdu:ident) => {
+                client
+                    .$method($pdu::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
+                    .await
+                    .map(|_| ())
+            };
+        }
+        let r = match kind {
+            BindKind::Transceiver => bind_as!(bind_transceiver, BindTransceiver),
+            BindKind::Transmitter => bind_as!(bind_transmitter, BindTransmitter),
+            BindKind::Receiver | BindKind::Pair => bind_as!(bind_receiver, BindReceiver),
         };
         match r {
             Ok(()) => Ok((client, events.boxed())),
@@ -254,7 +229,7 @@ impl SmppConnector {
         let mut attempt: u32 = 0;
         let inbound_window = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONCURRENCY));
         loop {
-            match self.bind().await {
+            match self.bind(s.kind).await {
                 Ok((client, mut events)) => {
                     attempt = 0;
                     tracing::info!(connector = %self.name, session = idx, "SMPP session bound");
@@ -630,7 +605,7 @@ impl SmppConnector {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|k| &self.sessions[(start + k) % n])
-            .filter(|s| s.up.load(Ordering::Acquire))
+            .filter(|s| s.kind != BindKind::Receiver && s.up.load(Ordering::Acquire))
             .find_map(|s| s.client.lock().clone())
     }
 }
@@ -742,8 +717,7 @@ impl Connector for SmppConnector {
 
     fn is_up(&self) -> bool {
         !self.manual_down.load(Ordering::Relaxed)
-            && self.cfg.bind != BindKind::Receiver
-            && self.sessions.iter().any(|s| s.up.load(Ordering::Acquire))
+            && self.sessions.iter().any(|s| s.kind != BindKind::Receiver && s.up.load(Ordering::Acquire))
     }
 
     fn status(&self) -> serde_json::Value {

@@ -232,6 +232,8 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
     let unacked: Unacked = Arc::default();
     let mut pdus = 0u64;
     let mut bound = false;
+    // A receiver bind may not submit (ESME_RINVBNDSTS), as at a real SMSC.
+    let mut can_submit = false;
     let mut mo_task: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(item) = reader.next().await {
         let Ok(cmd) = item else {
@@ -300,6 +302,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                 let _ = tx.send(reply(status, resp));
                 if status == CommandStatus::EsmeRok {
                     bound = true;
+                    can_submit = !matches!(p, Pdu::BindReceiver(_));
                     shared.counters.binds.fetch_add(1, Ordering::Relaxed);
                     if rx_capable {
                         shared
@@ -322,6 +325,9 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                         }
                     }
                 }
+            }
+            Some(Pdu::SubmitSm(_)) if bound && !can_submit => {
+                let _ = tx.send(reply(CommandStatus::EsmeRinvbndsts, SubmitSmResp::builder().build().into()));
             }
             Some(Pdu::SubmitSm(sm)) if bound => {
                 let n = shared.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
