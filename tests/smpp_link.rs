@@ -208,6 +208,30 @@ async fn response_timeout_requeues_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_response_is_reconciled_instead_of_sending_again() {
+    // Answered after 1.6 s, past the 1 s response timeout but before the requeued message is
+    // due again (one more response timeout): the late submit_sm_resp settles it.
+    let s = sim(SimConfig {
+        ack_delay: Duration::from_millis(1600),
+        slow_first: 1,
+        ..Default::default()
+    })
+    .await;
+    let g = gateway(&link(s.addr, "response_timeout_s = 1")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "late but fine"})).await;
+    let v = g.wait_state(&id, "delivered", 20).await;
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["remote_ids"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(s.counters.submits.load(Relaxed), 1, "sent once");
+    assert_eq!(states(&v), ["queued", "sending", "queued", "submitted", "delivered"]);
+    // Counted once as submitted.
+    let m = g.http.get(format!("{}/metrics", g.base)).send().await.unwrap().text().await.unwrap();
+    let line = m.lines().find(|l| l.starts_with("postern_connector_submitted_total") && l.contains("\"op\"")).unwrap();
+    assert!(line.ends_with(" 1"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     let s = sim(SimConfig::default()).await;
     let g = gateway(&link(s.addr, "dlr = false").replace("window = 16", "window = 4")).await;

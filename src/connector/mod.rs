@@ -135,6 +135,10 @@ pub trait HubSink: Send + Sync {
         self.report(receipt);
         Box::pin(async {})
     }
+    /// A late answer: the peer did take part `part` of message `id` (as `remote_id`) after we
+    /// had given up waiting and requeued it. Its receipt must find the message; if it has not
+    /// been sent again yet, it is submitted now instead (no duplicate, counted once).
+    fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
     /// Store an inbound message; resolves after the outbox write.
     fn receive(&self, msg: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>>;
 }

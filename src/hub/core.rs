@@ -466,6 +466,13 @@ impl HubSink for Hub {
         }
     }
 
+    fn reconcile(&self, connector: Arc<str>, id: MessageId, part: u16, remote_id: String) {
+        self.remote_index.insert(&connector, &remote_id, id, part);
+        let shard = id.shard(self.actors.len() as u32) as usize;
+        let tx = self.actors[shard].clone();
+        tokio::spawn(async move { tx.send(ShardEvent::Reconcile { connector, id, part, remote_id }).await });
+    }
+
     fn report(&self, receipt: Receipt) {
         if let Err(r) = self.route_receipt(receipt) {
             let _ = self

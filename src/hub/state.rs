@@ -54,6 +54,13 @@ pub enum ShardEvent {
         state: State,
         error: ErrorInfo,
     },
+    /// A late `submit_sm_resp` (see `HubSink::reconcile`).
+    Reconcile {
+        connector: std::sync::Arc<str>,
+        id: MessageId,
+        part: u16,
+        remote_id: String,
+    },
     /// Put a claimed message back in the schedule without spending an attempt.
     Defer {
         msg: Message,
@@ -351,6 +358,26 @@ async fn apply(
                 after.push(After::Unclaim(msg.id));
                 let n = msg.history.len() - 1;
                 work.insert(msg.id, (msg, n));
+            }
+            ShardEvent::Reconcile { connector, id, part, remote_id } => {
+                // The carrier's id always leads to the message, whatever happens next.
+                ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, &remote_id), keys::remote_value(id, part).to_vec()));
+                let Some(msg) = load(hub, cache, &mut work, id) else { continue };
+                let waiting = msg.state.is_pending() && msg.state != State::Sending && msg.segments <= 1 && part == 0 && msg.connector.as_deref() == Some(&*connector);
+                // Withdraw it from the schedule like a cancel; if it is being sent again right
+                // now, leave it: receipts of either copy settle it once.
+                if waiting && shard.try_cancel(id).is_ok() {
+                    cancels.push(id);
+                    remove_due(&mut ops, s, msg);
+                    if let Some(l) = hub.link(&connector) {
+                        l.submitted.increment(1);
+                    }
+                    msg.remote_ids = vec![remote_id];
+                    msg.part_states = vec![State::Submitted];
+                    msg.error = None;
+                    msg.set_state(State::Submitted, now);
+                    depth_delta -= 1;
+                }
             }
             ShardEvent::Defer {
                 mut msg,

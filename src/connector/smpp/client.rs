@@ -25,6 +25,7 @@ use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton,
 };
 use rusmpp::{Command, CommandStatus, Pdu};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -90,6 +91,9 @@ pub struct SmppConnector {
     reconnects: AtomicU64,
     /// Requests handed to rusmppc (see [`Kicked`]).
     queued: Arc<AtomicU64>,
+    /// Submits whose response timed out, by (session, sequence number): a late
+    /// `submit_sm_resp` is reconciled with the message instead of being dropped.
+    late: Mutex<HashMap<(usize, u32), (crate::hub::message::MessageId, u16, std::time::Instant)>>,
     /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
     reassembler: Mutex<crate::codec::reassembly::Reassembler>,
 }
@@ -159,6 +163,7 @@ impl SmppConnector {
             throttles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             queued: Arc::new(AtomicU64::new(0)),
+            late: Mutex::new(HashMap::new()),
             reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(
                 MO_PARTS_TIMEOUT_MS,
                 10_000,
@@ -246,7 +251,7 @@ impl SmppConnector {
                                 };
                                 let (this, client) = (self.clone(), client.clone());
                                 tokio::spawn(async move {
-                                    this.incoming(&client, cmd).await;
+                                    this.incoming(idx, &client, cmd).await;
                                     drop(permit);
                                 });
                             }
@@ -283,7 +288,7 @@ impl SmppConnector {
         }
     }
 
-    async fn incoming(&self, client: &rusmppc::Client, cmd: Command) {
+    async fn incoming(&self, session: usize, client: &rusmppc::Client, cmd: Command) {
         let seq = cmd.sequence_number();
         // Every answer below is a request to rusmppc (see `Kicked`).
         self.queued.fetch_add(1, Ordering::Release);
@@ -308,6 +313,21 @@ impl SmppConnector {
                     .deliver_sm_resp(seq, DeliverSmResp::default())
                     .await
                     .map(|_| status);
+            }
+            Some(Pdu::SubmitSmResp(resp)) => {
+                // Only late answers reach here (rusmppc gave up waiting for them).
+                let late = self.late.lock().remove(&(session, seq));
+                match late {
+                    Some((id, part, _)) if cmd.status() == CommandStatus::EsmeRok => {
+                        let rid = normalize_id(resp.message_id().as_str(), self.cfg.id_format, false);
+                        tracing::info!(connector = %self.name, %id, remote_id = %rid, "late submit_sm_resp reconciled");
+                        if let Some(hub) = self.hub.get() {
+                            hub.reconcile(self.name.clone(), id, part, rid);
+                        }
+                    }
+                    Some((id, ..)) => tracing::info!(connector = %self.name, %id, status = ?cmd.status(), "late submit_sm_resp: refused; the requeued message stands"),
+                    None => tracing::debug!(connector = %self.name, seq, "submit_sm_resp for no request"),
+                }
             }
             Some(Pdu::DataSm(_)) => {
                 // rusmpp 0.4 cannot send data_sm_resp: refuse clearly so the SMSC uses deliver_sm.
@@ -600,13 +620,14 @@ impl SmppConnector {
         *self.throttled_at.lock() = Some(std::time::Instant::now());
     }
 
-    fn pick(&self) -> Option<rusmppc::Client> {
+    /// A bound session that may submit, and its index.
+    fn pick(&self) -> Option<(usize, rusmppc::Client)> {
         let n = self.sessions.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|k| &self.sessions[(start + k) % n])
-            .filter(|s| s.kind != BindKind::Receiver && s.up.load(Ordering::Acquire))
-            .find_map(|s| s.client.lock().clone())
+            .map(|k| (start + k) % n)
+            .filter(|&i| self.sessions[i].kind != BindKind::Receiver && self.sessions[i].up.load(Ordering::Acquire))
+            .find_map(|i| self.sessions[i].client.lock().clone().map(|c| (i, c)))
     }
 }
 
@@ -634,7 +655,7 @@ impl Connector for SmppConnector {
                 Err(error) => return Outcome::PermFail { error },
             };
             // All parts on one session, in order.
-            let Some(client) = self.pick() else {
+            let Some((session, client)) = self.pick() else {
                 return Outcome::TempFail {
                     error: DeliveryError::new(
                         ErrorClass::Temporary,
@@ -645,7 +666,7 @@ impl Connector for SmppConnector {
                 };
             };
             let mut ids = Vec::with_capacity(pdus.len());
-            for p in pdus {
+            for (part, p) in pdus.into_iter().enumerate() {
                 self.recover_rate();
                 self.bucket.acquire().await;
                 self.queued.fetch_add(1, Ordering::Release);
@@ -687,15 +708,21 @@ impl Connector for SmppConnector {
                             },
                         };
                     }
-                    Err(rusmppc::error::Error::ResponseTimeout { .. }) => {
-                        // Outcome unknown: requeue (at most a window of duplicates).
+                    Err(rusmppc::error::Error::ResponseTimeout { sequence_number, .. }) => {
+                        // Outcome unknown: requeue, after another response timeout so that a
+                        // late answer can still be reconciled instead of sending it twice (at
+                        // most a window of duplicates either way).
+                        let mut late = self.late.lock();
+                        late.retain(|_, (_, _, t)| t.elapsed() < Duration::from_secs(600));
+                        late.insert((session, sequence_number), (msg.id, part as u16, std::time::Instant::now()));
+                        drop(late);
                         return Outcome::TempFail {
                             error: DeliveryError::new(
                                 ErrorClass::Unknown,
                                 "response_timeout",
                                 "no submit_sm_resp in time",
                             ),
-                            retry_after: None,
+                            retry_after: Some(Duration::from_secs(self.cfg.response_timeout_s)),
                         };
                     }
                     Err(e) => {
