@@ -141,6 +141,34 @@ pub trait HubSink: Send + Sync {
     fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
     /// Store an inbound message; resolves after the outbox write.
     fn receive(&self, msg: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>>;
+    /// Hold one part of a concatenated MO durably; resolves after the (synced) write.
+    fn hold_part(&self, _connector: Arc<str>, _part: HeldPart) -> BoxFuture<'_, Result<(), HubError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// The parts `connector` holds (after a restart).
+    fn held_parts(&self, _connector: &str) -> Vec<HeldPart> {
+        Vec::new()
+    }
+    /// Store a reassembled MO and drop its held parts in the same write.
+    fn receive_assembled(&self, msg: InboundMessage, _key: crate::codec::reassembly::PartKey) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        self.receive(msg)
+    }
+}
+
+/// One part of a concatenated MO message, held durably until the rest arrives (a part is
+/// acked to its peer as soon as it is held, so a restart must not lose it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldPart {
+    pub sender: String,
+    pub receiver: String,
+    pub reference: u16,
+    pub total: u8,
+    pub seq: u8,
+    pub body: crate::codec::reassembly::PartBody,
+    pub data_coding: u8,
+    pub dest_port: Option<u16>,
+    /// When the part arrived (the reassembly timeout counts from the first part).
+    pub at_ms: i64,
 }
 
 /// An inbound message as a connector hands it over.

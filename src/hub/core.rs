@@ -482,7 +482,41 @@ impl HubSink for Hub {
     }
 
     fn receive(&self, inbound: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        Box::pin(self.store_inbound(inbound, Vec::new()))
+    }
+
+    fn hold_part(&self, connector: Arc<str>, part: crate::connector::HeldPart) -> BoxFuture<'_, Result<(), HubError>> {
         Box::pin(async move {
+            let key = keys::part_key(&connector, &part.sender, &part.receiver, part.reference, part.total, part.seq);
+            let value = postcard::to_allocvec(&part).map_err(|e| HubError::Store(e.to_string()))?;
+            let shard = (part.reference as u32) % self.outbox.shards().len() as u32;
+            self.outbox.write(shard, vec![Op::Put(Cf::Parts, key, value)], vec![], 0).await.map_err(|e| match e {
+                StoreError::Busy => HubError::Busy,
+                e => HubError::Store(e.to_string()),
+            })
+        })
+    }
+
+    fn held_parts(&self, connector: &str) -> Vec<crate::connector::HeldPart> {
+        match self.outbox.held_parts(connector) {
+            Ok(values) => values.iter().filter_map(|v| postcard::from_bytes(v).ok()).collect(),
+            Err(e) => {
+                tracing::error!(connector, error = %e, "cannot read held MO parts");
+                Vec::new()
+            }
+        }
+    }
+
+    fn receive_assembled(&self, inbound: InboundMessage, key: crate::codec::reassembly::PartKey) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        let drops = (1..=key.total).map(|seq| Op::Delete(Cf::Parts, keys::part_key(&inbound.connector, &key.sender, &key.receiver, key.reference, key.total, seq))).collect();
+        Box::pin(self.store_inbound(inbound, drops))
+    }
+}
+
+impl Hub {
+    /// Store an inbound message (with `extra` operations in the same write).
+    async fn store_inbound(&self, inbound: InboundMessage, extra: Vec<Op>) -> Result<MessageId, HubError> {
+        {
             let now = now_ms();
             let id = self.ids.next();
             let (coding, segments) = match &inbound.body {
@@ -538,7 +572,8 @@ impl HubSink for Hub {
                 created_at: now,
             };
             let shard = id.shard(self.outbox.shards().len() as u32);
-            let ops = vec![Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode())];
+            let mut ops = vec![Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode())];
+            ops.extend(extra);
             self.outbox
                 .write(shard, ops, vec![], 1)
                 .await
@@ -552,6 +587,6 @@ impl HubSink for Hub {
                 l.on_inbound(&msg);
             }
             Ok(id)
-        })
+        }
     }
 }

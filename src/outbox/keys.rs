@@ -7,7 +7,8 @@ pub const CF_MSG: &str = "msg";
 pub const CF_DUE: &str = "due";
 pub const CF_REMOTE: &str = "remote";
 pub const CF_EVENTS: &str = "events";
-pub const ALL_CFS: [&str; 4] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS];
+pub const CF_PARTS: &str = "parts";
+pub const ALL_CFS: [&str; 5] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS];
 
 /// `msg`: id.
 pub fn msg_key(id: MessageId) -> [u8; 8] {
@@ -118,4 +119,17 @@ mod tests {
         assert_eq!(parse_due_key(&a), Some((1, 1000, MessageId(9))));
         assert!(due_key(2, 0, MessageId(0)).as_slice() > due_upto(1, i64::MAX - 1).as_slice());
     }
+}
+
+/// `parts`: connector ‖ 0x00 ‖ sender ‖ 0x00 ‖ receiver ‖ 0x00 ‖ reference ‖ total ‖ seq -> a
+/// held part of a concatenated MO message (acked to its peer, the rest not yet in).
+pub fn part_key(connector: &str, sender: &str, receiver: &str, reference: u16, total: u8, seq: u8) -> Vec<u8> {
+    let mut k = remote_key(connector, sender);
+    k.push(0);
+    k.extend_from_slice(receiver.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&reference.to_be_bytes());
+    k.push(total);
+    k.push(seq);
+    k
 }

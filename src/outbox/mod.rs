@@ -305,6 +305,21 @@ impl Outbox {
             .and_then(|v| parse_remote_value(&v)))
     }
 
+    /// Held MO parts of `connector` (values as stored).
+    pub fn held_parts(&self, connector: &str) -> Result<Vec<Vec<u8>>, OutboxError> {
+        let cf = self.cf(CF_PARTS)?;
+        let prefix = remote_key(connector, "");
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
+            let (k, v) = kv?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
     /// Remote ids of `connector` still waiting for a receipt.
     pub fn outstanding_remote_ids(&self, connector: &str) -> Result<Vec<String>, OutboxError> {
         let cf = self.cf(CF_REMOTE)?;

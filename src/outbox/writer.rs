@@ -30,6 +30,7 @@ pub enum Cf {
     Due = 1,
     Remote = 2,
     Events = 3,
+    Parts = 4,
 }
 
 /// One key operation.

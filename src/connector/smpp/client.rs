@@ -12,7 +12,7 @@ use super::pdu_view;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::ratelimit::TokenBucket;
-use crate::connector::{
+use crate::connector::{HeldPart, HubError,
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
 };
 use crate::hub::message::{Body, Message};
@@ -304,15 +304,22 @@ impl SmppConnector {
                     return;
                 };
                 let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-                let status = if esm & 0x3C == 0x04 || esm & 0x3C == 0x08 {
-                    self.on_receipt(&v).await
+                let stored = if esm & 0x3C == 0x04 || esm & 0x3C == 0x08 {
+                    self.on_receipt(&v).await;
+                    Ok(())
                 } else {
                     self.on_mo(&v).await
                 };
-                let _ = client
-                    .deliver_sm_resp(seq, DeliverSmResp::default())
-                    .await
-                    .map(|_| status);
+                match stored {
+                    Ok(()) => {
+                        let _ = client.deliver_sm_resp(seq, DeliverSmResp::default()).await;
+                    }
+                    Err(e) => {
+                        // Not stored: a temporary error makes the SMSC deliver it again.
+                        tracing::error!(connector = %self.name, error = %e, "MO not stored; answered ESME_RX_T_APPN");
+                        let _ = client.status(CommandStatus::EsmeRxTAppn).deliver_sm_resp(seq, DeliverSmResp::default()).await;
+                    }
+                }
             }
             Some(Pdu::SubmitSmResp(resp)) => {
                 // Only late answers reach here (rusmppc gave up waiting for them).
@@ -366,21 +373,16 @@ impl SmppConnector {
     }
 
     /// An MO message: single, or one part of a concatenated message in any of SMPP's three
-    /// forms (UDH in the short message, SAR TLVs, or whole in `message_payload`).
-    async fn on_mo(&self, v: &serde_json::Value) {
+    /// forms (UDH in the short message, SAR TLVs, or whole in `message_payload`). Ok once it is
+    /// safe to ack: a single message stored, a part held durably until the rest arrives.
+    async fn on_mo(&self, v: &serde_json::Value) -> Result<(), HubError> {
         use crate::codec::reassembly::{PartBody, PartInfo};
-        let Some(hub) = self.hub.get() else { return };
+        let Some(hub) = self.hub.get() else { return Err(HubError::Store("starting".into())) };
         let from = v["source_addr"].as_str().unwrap_or("").to_string();
         let to = v["destination_addr"].as_str().unwrap_or("").to_string();
         let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
         let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-        let raw = hex::decode(
-            v["tlv"]["message_payload"]
-                .as_str()
-                .or(v["short_message_hex"].as_str())
-                .unwrap_or(""),
-        )
-        .unwrap_or_default();
+        let raw = hex::decode(v["tlv"]["message_payload"].as_str().or(v["short_message_hex"].as_str()).unwrap_or("")).unwrap_or_default();
         let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
             match crate::codec::udh::Udh::parse(&raw) {
                 Ok((u, n)) => (Some(u), raw[n..].to_vec()),
@@ -389,65 +391,94 @@ impl SmppConnector {
         } else {
             (None, raw)
         };
-        let part_body = match pdu_view::short_message_text(dc, &payload) {
+        let body = match pdu_view::short_message_text(dc, &payload) {
             Some(t) => PartBody::Text(t),
             None => PartBody::Data(payload),
         };
         let sar = &v["tlv"];
-        let info: Option<PartInfo> = udh
-            .as_ref()
-            .and_then(|u| u.concat())
-            .map(PartInfo::from)
-            .or_else(|| {
-                match (
-                    sar["sar_msg_ref_num"].as_u64(),
-                    sar["sar_total_segments"].as_u64(),
-                    sar["sar_segment_seqnum"].as_u64(),
-                ) {
-                    (Some(r), Some(t), Some(s)) => {
-                        Some(PartInfo::from_sar(r as u16, t as u8, s as u8))
-                    }
-                    _ => None,
-                }
-            });
+        let info: Option<PartInfo> = udh.as_ref().and_then(|u| u.concat()).map(PartInfo::from).or_else(|| {
+            match (sar["sar_msg_ref_num"].as_u64(), sar["sar_total_segments"].as_u64(), sar["sar_segment_seqnum"].as_u64()) {
+                (Some(r), Some(t), Some(s)) => Some(PartInfo::from_sar(r as u16, t as u8, s as u8)),
+                _ => None,
+            }
+        });
+        let dest_port = udh.as_ref().and_then(|u| u.ports()).map(|p| p.0).or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16));
+        let Some(i) = info.filter(|i| i.total > 1 && i.seq >= 1 && i.seq <= i.total) else {
+            return hub.receive(self.inbound(from, to, body, dc, dest_port, Vec::new())).await.map(|_| ());
+        };
         let now = crate::hub::message::now_ms();
-        let mut complete: Vec<(PartBody, Vec<u8>)> = Vec::new();
-        match info.filter(|i| i.total > 1) {
-            None => complete.push((part_body, Vec::new())),
-            Some(i) => {
-                let mut r = self.reassembler.lock();
-                match r.add(&from, &to, i, part_body, now) {
-                    Ok(done) => complete.extend(done.into_iter().map(|d| (d.body, d.missing))),
-                    Err(e) => tracing::warn!(connector = %self.name, error = %e, "bad MO part"),
+        let part = HeldPart { sender: from.clone(), receiver: to.clone(), reference: i.reference, total: i.total, seq: i.seq, body: body.clone(), data_coding: dc, dest_port, at_ms: now };
+        hub.hold_part(self.name.clone(), part).await?;
+        let done = {
+            let mut r = self.reassembler.lock();
+            let mut done = match r.add(&from, &to, i, body, now) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(connector = %self.name, error = %e, "bad MO part");
+                    Vec::new()
                 }
-                complete.extend(r.expire(now).into_iter().map(|d| (d.body, d.missing)));
+            };
+            done.extend(r.expire(now));
+            done
+        };
+        for d in done {
+            self.store_assembled(hub, d, dc, dest_port).await;
+        }
+        Ok(())
+    }
+
+    fn inbound(&self, from: String, to: String, body: crate::codec::reassembly::PartBody, dc: u8, dest_port: Option<u16>, missing: Vec<u8>) -> InboundMessage {
+        let body = match body {
+            crate::codec::reassembly::PartBody::Text(t) => Body::Text(t),
+            crate::codec::reassembly::PartBody::Data(d) => Body::Binary { data: d, data_coding: dc },
+        };
+        InboundMessage {
+            connector: self.name.clone(),
+            from,
+            to,
+            body,
+            metadata: Some(serde_json::json!({"smpp": {"data_coding": dc}, "incomplete_parts_missing": missing})),
+            dest_port,
+        }
+    }
+
+    /// A reassembled (or expired, incomplete) MO: stored, and its held parts dropped, in one write.
+    async fn store_assembled(&self, hub: &Arc<dyn HubSink>, d: crate::codec::reassembly::Reassembled, dc: u8, dest_port: Option<u16>) {
+        let key = d.key.clone();
+        let inbound = self.inbound(d.key.sender, d.key.receiver, d.body, dc, dest_port, d.missing);
+        if let Err(e) = hub.receive_assembled(inbound, key).await {
+            // Its parts stay held: the next start-up reassembles them again.
+            tracing::error!(connector = %self.name, error = %e, "reassembled MO not stored");
+        }
+    }
+
+    /// After a restart: the parts held before it go back into the reassembler; messages that
+    /// were complete, or whose time ran out meanwhile, are stored now. Then a minute timer
+    /// stores what stays incomplete past the timeout.
+    async fn restore_parts(self: Arc<Self>, hub: Arc<dyn HubSink>) {
+        use crate::codec::reassembly::PartInfo;
+        let held = hub.held_parts(&self.name);
+        if !held.is_empty() {
+            tracing::info!(connector = %self.name, parts = held.len(), "MO parts restored");
+        }
+        let mut meta = std::collections::HashMap::new();
+        let mut done = Vec::new();
+        {
+            let mut r = self.reassembler.lock();
+            for p in held {
+                meta.insert((p.sender.clone(), p.receiver.clone(), p.reference), (p.data_coding, p.dest_port));
+                if let Ok(d) = r.add(&p.sender, &p.receiver, PartInfo { reference: p.reference, total: p.total, seq: p.seq }, p.body, p.at_ms) {
+                    done.extend(d);
+                }
             }
         }
-        for (body, missing) in complete {
-            let body = match body {
-                PartBody::Text(t) => Body::Text(t),
-                PartBody::Data(d) => Body::Binary {
-                    data: d,
-                    data_coding: dc,
-                },
-            };
-            let inbound = InboundMessage {
-                connector: self.name.clone(),
-                from: from.clone(),
-                to: to.clone(),
-                body,
-                metadata: Some(
-                    serde_json::json!({"smpp": {"esm_class": v["esm_class"], "data_coding": v["data_coding"]}, "incomplete_parts_missing": missing}),
-                ),
-                dest_port: udh
-                    .as_ref()
-                    .and_then(|u| u.ports())
-                    .map(|p| p.0)
-                    .or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16)),
-            };
-            if let Err(e) = hub.receive(inbound).await {
-                tracing::error!(connector = %self.name, error = %e, "MO message not stored");
+        loop {
+            done.extend(self.reassembler.lock().expire(crate::hub::message::now_ms()));
+            for d in done.drain(..) {
+                let (dc, port) = meta.get(&(d.key.sender.clone(), d.key.receiver.clone(), d.key.reference)).copied().unwrap_or((0, None));
+                self.store_assembled(&hub, d, dc, port).await;
             }
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
     }
 
@@ -633,7 +664,8 @@ impl SmppConnector {
 
 impl Connector for SmppConnector {
     fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
-        let _ = self.hub.set(hub);
+        let _ = self.hub.set(hub.clone());
+        tokio::spawn(self.clone().restore_parts(hub));
         for (i, s) in self.sessions.iter().enumerate() {
             tokio::spawn(self.clone().supervise(s.clone(), i));
         }
