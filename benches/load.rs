@@ -204,6 +204,8 @@ fn main() {
     // Optional SMPP carrier: the simulator in its own process.
     let mut sim_child = None;
     let sim_counts = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<(Instant, u64)>::new()));
+    // The simulator's own first and last submit_sm times (ms since the epoch).
+    let sim_span = std::sync::Arc::new(parking_lot::Mutex::new((0u64, 0u64)));
     let connector = if a.carrier == "smpp" {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -225,8 +227,13 @@ fn main() {
             .expect("start smsc-sim");
         let out = BufReader::new(child.stdout.take().unwrap());
         let counts = sim_counts.clone();
+        let span = sim_span.clone();
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
+                let field = |name: &str| line.split_whitespace().skip_while(|w| *w != name).nth(1).and_then(|n| n.parse::<u64>().ok());
+                if let (Some(f), Some(l)) = (field("first_ms"), field("last_ms")) {
+                    *span.lock() = (f, l);
+                }
                 if let Some(n) = line
                     .split_whitespace()
                     .skip_while(|w| *w != "submits")
@@ -263,6 +270,15 @@ fn main() {
     } else {
         "[connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n".to_string()
     };
+    let smpp_in_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let smpp_in = if a.mode == "smpp" {
+        format!(
+            "[connectors.esme]\ntype = \"smpp-server\"\nlisten = \"127.0.0.1:{smpp_in_port}\"\nwindow = 1024\n[[connectors.esme.accounts]]\nsystem_id = \"bench\"\npassword = \"{bench_hash}\"\nmax_binds = 64\n"
+        )
+    } else {
+        String::new()
+    };
+    let connector = format!("{connector}{smpp_in}");
     std::fs::write(
         &cfg,
         format!(
@@ -336,8 +352,13 @@ fn main() {
         let lat = Arc::new(parking_lot::Mutex::new(Vec::<u32>::with_capacity(1 << 20)));
         // Open every connection before the clock starts.
         let mut conns = Vec::new();
-        for _ in 0..a.connections {
+        let smpp_mode = a.mode == "smpp";
+        for _ in 0..if smpp_mode { 0 } else { a.connections } {
             conns.push(Conn::open(&addr).await);
+        }
+        let mut esmes = Vec::new();
+        for _ in 0..if smpp_mode { a.connections } else { 0 } {
+            esmes.push(esme_bind(&format!("127.0.0.1:{smpp_in_port}")).await);
         }
         let cpu0 = proc_cpu(pid);
         let before = scrape(&addr).await;
@@ -382,6 +403,40 @@ fn main() {
                     }
                 }
                 lat.lock().extend(local);
+            }));
+        }
+        for client in esmes {
+            let (stop, accepted, errors, seq, lat) = (stop.clone(), accepted.clone(), errors.clone(), seq.clone(), lat.clone());
+            let (window, count_limit) = (a.smpp_window, a.count);
+            tasks.push(tokio::spawn(async move {
+                use futures::stream::{FuturesUnordered, StreamExt};
+                let mut inflight = FuturesUnordered::new();
+                let mut local = Vec::with_capacity(1 << 16);
+                loop {
+                    while inflight.len() < window && !stop.load(Ordering::Relaxed) {
+                        let n = seq.fetch_add(1, Ordering::Relaxed);
+                        if count_limit > 0 && n >= count_limit {
+                            break;
+                        }
+                        let c = client.clone();
+                        inflight.push(async move {
+                            let t0 = Instant::now();
+                            (c.submit_sm(esme_submit(n)).await.is_ok(), t0.elapsed())
+                        });
+                    }
+                    match inflight.next().await {
+                        Some((true, d)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            local.push(d.as_micros() as u32);
+                        }
+                        Some((false, _)) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => break,
+                    }
+                }
+                lat.lock().extend(local);
+                let _ = client.unbind().await;
             }));
         }
         let mut max_depth = 0f64;
@@ -440,6 +495,15 @@ fn main() {
                 let secs = last.0.duration_since(first.0).as_secs_f64().max(1.0);
                 println!("smsc:      {} submit_sm counted, {:.0} submit_sm/s during the load", last.1, (last.1 - first.1) as f64 / secs);
             }
+            // With --count: every message reached the SMSC; its first-to-last rate.
+            if a.count > 0 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let (f, l) = *sim_span.lock();
+                let total = sim_counts.lock().last().map_or(0, |x| x.1);
+                if l > f {
+                    println!("smsc:      first -> last submit_sm: {total} in {:.2} s = {:.0} msg/s", (l - f) as f64 / 1000.0, total as f64 * 1000.0 / (l - f) as f64);
+                }
+            }
         }
     });
     if let Some(c) = child.as_mut() {
@@ -450,6 +514,55 @@ fn main() {
         let _ = s.kill();
         let _ = s.wait();
     }
+}
+
+/// A transmitter bind to Postern's smpp-server (`--mode smpp`).
+async fn esme_bind(addr: &str) -> rusmppc::Client {
+    use rusmpp::pdus::BindTransmitter;
+    use rusmpp::types::COctetString;
+    use rusmpp::values::{InterfaceVersion, Npi, Ton};
+    use std::str::FromStr;
+    let (client, events) = rusmppc::ConnectionBuilder::new()
+        .response_timeout(Duration::from_secs(30))
+        .disable_interface_version_check()
+        .connect(format!("smpp://{addr}"))
+        .await
+        .expect("connect to smpp-server");
+    // Nobody reads the events of a transmitter; drain them so the channel never fills.
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut e = events;
+        while e.next().await.is_some() {}
+    });
+    client
+        .bind_transmitter(
+            BindTransmitter::builder()
+                .system_id(COctetString::from_str("bench").unwrap())
+                .password(COctetString::from_str("bench").unwrap())
+                .system_type(COctetString::empty())
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build(),
+        )
+        .await
+        .expect("bind to smpp-server");
+    client
+}
+
+fn esme_submit(n: u64) -> rusmpp::pdus::SubmitSm {
+    use rusmpp::types::{COctetString, OctetString};
+    use rusmpp::values::{Npi, Ton};
+    use std::str::FromStr;
+    rusmpp::pdus::SubmitSm::builder()
+        .source_addr_ton(Ton::Alphanumeric)
+        .source_addr(COctetString::from_str("Bench").unwrap())
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(COctetString::from_str(&format!("4477{:08}", n % 100_000_000)).unwrap())
+        .short_message(OctetString::from_str(&format!("load test message {n}")).unwrap())
+        .build()
 }
 
 /// A blocking GET on loopback; the body.
