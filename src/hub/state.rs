@@ -151,8 +151,9 @@ async fn apply(
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
     let mut held: Vec<tokio::sync::OwnedSemaphorePermit> = Vec::new();
-    // Receipts are acked to their peer and cancels answered after this commit: those must be
-    // on disk. Outcomes of attempts alone may ride the next sync (a power cut resends them).
+    // Receipts acked to their peer (SMPP, modems) and cancels answered after this commit must
+    // be on disk. Outcomes of attempts, and receipts nobody is told about, may ride the next
+    // sync (within 2 ms): a power cut resends such a message or leaves it `submitted`.
     let mut must_sync = false;
 
     // Load a message into the working set (from an earlier event of this batch, the cache of
@@ -175,7 +176,7 @@ async fn apply(
     }
 
     for ev in events {
-        must_sync |= matches!(ev, ShardEvent::Receipt { .. } | ShardEvent::Cancel { .. });
+        must_sync |= matches!(ev, ShardEvent::Receipt { ack: Some(_), .. } | ShardEvent::Cancel { .. });
         match ev {
             ShardEvent::Outcome {
                 mut msg,
