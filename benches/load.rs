@@ -55,7 +55,7 @@ fn parse_args() -> Args {
         seconds: 20,
         batch: 100,
         rate: 0,
-        shards: 4,
+        shards: 0,
         durability: "fsync".into(),
         binary: env!("CARGO_BIN_EXE_postern").into(),
         carrier: "sandbox".into(),

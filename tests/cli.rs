@@ -13,14 +13,14 @@ fn check_config_reports_every_problem_and_exits_64() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[outbox]\nshards = 0\ndurability = \"os\"\n[api]\nlisten = \"0.0.0.0:80\"\n[connectors.op-a]\ntype = \"sandbox\"\nwindow = 0\n[[routes]]\nto = [\"op-b\"]\n",
+        "[outbox]\nshards = 65\ndurability = \"os\"\n[api]\nlisten = \"0.0.0.0:80\"\n[connectors.op-a]\ntype = \"sandbox\"\nwindow = 0\n[[routes]]\nto = [\"op-b\"]\n",
     )
     .unwrap();
     let out = postern().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "outbox.shards: must be 1..=64, got 0",
+        "outbox.shards: must be 0..=64, got 65",
         "connectors.op-a.window: must be 1..=1024, got 0",
         "api.listen:",
         "routes[0].to[0]: no connector named \"op-b\"",

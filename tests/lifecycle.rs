@@ -372,3 +372,27 @@ async fn weighted_route_spreads_by_weight() {
         "{big} of 80 went to the weight-3 connector"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_shard_count_keeps_every_queued_message() {
+    use postern::hub::message::IdGen;
+    use postern::outbox::{keys, Cf, Op, Outbox};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |shards: u32| {
+        postern::config::Config::from_toml(&format!("[outbox]\npath = {:?}\nshards = {shards}\n{SANDBOX}", dir.path().display().to_string())).unwrap().outbox
+    };
+    let ids = IdGen::default();
+    {
+        let ob = Outbox::open(&cfg(4)).unwrap();
+        for _ in 0..40 {
+            let id = ids.next();
+            let s = id.shard(4);
+            ob.write(s, vec![Op::Put(Cf::Due, keys::due_key(s, 1_000, id).to_vec(), vec![])], vec![], 1).await.unwrap();
+        }
+    }
+    for n in [4, 1, 3] {
+        let ob = Outbox::open(&cfg(n)).unwrap();
+        assert_eq!(ob.shards().len(), n as usize);
+        assert_eq!(ob.depth(), 40, "with {n} shards");
+    }
+}

@@ -16,7 +16,7 @@ fn embedded_default_is_valid() {
 fn all_problems_reported_at_once_with_paths() {
     let text = r#"
         [outbox]
-        shards = 0
+        shards = 65
         [api]
         listen = "0.0.0.0:8080"
         [connectors.op-a]
@@ -40,7 +40,7 @@ fn all_problems_reported_at_once_with_paths() {
     let e = Config::from_toml_with_env(&text2, &env_none).unwrap_err();
     let p: Vec<String> = e.problems().iter().map(|p| p.to_string()).collect();
     assert!(
-        p.contains(&"outbox.shards: must be 1..=64, got 0".to_string()),
+        p.contains(&"outbox.shards: must be 0..=64, got 65".to_string()),
         "{p:?}"
     );
     assert!(

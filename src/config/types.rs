@@ -33,7 +33,8 @@ pub enum Durability {
 pub struct OutboxConfig {
     /// Data directory (RocksDB lives in `<path>/outbox`).
     pub path: PathBuf,
-    /// Independent schedulers/writers.
+    /// Independent schedulers/writers; 0 = one per two CPU cores (measured best on 2 cores:
+    /// BENCHMARKS.md). Changing it keeps every queued message (re-keyed at start-up).
     pub shards: u32,
     pub durability: Durability,
     /// Most messages one group commit may hold.
@@ -45,11 +46,22 @@ pub struct OutboxConfig {
     pub retry: RetryConfig,
 }
 
+impl OutboxConfig {
+    /// The shard count in use (`shards = 0` resolved).
+    pub fn effective_shards(&self) -> u32 {
+        if self.shards > 0 {
+            return self.shards;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        (cores / 2).clamp(1, 16)
+    }
+}
+
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             path: PathBuf::from("./var"),
-            shards: 4,
+            shards: 0,
             durability: Durability::Fsync,
             group_commit_max: 2048,
             ready_queue: 20_000,

@@ -48,7 +48,7 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
         env,
     };
     let o = &cfg.outbox;
-    c.range("outbox.shards", o.shards, 1, 64);
+    c.range("outbox.shards", o.shards, 0, 64);
     c.range("outbox.group_commit_max", o.group_commit_max, 1, 65_536);
     c.range("outbox.ready_queue", o.ready_queue, 16, 10_000_000);
     c.range("outbox.max_depth", o.max_depth, 1, u64::MAX);

@@ -88,7 +88,7 @@ impl Outbox {
         let mut shards = Vec::new();
         let mut writers = Vec::new();
         let mut threads = Vec::new();
-        for i in 0..cfg.shards {
+        for i in 0..cfg.effective_shards() {
             let state = Arc::new(ShardState::new(i, cfg.ready_queue));
             let (tx, rx) = crossbeam_channel::bounded(16_384);
             let (db2, st2, dur, max) = (
@@ -112,12 +112,39 @@ impl Outbox {
             threads: parking_lot::Mutex::new(threads),
             cfg: cfg.clone(),
         };
+        ob.rekey_due()?;
         ob.count_pending()?;
         Ok(ob)
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, OutboxError> {
         self.db.cf_handle(name).ok_or(OutboxError::MissingCf(name))
+    }
+
+    /// Schedule entries written under another shard count (the setting changed) move to the
+    /// shard their message belongs to now, so none is orphaned.
+    fn rekey_due(&self) -> Result<(), OutboxError> {
+        let cf = self.cf(CF_DUE)?;
+        let n = self.shards.len() as u32;
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut moved = 0u64;
+        for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = kv?;
+            let Some((shard, due, id)) = parse_due_key(&k) else { continue };
+            let want = id.shard(n);
+            if shard != want {
+                batch.delete_cf(cf, &k);
+                batch.put_cf(cf, due_key(want, due, id), &v);
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            self.db.write_opt(batch, &opts)?;
+            tracing::info!(moved, shards = n, "schedule re-keyed for a new shard count");
+        }
+        Ok(())
     }
 
     /// Count each shard's schedule entries (recovery: all of them resume).
