@@ -6,9 +6,9 @@ mod common;
 use common::*;
 use futures::StreamExt;
 use postern::connector::{HubSink, InboundMessage};
-use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{DeliverSmResp, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
+use rusmpp::values::{Npi, RegisteredDelivery, Ton};
 use rusmpp::{CommandStatus, Pdu};
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,32 +29,8 @@ fn server_addr(g: &TestGateway) -> String {
 async fn bind(
     addr: &str,
     pw: &str,
-) -> Result<
-    (
-        rusmppc::Client,
-        futures::stream::BoxStream<'static, rusmppc::Event>,
-    ),
-    rusmppc::error::Error,
-> {
-    let (client, events) = rusmppc::ConnectionBuilder::new()
-        .response_timeout(Duration::from_secs(5))
-        .disable_interface_version_check()
-        .connect(format!("smpp://{addr}"))
-        .await?;
-    client
-        .bind_transceiver(
-            BindTransceiver::builder()
-                .system_id(COctetString::from_str("acme").unwrap())
-                .password(COctetString::from_str(pw).unwrap())
-                .system_type(COctetString::empty())
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build(),
-        )
-        .await?;
-    Ok((client, events.boxed()))
+) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
+    esme_bind(addr, "acme", pw).await
 }
 
 fn submit(text: &str) -> SubmitSm {

@@ -1,12 +1,14 @@
 //! The SMSC simulator over real TCP, driven by an independent client (rusmppc): bind, submit,
 //! receipts as TLV and text, throttling, refused binds.
 
+mod common;
+
 use futures::StreamExt;
 use postern::connector::smpp::dlr;
 use postern::connector::smpp::sim::{DlrAs, SimConfig, SmscSim};
-use rusmpp::pdus::{BindTransceiver, SubmitSm};
+use rusmpp::pdus::SubmitSm;
 use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
+use rusmpp::values::{Npi, RegisteredDelivery, Ton};
 use rusmpp::{CommandStatus, Pdu};
 use rusmppc::{error::Error as ClientError, Event};
 use std::str::FromStr;
@@ -15,26 +17,8 @@ use std::time::Duration;
 async fn bind(
     addr: std::net::SocketAddr,
     password: &str,
-) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin), ClientError> {
-    let (client, events) = rusmppc::ConnectionBuilder::new()
-        .response_timeout(Duration::from_secs(5))
-        .disable_interface_version_check()
-        .connect(format!("smpp://{addr}"))
-        .await?;
-    client
-        .bind_transceiver(
-            BindTransceiver::builder()
-                .system_id(COctetString::from_str("postern").unwrap())
-                .password(COctetString::from_str(password).unwrap())
-                .system_type(COctetString::empty())
-                .interface_version(InterfaceVersion::Smpp3_4)
-                .addr_ton(Ton::Unknown)
-                .addr_npi(Npi::Unknown)
-                .address_range(COctetString::empty())
-                .build(),
-        )
-        .await?;
-    Ok((client, events))
+) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, Event>), ClientError> {
+    common::esme_bind(&addr.to_string(), "postern", password).await
 }
 
 fn submit(to: &str, text: &str) -> SubmitSm {

@@ -208,3 +208,36 @@ impl HttpSink {
 
 /// A WBXML XForms submission (form "household", name "Amina"), 141 octets.
 pub const WBXML_FORM: &str = "03016a4e6461746100696400686f757365686f6c640076657273696f6e00323032342d30352d3031006e616d65006167650076696c6c616765006d656d62657273006d65746100696e7374616e6365494400c400040583080412831a01442503416d696e610001442a0333340001442e034b696a696a690001443603350001443e444303757569643a36663163326138652d306237642d346335652d396133662d30303030303030303030303000010101";
+
+/// An independent SMPP client (rusmppc) bound as a transceiver: to the simulator, or to
+/// Postern's smpp-server.
+pub async fn esme_bind(
+    addr: &str,
+    system_id: &str,
+    password: &str,
+) -> Result<(rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>), rusmppc::error::Error> {
+    use futures::StreamExt;
+    use rusmpp::pdus::BindTransceiver;
+    use rusmpp::types::COctetString;
+    use rusmpp::values::{InterfaceVersion, Npi, Ton};
+    use std::str::FromStr;
+    let (client, events) = rusmppc::ConnectionBuilder::new()
+        .response_timeout(Duration::from_secs(5))
+        .disable_interface_version_check()
+        .connect(format!("smpp://{addr}"))
+        .await?;
+    client
+        .bind_transceiver(
+            BindTransceiver::builder()
+                .system_id(COctetString::from_str(system_id).unwrap())
+                .password(COctetString::from_str(password).unwrap())
+                .system_type(COctetString::empty())
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build(),
+        )
+        .await?;
+    Ok((client, events.boxed()))
+}
