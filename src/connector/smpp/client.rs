@@ -18,9 +18,10 @@ use crate::connector::{HeldPart, HubError,
 use crate::hub::message::{Body, Message};
 use futures::StreamExt;
 use parking_lot::Mutex;
+use super::c;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm};
 use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
-use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::types::{AnyOctetString, OctetString};
 use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton,
 };
@@ -104,10 +105,6 @@ const MO_PARTS_TIMEOUT_MS: i64 = 600_000;
 
 /// deliver_sm (receipts, MO) handled at once per session; each is acked after its commit.
 const INBOUND_CONCURRENCY: usize = 256;
-
-fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
-    COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
-}
 
 /// A command_status written `0x0B` or `11`.
 pub fn parse_status(s: &str) -> Option<u32> {

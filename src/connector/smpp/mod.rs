@@ -14,6 +14,35 @@ use rusmpp::Command;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
+/// A C-octet string field from text (empty if it does not fit the field).
+pub(crate) fn c<const MIN: usize, const MAX: usize>(s: &str) -> rusmpp::types::COctetString<MIN, MAX> {
+    rusmpp::types::COctetString::from_string(s.to_string()).unwrap_or_else(|_| rusmpp::types::COctetString::empty())
+}
+
+/// A delivery receipt as `deliver_sm` (esm_class 0x04): the receipt text in `short_message`
+/// when given, and the `receipted_message_id`/`message_state` TLVs when a state is given. Used
+/// by the server (receipts to ESMEs) and the simulator (receipts to Postern).
+pub fn receipt_deliver_sm(id: &str, src: &str, dst: &str, text: Option<Vec<u8>>, state: Option<rusmpp::values::MessageState>) -> rusmpp::pdus::DeliverSm {
+    use rusmpp::tlvs::MessageDeliveryRequestTlvValue as Tlv;
+    use rusmpp::values::{DataCoding, EsmClass, Npi, Ton};
+    let mut b = rusmpp::pdus::DeliverSm::builder()
+        .source_addr_ton(Ton::International)
+        .source_addr_npi(Npi::Isdn)
+        .source_addr(c(src))
+        .dest_addr_ton(Ton::Unknown)
+        .dest_addr_npi(Npi::Unknown)
+        .destination_addr(c(dst))
+        .esm_class(EsmClass::from(0x04u8))
+        .data_coding(DataCoding::from(0u8));
+    if let Some(t) = text {
+        b = b.short_message(rusmpp::types::OctetString::from_vec(t).unwrap_or_else(|_| rusmpp::types::OctetString::empty()));
+    }
+    if let Some(st) = state {
+        b = b.push_tlv(Tlv::ReceiptedMessageId(c(id))).push_tlv(Tlv::MessageState(st));
+    }
+    b.build()
+}
+
 /// The reading half of an SMPP session (decoded commands).
 pub type CommandReader<S> = futures::stream::SplitStream<Framed<S, CommandCodec>>;
 

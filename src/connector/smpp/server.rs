@@ -16,13 +16,13 @@ use crate::hub::request::{check_body, BodySpec, Draft};
 use crate::secret::{parse_hash, Verifier};
 use futures::StreamExt;
 use parking_lot::Mutex;
+use super::c;
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
 };
-use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::tokio_codec::CommandCodec;
-use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
+use rusmpp::types::OctetString;
+use rusmpp::values::{DataCoding, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -31,10 +31,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::codec::Encoder;
-
-fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
-    COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
-}
 
 struct Account {
     cfg: SmppAccount,
@@ -423,24 +419,8 @@ fn receipt_for(msg: &Message, state: State) -> DeliverSm {
     let done = msg.history.last().map(|t| t.at).unwrap_or(msg.created_at);
     let preview: String = msg.text().unwrap_or("").chars().take(20).collect();
     let text = format!("id:{id} sub:{sub:03} dlvrd:{dlvrd:03} submit date:{} done date:{} stat:{stat} err:{} text:{preview}", date(msg.created_at), date(done), if state == State::Delivered { "000" } else { "001" });
-    DeliverSm::builder()
-        .source_addr_ton(Ton::International)
-        .source_addr_npi(Npi::Isdn)
-        .source_addr(c(msg.to.trim_start_matches('+')))
-        .dest_addr_ton(Ton::Unknown)
-        .dest_addr_npi(Npi::Unknown)
-        .destination_addr(c(msg.from.as_deref().unwrap_or("").trim_start_matches('+')))
-        .esm_class(EsmClass::from(0x04u8))
-        .data_coding(DataCoding::from(0u8))
-        .short_message(
-            OctetString::from_vec(
-                crate::codec::gsm7::to_septets(&text).unwrap_or_else(|_| text.clone().into_bytes()),
-            )
-            .unwrap_or_else(|_| OctetString::empty()),
-        )
-        .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(c(&id)))
-        .push_tlv(MessageDeliveryRequestTlvValue::MessageState(ms))
-        .build()
+    let septets = crate::codec::gsm7::to_septets(&text).unwrap_or_else(|_| text.clone().into_bytes());
+    super::receipt_deliver_sm(&id, msg.to.trim_start_matches('+'), msg.from.as_deref().unwrap_or("").trim_start_matches('+'), Some(septets), Some(ms))
 }
 
 fn mo_for(msg: &Message) -> DeliverSm {

@@ -7,11 +7,11 @@
 
 use futures::StreamExt;
 use parking_lot::Mutex;
+use super::c;
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
 };
-use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
-use rusmpp::types::{COctetString, OctetString};
+use rusmpp::types::OctetString;
 use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::net::SocketAddr;
@@ -133,10 +133,6 @@ struct Shared {
     stop: Arc<AtomicBool>,
 }
 
-fn c<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
-    COctetString::from_string(s.to_string()).unwrap_or_else(|_| COctetString::empty())
-}
-
 impl SmscSim {
     /// Start listening; returns once the socket is bound.
     pub async fn start(cfg: SimConfig) -> std::io::Result<SmscSim> {
@@ -204,26 +200,10 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
         "id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:",
         if stat == "DELIVRD" { "001" } else { "000" }
     );
-    let mut b = DeliverSm::builder()
-        .source_addr_ton(Ton::International)
-        .source_addr_npi(Npi::Isdn)
-        .source_addr(c(src))
-        .dest_addr_ton(Ton::Unknown)
-        .dest_addr_npi(Npi::Unknown)
-        .destination_addr(c(dst))
-        .esm_class(EsmClass::from(0x04u8))
-        .data_coding(DataCoding::from(0u8));
-    if shared.cfg.dlr_as != DlrAs::Tlv {
-        b = b.short_message(
-            OctetString::from_vec(text.into_bytes()).unwrap_or_else(|_| OctetString::empty()),
-        );
-    }
-    if shared.cfg.dlr_as != DlrAs::Text {
-        b = b
-            .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(c(id)))
-            .push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
-    }
-    Command::new(CommandStatus::EsmeRok, seq, b.build())
+    let text = (shared.cfg.dlr_as != DlrAs::Tlv).then(|| text.into_bytes());
+    let state = (shared.cfg.dlr_as != DlrAs::Text).then_some(state);
+    let b = super::receipt_deliver_sm(id, src, dst, text, state);
+    Command::new(CommandStatus::EsmeRok, seq, b)
 }
 
 async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
