@@ -116,7 +116,7 @@ pub(super) fn run(
             commit(&db, &shard, synced_reqs, &synced, &commit_seconds, &commit_size);
         } else {
             let sync = fsync && pending.iter().any(|r| r.sync);
-            dirty = fsync && !sync || (dirty && !sync);
+            dirty = fsync && !sync;
             let group = std::mem::take(&mut pending);
             commit(&db, &shard, group, if sync { &synced } else { &relaxed }, &commit_seconds, &commit_size);
         }

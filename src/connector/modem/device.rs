@@ -758,22 +758,8 @@ impl Modem {
         // Registration.
         let reg_by = Instant::now() + self.settings.registration_timeout;
         loop {
-            let mut registered = false;
-            for (cmd, prefix) in [
-                ("AT+CREG?", "+CREG:"),
-                ("AT+CGREG?", "+CGREG:"),
-                ("AT+CEREG?", "+CEREG:"),
-            ] {
-                if let Ok(l) = port.command(cmd, t).await {
-                    if matches!(
-                        field(&l, prefix).and_then(|v| reg_stat(v, true)),
-                        Some(1) | Some(5)
-                    ) {
-                        registered = true;
-                        break;
-                    }
-                }
-            }
+            // Any failure here means "not yet": the loop asks again until the deadline.
+            let registered = matches!(self.registered(port, t).await, Ok(true));
             if registered {
                 break;
             }
@@ -847,12 +833,7 @@ impl Modem {
         for c in &profile.at.post_sim_ready {
             self.init_command(port, c, t).await?;
         }
-        if let Ok(l) = port.command("AT+COPS?", t).await {
-            let op = field(&l, "+COPS:")
-                .and_then(|v| v.split('"').nth(1))
-                .map(String::from);
-            self.info.lock().operator = op;
-        }
+        self.read_operator(port, t).await;
         // Boot and ready markers read during init are history, not a restart.
         let markers: Vec<String> = profile.urc.ready.iter().chain(&profile.urc.sms_ready).chain(&profile.urc.power_down).cloned().collect();
         port.retain_urcs(|u| !markers.iter().any(|m| u.line.contains(m.as_str())));
@@ -1190,6 +1171,26 @@ impl Modem {
         }
     }
 
+    /// Registered, at home or roaming, in CS, PS or EPS (LTE-M/NB-IoT modules may register only
+    /// in EPS)? A refused query counts as "no"; silence or a dead line is an error.
+    async fn registered<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, t: Duration) -> Result<bool, AtError> {
+        for (cmd, prefix) in [("AT+CREG?", "+CREG:"), ("AT+CGREG?", "+CGREG:"), ("AT+CEREG?", "+CEREG:")] {
+            match port.command(cmd, t).await {
+                Ok(l) if matches!(field(&l, prefix).and_then(|v| reg_stat(v, true)), Some(1) | Some(5)) => return Ok(true),
+                Ok(_) | Err(AtError::Failed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The operator's name (`AT+COPS?`), when the modem gives one.
+    async fn read_operator<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, t: Duration) {
+        if let Ok(l) = port.command("AT+COPS?", t).await {
+            self.info.lock().operator = field(&l, "+COPS:").and_then(|v| v.split('"').nth(1)).map(String::from);
+        }
+    }
+
     async fn health<IO: AsyncRead + AsyncWrite + Unpin>(
         &self,
         port: &mut AtPort<IO>,
@@ -1211,33 +1212,9 @@ impl Modem {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut registered = false;
-        for (cmd, prefix) in [
-            ("AT+CREG?", "+CREG:"),
-            ("AT+CGREG?", "+CGREG:"),
-            ("AT+CEREG?", "+CEREG:"),
-        ] {
-            match port.command(cmd, t).await {
-                Ok(l)
-                    if matches!(
-                        field(&l, prefix).and_then(|v| reg_stat(v, true)),
-                        Some(1) | Some(5)
-                    ) =>
-                {
-                    registered = true;
-                    break;
-                }
-                Ok(_) | Err(AtError::Failed { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let registered = self.registered(port, t).await?;
         self.set_ready(registered);
-        if let Ok(l) = port.command("AT+COPS?", t).await {
-            let op = field(&l, "+COPS:")
-                .and_then(|v| v.split('"').nth(1))
-                .map(String::from);
-            self.info.lock().operator = op;
-        }
+        self.read_operator(port, t).await;
         Ok(())
     }
 
@@ -1469,12 +1446,7 @@ impl Modem {
                 }
                 Ok(())
             }
-            Tpdu::Deliver {
-                originator,
-                ud,
-                dcs,
-                ..
-            } => {
+            Tpdu::Deliver { originator, ud, .. } => {
                 let from = if originator.ton == 1 && !originator.number.starts_with('+') {
                     format!("+{}", originator.number)
                 } else {
@@ -1486,7 +1458,6 @@ impl Modem {
                     (None, Some(d)) => PartBody::Data(d.clone()),
                     _ => PartBody::Data(Vec::new()),
                 };
-                let _ = dcs;
                 match ud
                     .udh
                     .as_ref()

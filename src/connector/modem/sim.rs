@@ -282,10 +282,8 @@ impl State {
             }
             "+CIMI" => {
                 if !self.pin_ok {
-                    return {
-                        self.cme(11);
-                        None
-                    };
+                    self.cme(11);
+                    return None;
                 }
                 let v = self.s.imsi.clone();
                 self.line(&v);
@@ -331,10 +329,8 @@ impl State {
             }
             "+CSCA?" => {
                 if !self.pin_ok {
-                    return {
-                        self.cms(311);
-                        None
-                    };
+                    self.cms(311);
+                    return None;
                 }
                 let v = format!("+CSCA: \"{}\",145", self.csca);
                 self.line(&v);
