@@ -262,8 +262,14 @@ struct Session {
     last_mr: Option<u8>,
     next_send: Instant,
     timeouts: u32,
-    /// Storage indices of the parts of messages not yet complete.
-    part_slots: HashMap<PartKey, Vec<(String, u32)>>,
+    /// Messages not yet complete: the storage slots of their parts and their application port.
+    part_slots: HashMap<PartKey, PendingParts>,
+}
+
+#[derive(Default)]
+struct PendingParts {
+    slots: Vec<(String, u32)>,
+    dest_port: Option<u16>,
 }
 
 impl Modem {
@@ -1362,7 +1368,7 @@ impl Modem {
         }
         // Messages whose missing parts never came: store what arrived.
         for done in re.expire(crate::hub::message::now_ms()) {
-            self.store_reassembled(port, ss, hub, done, None).await?;
+            self.store_reassembled(port, ss, hub, done).await?;
         }
         Ok(())
     }
@@ -1485,16 +1491,17 @@ impl Modem {
                             reference: info.reference,
                             total: info.total,
                         };
+                        let pending = ss.part_slots.entry(key).or_default();
+                        pending.dest_port = pending.dest_port.or(dest_port);
                         if let Some(s) = slot.clone() {
-                            let v = ss.part_slots.entry(key).or_default();
-                            if !v.contains(&s) {
-                                v.push(s);
+                            if !pending.slots.contains(&s) {
+                                pending.slots.push(s);
                             }
                         }
                         match re.add(&from, "", info, body, crate::hub::message::now_ms()) {
                             Ok(done) => {
                                 for d in done {
-                                    self.store_reassembled(port, ss, hub, d, dest_port).await?;
+                                    self.store_reassembled(port, ss, hub, d).await?;
                                 }
                                 Ok(())
                             }
@@ -1511,9 +1518,9 @@ impl Modem {
     }
 
     /// A reassembled (or expired, incomplete) multipart MO, with the slots of its parts.
-    async fn store_reassembled<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, ss: &mut Session, hub: &Arc<dyn HubSink>, done: crate::codec::reassembly::Reassembled, dest_port: Option<u16>) -> Result<(), Stop> {
-        let slots = ss.part_slots.remove(&done.key).unwrap_or_default();
-        self.store_mo(port, ss, hub, done.key.sender.clone(), done.body, done.missing, dest_port, slots).await
+    async fn store_reassembled<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, ss: &mut Session, hub: &Arc<dyn HubSink>, done: crate::codec::reassembly::Reassembled) -> Result<(), Stop> {
+        let p = ss.part_slots.remove(&done.key).unwrap_or_default();
+        self.store_mo(port, ss, hub, done.key.sender.clone(), done.body, done.missing, p.dest_port, p.slots).await
     }
 
     /// Store an MO message in the hub, then free its storage slots (never before: a crash in

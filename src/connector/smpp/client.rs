@@ -97,6 +97,8 @@ pub struct SmppConnector {
     late: Mutex<HashMap<(usize, u32), (crate::hub::message::MessageId, u16, std::time::Instant)>>,
     /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
     reassembler: Mutex<crate::codec::reassembly::Reassembler>,
+    /// data_coding and destination port of each message being reassembled (its first part's).
+    part_meta: Mutex<HashMap<crate::codec::reassembly::PartKey, (u8, Option<u16>)>>,
 }
 
 /// How long the parts of a concatenated MO wait for the rest before what arrived is stored,
@@ -161,6 +163,7 @@ impl SmppConnector {
             reconnects: AtomicU64::new(0),
             queued: Arc::new(AtomicU64::new(0)),
             late: Mutex::new(HashMap::new()),
+            part_meta: Mutex::new(HashMap::new()),
             reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(
                 MO_PARTS_TIMEOUT_MS,
                 10_000,
@@ -405,6 +408,7 @@ impl SmppConnector {
         };
         let now = crate::hub::message::now_ms();
         let part = HeldPart { sender: from.clone(), receiver: to.clone(), reference: i.reference, total: i.total, seq: i.seq, body: body.clone(), data_coding: dc, dest_port, at_ms: now };
+        self.remember_meta(&part);
         hub.hold_part(self.name.clone(), part).await?;
         let done = {
             let mut r = self.reassembler.lock();
@@ -419,7 +423,7 @@ impl SmppConnector {
             done
         };
         for d in done {
-            self.store_assembled(hub, d, dc, dest_port).await;
+            self.store_assembled(hub, d).await;
         }
         Ok(())
     }
@@ -439,9 +443,16 @@ impl SmppConnector {
         }
     }
 
-    /// A reassembled (or expired, incomplete) MO: stored, and its held parts dropped, in one write.
-    async fn store_assembled(&self, hub: &Arc<dyn HubSink>, d: crate::codec::reassembly::Reassembled, dc: u8, dest_port: Option<u16>) {
+    fn remember_meta(&self, p: &HeldPart) {
+        let key = crate::codec::reassembly::PartKey { sender: p.sender.clone(), receiver: p.receiver.clone(), reference: p.reference, total: p.total };
+        self.part_meta.lock().entry(key).or_insert((p.data_coding, p.dest_port));
+    }
+
+    /// A reassembled (or expired, incomplete) MO: stored with its own data_coding and port, and
+    /// its held parts dropped, in one write.
+    async fn store_assembled(&self, hub: &Arc<dyn HubSink>, d: crate::codec::reassembly::Reassembled) {
         let key = d.key.clone();
+        let (dc, dest_port) = self.part_meta.lock().remove(&key).unwrap_or((0, None));
         let inbound = self.inbound(d.key.sender, d.key.receiver, d.body, dc, dest_port, d.missing);
         if let Err(e) = hub.receive_assembled(inbound, key).await {
             // Its parts stay held: the next start-up reassembles them again.
@@ -458,12 +469,11 @@ impl SmppConnector {
         if !held.is_empty() {
             tracing::info!(connector = %self.name, parts = held.len(), "MO parts restored");
         }
-        let mut meta = std::collections::HashMap::new();
         let mut done = Vec::new();
         {
             let mut r = self.reassembler.lock();
             for p in held {
-                meta.insert((p.sender.clone(), p.receiver.clone(), p.reference), (p.data_coding, p.dest_port));
+                self.remember_meta(&p);
                 if let Ok(d) = r.add(&p.sender, &p.receiver, PartInfo { reference: p.reference, total: p.total, seq: p.seq }, p.body, p.at_ms) {
                     done.extend(d);
                 }
@@ -472,8 +482,7 @@ impl SmppConnector {
         loop {
             done.extend(self.reassembler.lock().expire(crate::hub::message::now_ms()));
             for d in done.drain(..) {
-                let (dc, port) = meta.get(&(d.key.sender.clone(), d.key.receiver.clone(), d.key.reference)).copied().unwrap_or((0, None));
-                self.store_assembled(&hub, d, dc, port).await;
+                self.store_assembled(&hub, d).await;
             }
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
