@@ -716,16 +716,19 @@ impl Hwdb {
     /// The entries built into the binary. They are checked by the test suite, so a failure
     /// here is a build defect; bad entries are left out and logged.
     pub fn embedded() -> Hwdb {
-        let mut entries = Vec::new();
-        for (stem, text) in EMBEDDED {
-            match parse(stem, text) {
-                Ok(p) => entries.push(p),
-                Err(errs) => errs
-                    .iter()
-                    .for_each(|e| tracing::error!(error = %e, "bad embedded hwdb entry")),
+        // Parsed once per process (configuration checks and every bank ask for it).
+        static DB: std::sync::OnceLock<Hwdb> = std::sync::OnceLock::new();
+        DB.get_or_init(|| {
+            let mut entries = Vec::new();
+            for (stem, text) in EMBEDDED {
+                match parse(stem, text) {
+                    Ok(p) => entries.push(p),
+                    Err(errs) => errs.iter().for_each(|e| tracing::error!(error = %e, "bad embedded hwdb entry")),
+                }
             }
-        }
-        Hwdb { entries }
+            Hwdb { entries }
+        })
+        .clone()
     }
 
     /// Load every `*.toml` in a folder (sorted); all problems of all files are returned.
