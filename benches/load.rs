@@ -39,6 +39,8 @@ struct Args {
     carrier: String,
     sim_ack_ms: u64,
     smpp_window: usize,
+    /// Window of the sandbox carrier (messages handed to it and not yet answered).
+    sandbox_window: usize,
     /// Load a running server at this address (host:port) instead of starting Postern.
     external: Option<String>,
     /// Stop after this many messages (0 = run for --seconds).
@@ -61,6 +63,7 @@ fn parse_args() -> Args {
         carrier: "sandbox".into(),
         sim_ack_ms: 0,
         smpp_window: 64,
+        sandbox_window: 1024,
         external: None,
         count: 0,
         modems: 64,
@@ -82,6 +85,7 @@ fn parse_args() -> Args {
             "--carrier" => a.carrier = v,
             "--sim-ack-ms" => a.sim_ack_ms = v.parse().expect("--sim-ack-ms N"),
             "--smpp-window" => a.smpp_window = v.parse().expect("--smpp-window N"),
+            "--sandbox-window" => a.sandbox_window = v.parse().expect("--sandbox-window N"),
             "--external" => a.external = Some(v),
             "--count" => a.count = v.parse().expect("--count N"),
             "--modems" => a.modems = v.parse().expect("--modems N"),
@@ -268,7 +272,7 @@ fn main() {
             (a.modems as usize * 4).min(1024)
         )
     } else {
-        "[connectors.sandbox]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 200\n".to_string()
+        format!("[connectors.sandbox]\ntype = \"sandbox\"\nwindow = {}\ndlr_delay_ms = 200\n", a.sandbox_window)
     };
     let smpp_in_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let smpp_in = if a.mode == "smpp" {

@@ -28,7 +28,7 @@ pub struct Api {
     pub sendsms: kannel::SendsmsUsers,
 }
 
-pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Resp {
+pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Resp {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;

@@ -9,7 +9,7 @@ use crate::hub::Accepted;
 use crate::outbox::ListFilter;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub(super) async fn route(
@@ -79,20 +79,50 @@ fn invalid_json(to: &str, i: &Invalid) -> Value {
     json!({"to": to, "error": {"code": i.code, "message": i.message, "field": i.field}})
 }
 
-/// Summary of one accepted message in a send response.
-fn accepted_json(m: &crate::hub::StoredSummary) -> Value {
-    json!({"id": m.id.to_string(), "to": m.to, "state": m.state.as_str(), "segments": m.segments})
+/// Summary of one accepted message in a send response (`id`, `segments`, `state`, `to`).
+#[derive(Serialize)]
+pub(super) struct SentJson {
+    #[serde(serialize_with = "display")]
+    id: MessageId,
+    segments: u16,
+    state: &'static str,
+    to: String,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The answer to `POST /v1/messages`.
+#[derive(Serialize)]
+struct SendJson {
+    messages: Vec<SentJson>,
+    rejected: Vec<Value>,
+}
+
+/// One item of the answer to `POST /v1/messages/batch`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItemJson {
+    Sent { index: usize, messages: Vec<SentJson>, rejected: Vec<Value> },
+    Failed { error: Value, index: usize },
+}
+
+#[derive(Serialize)]
+struct BatchJson {
+    accepted: usize,
+    results: Vec<BatchItemJson>,
 }
 
 /// Split accept results into the response's `messages` and `rejected`.
 pub(super) fn split_results(
     results: Vec<Accepted>,
     mut rejected: Vec<Value>,
-) -> (Vec<Value>, Vec<Value>) {
+) -> (Vec<SentJson>, Vec<Value>) {
     let mut messages = Vec::with_capacity(results.len());
     for r in results {
         match r {
-            Accepted::Stored(m) => messages.push(accepted_json(&m)),
+            Accepted::Stored(m) => messages.push(SentJson { id: m.id, segments: m.segments, state: m.state.as_str(), to: m.to }),
             Accepted::NoRoute(d) => rejected.push(invalid_json(
                 &d.to,
                 &Invalid::new("unknown_route", "to", "no route matches this destination"),
@@ -130,10 +160,7 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
         e["rejected"] = Value::Array(rejected);
         return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
     }
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({"messages": messages, "rejected": rejected}),
-    ))
+    Ok(json_response(StatusCode::ACCEPTED, &SendJson { messages, rejected }))
 }
 
 #[derive(Deserialize)]
@@ -199,9 +226,9 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
                 let (messages, rejected) =
                     split_results(results.by_ref().take(n).collect(), rejected);
                 accepted += messages.len();
-                out.push(json!({"index": index, "messages": messages, "rejected": rejected}));
+                out.push(BatchItemJson::Sent { index, messages, rejected });
             }
-            Err(e) => out.push(json!({"index": index, "error": e.body()["error"]})),
+            Err(e) => out.push(BatchItemJson::Failed { error: e.body()["error"].take(), index }),
         }
     }
     let status = if accepted > 0 {
@@ -209,10 +236,7 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Ok(json_response(
-        status,
-        &json!({"accepted": accepted, "results": out}),
-    ))
+    Ok(json_response(status, &BatchJson { accepted, results: out }))
 }
 
 fn parse_id(id: &str) -> Result<MessageId, ApiError> {

@@ -44,46 +44,55 @@ pub enum Accepted {
 
 /// Remote id -> (message, part) for messages submitted and waiting for receipts: lets a receipt
 /// find its message without a store lookup. Sharded to keep lock hold times short; bounded (a
-/// miss falls back to the durable `remote` index).
+/// miss falls back to the durable `remote` index). Lookups allocate nothing.
 pub struct RemoteIndex {
-    shards: Vec<parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>>>,
+    shards: Vec<parking_lot::Mutex<RemoteSlot>>,
     cap_per_shard: usize,
+}
+
+/// Connector -> remote id -> (message, part).
+#[derive(Default)]
+struct RemoteSlot {
+    by_link: HashMap<Arc<str>, foldhash::HashMap<Box<str>, (MessageId, u16)>>,
+    len: usize,
 }
 
 impl RemoteIndex {
     fn new() -> Self {
         RemoteIndex {
-            shards: (0..16)
-                .map(|_| parking_lot::Mutex::new(HashMap::new()))
-                .collect(),
+            shards: (0..16).map(|_| parking_lot::Mutex::new(RemoteSlot::default())).collect(),
             cap_per_shard: 65_536,
         }
     }
-    fn slot(
-        &self,
-        remote_id: &str,
-    ) -> &parking_lot::Mutex<HashMap<(Arc<str>, String), (MessageId, u16)>> {
+    fn slot(&self, remote_id: &str) -> &parking_lot::Mutex<RemoteSlot> {
         let h = remote_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100000001b3)
         });
         &self.shards[(h % self.shards.len() as u64) as usize]
     }
     pub fn insert(&self, connector: &Arc<str>, remote_id: &str, id: MessageId, part: u16) {
-        let mut m = self.slot(remote_id).lock();
-        if m.len() < self.cap_per_shard {
-            m.insert((connector.clone(), remote_id.to_string()), (id, part));
+        let mut slot = self.slot(remote_id).lock();
+        if slot.len >= self.cap_per_shard {
+            return;
+        }
+        let ids = match slot.by_link.get_mut(&**connector) {
+            Some(ids) => ids,
+            None => slot.by_link.entry(connector.clone()).or_default(),
+        };
+        if ids.insert(remote_id.into(), (id, part)).is_none() {
+            slot.len += 1;
         }
     }
-    pub fn remove(&self, connector: &Arc<str>, remote_id: &str) {
-        self.slot(remote_id)
-            .lock()
-            .remove(&(connector.clone(), remote_id.to_string()));
+    pub fn remove(&self, connector: &str, remote_id: &str) {
+        let mut slot = self.slot(remote_id).lock();
+        let removed = slot.by_link.get_mut(connector).and_then(|ids| ids.remove(remote_id)).is_some();
+        if removed {
+            slot.len -= 1;
+        }
     }
-    fn get(&self, connector: &Arc<str>, remote_id: &str) -> Option<(MessageId, u16)> {
-        self.slot(remote_id)
-            .lock()
-            .get(&(connector.clone(), remote_id.to_string()))
-            .copied()
+    fn get(&self, connector: &str, remote_id: &str) -> Option<(MessageId, u16)> {
+        let slot = self.slot(remote_id).lock();
+        slot.by_link.get(connector)?.get(remote_id).copied()
     }
 }
 

@@ -14,12 +14,19 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How often the scan starts again from the head of the schedule.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(30);
+
 /// How long a message waits when no connector of its route is up.
 const NO_LINK_DEFER_MS: i64 = 1000;
 
 pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sender<ShardEvent>) {
     let depth_gauge = metrics::gauge!(m::OUTBOX_DEPTH, m::L_SHARD => shard.label.clone());
     let mut gauge_at = std::time::Instant::now();
+    // Where the next scan starts (see `ShardState::note_due`); from the head at start and now
+    // and then, so that nothing can hide behind it for long.
+    let mut cursor = i64::MIN;
+    let mut full_scan_at = std::time::Instant::now() + FULL_SCAN_EVERY;
     loop {
         let Some(hub) = hub.upgrade() else { return };
         if hub.draining.load(Ordering::Relaxed) {
@@ -28,7 +35,11 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
         let now = now_ms();
         let low = shard.room() > hub.cfg.outbox.ready_queue / 2;
         if (low && shard.take_overflow()) || shard.wake_at() <= now {
-            scan(&hub, &shard, now);
+            if full_scan_at.elapsed() > Duration::ZERO {
+                full_scan_at = std::time::Instant::now() + FULL_SCAN_EVERY;
+                cursor = i64::MIN;
+            }
+            scan(&hub, &shard, now, &mut cursor);
         }
         if gauge_at.elapsed() >= Duration::from_millis(100) {
             gauge_at = std::time::Instant::now();
@@ -47,24 +58,30 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
     }
 }
 
-/// Refill the ready queue from the schedule.
-fn scan(hub: &Hub, shard: &ShardState, now: i64) {
+/// Refill the ready queue from the schedule, from `cursor` (or an earlier entry written since).
+fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
     shard.set_wake_at(i64::MAX);
     let room = shard.room();
-    match hub.outbox.scan_due(shard, now, room) {
-        Ok((msgs, next, more)) => {
-            for msg in msgs {
+    let floor = shard.take_due_floor();
+    match hub.outbox.scan_due(shard, (*cursor).min(floor), now, room) {
+        Ok(found) => {
+            let mut resume = found.resume;
+            for msg in found.messages {
+                let due = msg.due_at;
                 if !shard.offer_scanned(msg) {
                     shard.set_overflow();
+                    resume = resume.min(due);
                     break;
                 }
             }
-            if more {
+            *cursor = resume;
+            if found.more {
                 shard.set_overflow();
             }
-            shard.wake_by(next.unwrap_or(i64::MAX));
+            shard.wake_by(found.next.unwrap_or(i64::MAX));
         }
         Err(e) => {
+            shard.note_due(floor);
             tracing::error!(shard = shard.index, error = %e, "schedule scan failed");
             shard.wake_by(now + 1000);
         }

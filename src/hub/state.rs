@@ -1,15 +1,18 @@
 //! The per-shard state actor: the one place that changes stored messages after they are
 //! accepted (outcomes of delivery attempts, receipts, cancels, expiry, deferral). It drains its
-//! queue in batches, applies every event in memory, commits one write, and only then releases
-//! claims and answers callers. One actor per shard means no lost updates without locks.
+//! queue in turns: applies every event of a turn in memory, queues one write, and only after
+//! that commit releases claims and window slots and answers callers. Up to
+//! [`TURNS_IN_FLIGHT`] turns are committed while the next is prepared; a later turn reads the
+//! messages an uncommitted one changed from memory, and the writer keeps turns in order. One
+//! actor per shard means no lost updates without locks.
 
 use super::callbacks::{self, CallbackEvent};
 use super::message::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::connector::{ErrorClass, Outcome};
 use crate::metrics as m;
-use crate::outbox::{keys, retry, Cf, Op, ShardState};
-use std::collections::HashMap;
+use crate::outbox::{keys, retry, Cf, Op, ShardState, StoreError};
+use foldhash::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -102,23 +105,126 @@ impl SubmittedCache {
     }
 }
 
+/// Turns whose commit may be in flight at once: the actor prepares the next turn while the
+/// writer commits the previous ones (a turn waits for the disk only when this many are queued).
+const TURNS_IN_FLIGHT: usize = 4;
+/// Events taken into one turn.
+const TURN_EVENTS: usize = 256;
+
+/// One turn of the actor: its write in flight, and what waits for that commit.
+struct Turn {
+    commit: Result<oneshot::Receiver<Result<(), StoreError>>, StoreError>,
+    after: Vec<After>,
+    /// Window slots of the turn's outcomes, released after the commit.
+    held: Vec<tokio::sync::OwnedSemaphorePermit>,
+    cancels: Vec<MessageId>,
+    depth_delta: i64,
+    events: usize,
+    /// Committed state changes to tell listeners about (messages that came in via a connector).
+    notify: Vec<(Message, Vec<State>)>,
+    /// Messages this turn changed, other than those now in the submitted cache: a later turn
+    /// takes them from here, not from the store, until this turn is committed.
+    recent: HashMap<MessageId, Message>,
+    /// Ids this turn put in the submitted cache before its commit.
+    cached: Vec<MessageId>,
+}
+
+impl Turn {
+    async fn committed(&mut self) -> Result<(), StoreError> {
+        match &mut self.commit {
+            Ok(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
 pub(super) async fn run(
     hub: Weak<Hub>,
     shard: Arc<ShardState>,
     mut rx: mpsc::Receiver<ShardEvent>,
 ) {
-    let mut batch = Vec::with_capacity(1024);
+    let mut batch = Vec::with_capacity(TURN_EVENTS);
     let mut cache = SubmittedCache {
-        map: HashMap::new(),
+        map: HashMap::default(),
         order: Default::default(),
         cap: 50_000,
     };
+    let mut turns: std::collections::VecDeque<Turn> = Default::default();
     loop {
-        if rx.recv_many(&mut batch, 1024).await == 0 {
-            return;
+        let got = if turns.len() >= TURNS_IN_FLIGHT {
+            0
+        } else if turns.is_empty() {
+            rx.recv_many(&mut batch, TURN_EVENTS).await
+        } else {
+            let oldest = turns.front_mut();
+            tokio::select! {
+                biased;
+                r = async { match oldest { Some(t) => t.committed().await, None => std::future::pending().await } } => {
+                    let Some(t) = turns.pop_front() else { continue };
+                    finish(&hub, &shard, &mut cache, t, r);
+                    continue;
+                }
+                n = rx.recv_many(&mut batch, TURN_EVENTS) => n,
+            }
+        };
+        if got == 0 {
+            // Full pipeline, or the channel closed: wait for the oldest commit.
+            let Some(mut t) = turns.pop_front() else { return };
+            let r = t.committed().await;
+            finish(&hub, &shard, &mut cache, t, r);
+            continue;
         }
-        let Some(hub) = hub.upgrade() else { return };
-        apply(&hub, &shard, &mut cache, batch.drain(..)).await;
+        let Some(h) = hub.upgrade() else { return };
+        let turn = apply(&h, &shard, &mut cache, &mut turns, batch.drain(..)).await;
+        turns.push_back(turn);
+    }
+}
+
+/// After a turn's commit: tell listeners, release window slots and claims, answer callers.
+fn finish(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn: Turn, result: Result<(), StoreError>) {
+    let hub = hub.upgrade();
+    match &result {
+        Ok(()) => {
+            if let Some(hub) = &hub {
+                for (msg, states) in &turn.notify {
+                    for st in states {
+                        hub.notify_state(msg, *st);
+                    }
+                }
+                if turn.events > 0 {
+                    hub.callbacks_wake.notify_one();
+                }
+            }
+            shard.depth.fetch_add(turn.depth_delta, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::error!(shard = shard.index, error = %e, "state change not committed");
+            for id in turn.cancels {
+                shard.uncancel(id);
+            }
+            // Read these back from the store next time.
+            for id in turn.cached {
+                cache.take(id);
+            }
+        }
+    }
+    drop(turn.held); // the window slots of the committed outcomes
+    for a in turn.after {
+        match a {
+            After::Unclaim(id) => shard.unclaim(&[id]),
+            After::Ack(a) => {
+                let _ = a.send(());
+            }
+            After::Wake(t) => shard.wake_by(t),
+            After::Reply(reply, msg) => {
+                let _ = reply.send(
+                    result
+                        .clone()
+                        .map(|_| msg)
+                        .map_err(|e| CancelError::Store(e.to_string())),
+                );
+            }
+        }
     }
 }
 
@@ -136,16 +242,18 @@ fn error_info(code: &str, message: &str) -> ErrorInfo {
     }
 }
 
+/// Apply a turn's events in memory and queue its write.
 async fn apply(
     hub: &Hub,
     shard: &ShardState,
     cache: &mut SubmittedCache,
+    turns: &mut std::collections::VecDeque<Turn>,
     events: impl Iterator<Item = ShardEvent>,
-) {
+) -> Turn {
     let now = now_ms();
     let s = shard.index;
     let retry_cfg = &hub.cfg.outbox.retry;
-    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::new();
+    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::default();
     let mut ops = Vec::new();
     let mut after = Vec::new();
     let mut depth_delta = 0i64;
@@ -156,18 +264,22 @@ async fn apply(
     // sync (within 2 ms): a power cut resends such a message or leaves it `submitted`.
     let mut must_sync = false;
 
-    // Load a message into the working set (from an earlier event of this batch, the cache of
-    // submitted messages, or the store).
+    // Load a message into the working set (from an earlier event of this turn, the cache of
+    // submitted messages, a turn not yet committed, or the store).
     fn load<'w>(
         hub: &Hub,
         cache: &mut SubmittedCache,
+        turns: &mut std::collections::VecDeque<Turn>,
         work: &'w mut HashMap<MessageId, (Message, usize)>,
         id: MessageId,
     ) -> Option<&'w mut Message> {
         if !work.contains_key(&id) {
             let m = match cache.take(id) {
                 Some(m) => m,
-                None => hub.outbox.get(id).ok().flatten()?,
+                None => match turns.iter_mut().rev().find_map(|t| t.recent.remove(&id)) {
+                    Some(m) => m,
+                    None => hub.outbox.get(id).ok().flatten()?,
+                },
             };
             let n = m.history.len();
             work.insert(id, (m, n));
@@ -275,7 +387,7 @@ async fn apply(
                 if let Some(a) = ack {
                     after.push(After::Ack(a));
                 }
-                let Some(msg) = load(hub, cache, &mut work, id) else {
+                let Some(msg) = load(hub, cache, turns, &mut work, id) else {
                     metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => "").increment(1);
                     continue;
                 };
@@ -318,18 +430,15 @@ async fn apply(
                         .submit_to_final
                         .record((now - submitted_at).max(0) as f64 / 1000.0);
                     msg.set_state(overall, now);
-                    let connector = msg.connector.clone().unwrap_or_default();
-                    let link_name = hub.link(&connector).map(|l| l.name.clone());
+                    let connector = msg.connector.as_deref().unwrap_or_default();
                     for rid in &msg.remote_ids {
-                        ops.push(Op::Delete(Cf::Remote, keys::remote_key(&connector, rid)));
-                        if let Some(name) = &link_name {
-                            hub.remote_index.remove(name, rid);
-                        }
+                        ops.push(Op::Delete(Cf::Remote, keys::remote_key(connector, rid)));
+                        hub.remote_index.remove(connector, rid);
                     }
                 }
             }
             ShardEvent::Cancel { id, reply } => {
-                let Some(msg) = load(hub, cache, &mut work, id) else {
+                let Some(msg) = load(hub, cache, turns, &mut work, id) else {
                     let _ = reply.send(Err(CancelError::NotFound));
                     continue;
                 };
@@ -363,7 +472,7 @@ async fn apply(
             ShardEvent::Reconcile { connector, id, part, remote_id } => {
                 // The carrier's id always leads to the message, whatever happens next.
                 ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, &remote_id), keys::remote_value(id, part).to_vec()));
-                let Some(msg) = load(hub, cache, &mut work, id) else { continue };
+                let Some(msg) = load(hub, cache, turns, &mut work, id) else { continue };
                 let waiting = msg.state.is_pending() && msg.state != State::Sending && msg.segments <= 1 && part == 0 && msg.connector.as_deref() == Some(&*connector);
                 // Withdraw it from the schedule like a cancel; if it is being sent again right
                 // now, leave it: receipts of either copy settle it once.
@@ -402,15 +511,15 @@ async fn apply(
     }
 
     let mut events = 0;
-    for (msg, stored) in work.values() {
-        ops.push(Op::Put(
-            Cf::Msg,
-            keys::msg_key(msg.id).to_vec(),
-            msg.encode(),
-        ));
-        for t in msg.history.iter().skip(*stored) {
+    let n = work.len();
+    let mut notify = Vec::new();
+    let mut recent = HashMap::default();
+    let mut cached = Vec::new();
+    for (id, (msg, stored)) in work {
+        ops.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
+        for t in msg.history.iter().skip(stored) {
             m::hot().transitions[t.state.index()].increment(1);
-            for ev in callbacks::events_for(msg, t.state, t.at) {
+            for ev in callbacks::events_for(&msg, t.state, t.at) {
                 let eid = hub.ids.next();
                 ops.push(Op::Put(
                     Cf::Events,
@@ -420,43 +529,25 @@ async fn apply(
                 events += 1;
             }
         }
-    }
-    let n = work.len();
-    let result = if must_sync { hub.outbox.write(s, ops, vec![], n).await } else { hub.outbox.write_relaxed(s, ops, n).await };
-    if result.is_ok() {
-        for (_, (msg, stored)) in work {
-            for t in msg.history.iter().skip(stored) {
-                hub.notify_state(&msg, t.state);
-            }
-            if msg.state == State::Submitted {
-                cache.put(msg);
-            }
+        if stored < msg.history.len() && msg.tags.iter().any(|t| t.starts_with("via:")) {
+            notify.push((msg.clone(), msg.history[stored..].iter().map(|t| t.state).collect()));
         }
-        shard.depth.fetch_add(depth_delta, Ordering::Relaxed);
-        if events > 0 {
-            hub.callbacks_wake.notify_one();
-        }
-    } else {
-        for id in cancels {
-            shard.uncancel(id);
+        if msg.state == State::Submitted {
+            cache.put(msg);
+            cached.push(id);
+        } else {
+            recent.insert(id, msg);
         }
     }
-    drop(held); // the window slots of the committed outcomes
-    for a in after {
-        match a {
-            After::Unclaim(id) => shard.unclaim(&[id]),
-            After::Ack(a) => {
-                let _ = a.send(());
-            }
-            After::Wake(t) => shard.wake_by(t),
-            After::Reply(reply, msg) => {
-                let _ = reply.send(
-                    result
-                        .clone()
-                        .map(|_| msg)
-                        .map_err(|e| CancelError::Store(e.to_string())),
-                );
-            }
-        }
+    Turn {
+        commit: hub.outbox.submit_turn(s, ops, n, must_sync).await,
+        after,
+        held,
+        cancels,
+        depth_delta,
+        events,
+        notify,
+        recent,
+        cached,
     }
 }

@@ -47,6 +47,11 @@ pub fn due_upto(shard: u32, t: Millis) -> [u8; 12] {
     k
 }
 
+/// Lower bound (inclusive) of a shard's keys due at or after `t`.
+pub fn due_from(shard: u32, t: Millis) -> [u8; 12] {
+    due_upto(shard, t.saturating_sub(1))
+}
+
 /// Split a due key into (shard, due, id).
 pub fn parse_due_key(k: &[u8]) -> Option<(u32, Millis, MessageId)> {
     if k.len() != 20 {

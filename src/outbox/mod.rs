@@ -37,6 +37,18 @@ pub enum OutboxError {
     Spawn(std::io::Error),
 }
 
+/// What one scan of a shard's schedule found.
+pub struct DueScan {
+    /// Due, unclaimed, pending messages, in due order.
+    pub messages: Vec<Message>,
+    /// Due time of the first entry not yet due.
+    pub next: Option<Millis>,
+    /// More due messages than the limit.
+    pub more: bool,
+    /// Where the next scan may start: every entry before it was taken or claimed.
+    pub resume: Millis,
+}
+
 /// Filters for listing messages.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -202,26 +214,14 @@ impl Outbox {
         enqueue: Vec<Message>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        self.submit_opt(shard, ops, enqueue, messages, true)
-    }
-
-    /// As [`Outbox::submit`]; `sync = false` lets the write ride the next WAL sync (see
-    /// [`WriteReq::sync`]).
-    pub fn submit_opt(
-        &self,
-        shard: u32,
-        ops: Vec<Op>,
-        enqueue: Vec<Message>,
-        messages: usize,
-        sync: bool,
-    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
         let req = WriteReq {
             ops,
             enqueue,
             messages,
             done: Some(tx),
-            sync,
+            sync: true,
+            ordered: false,
         };
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
@@ -229,6 +229,38 @@ impl Outbox {
             crossbeam_channel::TrySendError::Disconnected(_) => StoreError::Closed,
         })?;
         Ok(rx)
+    }
+
+    /// Queue one turn of a shard's state actor: written in the order queued relative to the
+    /// actor's other turns (see [`WriteReq::ordered`]). A full queue is waited out, never
+    /// refused: the turn's changes are already applied in memory.
+    pub async fn submit_turn(
+        &self,
+        shard: u32,
+        ops: Vec<Op>,
+        messages: usize,
+        sync: bool,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let mut req = WriteReq {
+            ops,
+            enqueue: Vec::new(),
+            messages,
+            done: Some(tx),
+            sync,
+            ordered: true,
+        };
+        let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
+        loop {
+            match w.try_send(req) {
+                Ok(()) => return Ok(rx),
+                Err(crossbeam_channel::TrySendError::Full(r)) => {
+                    req = r;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+        }
     }
 
     /// Write and wait for the commit.
@@ -240,13 +272,6 @@ impl Outbox {
         messages: usize,
     ) -> Result<(), StoreError> {
         let rx = self.submit(shard, ops, enqueue, messages)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Write outcomes of delivery attempts: committed (readable, and safe from a process
-    /// crash) at once, on disk within [`writer::RELAXED_SYNC`].
-    pub async fn write_relaxed(&self, shard: u32, ops: Vec<Op>, messages: usize) -> Result<(), StoreError> {
-        let rx = self.submit_opt(shard, ops, vec![], messages, false)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -270,53 +295,62 @@ impl Outbox {
     pub fn scan_due(
         &self,
         shard: &ShardState,
+        from: Millis,
         now: Millis,
         limit: usize,
-    ) -> Result<(Vec<Message>, Option<Millis>, bool), OutboxError> {
+    ) -> Result<DueScan, OutboxError> {
         let cf = self.cf(CF_DUE)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(due_prefix(shard.index + 1).to_vec());
-        let it = self.db.iterator_cf_opt(
-            cf,
-            ro,
-            IteratorMode::From(&due_prefix(shard.index), IterDir::Forward),
-        );
+        let start = due_from(shard.index, from);
+        let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&start, IterDir::Forward));
         let upto = due_upto(shard.index, now);
-        let mut out = Vec::new();
-        let mut next = None;
-        let mut more = false;
+        let mut scan = DueScan { messages: Vec::new(), next: None, more: false, resume: now };
+        let mut due: Vec<(MessageId, Box<[u8]>)> = Vec::new();
         for kv in it {
             let (k, _) = kv?;
             if k.as_ref() >= upto.as_slice() {
-                next = parse_due_key(&k).map(|(_, t, _)| t);
+                scan.next = parse_due_key(&k).map(|(_, t, _)| t);
                 break;
             }
-            let Some((_, _, id)) = parse_due_key(&k) else {
+            let Some((_, t, id)) = parse_due_key(&k) else {
                 continue;
             };
             if shard.is_claimed(id) {
                 continue;
             }
-            if out.len() >= limit {
-                more = true;
+            if due.len() >= limit {
+                scan.more = true;
+                scan.resume = t;
                 break;
             }
-            match self.get(id)? {
-                Some(m) if m.state.is_pending() => out.push(m),
+            due.push((id, k));
+        }
+        // One batched read of the messages, in key order.
+        let mut by_key: Vec<usize> = (0..due.len()).collect();
+        by_key.sort_unstable_by_key(|&i| due[i].0);
+        let keys: Vec<[u8; 8]> = by_key.iter().map(|&i| msg_key(due[i].0)).collect();
+        let mut found: Vec<Option<Message>> = (0..due.len()).map(|_| None).collect();
+        for (&i, value) in by_key.iter().zip(self.db.batched_multi_get_cf(self.cf(CF_MSG)?, &keys, true)) {
+            found[i] = match value? {
+                None => None,
+                Some(v) => Message::decode(&v)
+                    .map_err(|e| tracing::error!(id = %due[i].0, error = %e, "undecodable message in outbox"))
+                    .ok(),
+            };
+        }
+        for ((id, k), m) in due.into_iter().zip(found) {
+            match m {
+                Some(m) if m.state.is_pending() => scan.messages.push(m),
                 Some(_) => {}
                 None => {
                     // A schedule entry without its message: drop it so it is not found again.
                     tracing::warn!(%id, "schedule entry without message; removing");
-                    let _ = self.submit(
-                        shard.index,
-                        vec![Op::Delete(Cf::Due, k.to_vec())],
-                        vec![],
-                        0,
-                    );
+                    let _ = self.submit(shard.index, vec![Op::Delete(Cf::Due, k.to_vec())], vec![], 0);
                 }
             }
         }
-        Ok((out, next, more))
+        Ok(scan)
     }
 
     /// The message a connector's remote id belongs to.
@@ -454,5 +488,85 @@ impl Outbox {
     pub fn flush(&self) -> Result<(), OutboxError> {
         self.db.flush_wal(true)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Coding;
+    use crate::hub::message::{Body, IdGen, Transition};
+
+    fn queued(id: MessageId, due: Millis) -> Message {
+        Message {
+            id,
+            direction: Direction::Outbound,
+            channel: crate::config::Channel::Sms,
+            from: None,
+            to: "+447700900123".into(),
+            body: Body::Text("hi".into()),
+            udh: None,
+            coding: Coding::Gsm7,
+            segments: 1,
+            client_ref: None,
+            metadata: None,
+            tags: Vec::new(),
+            priority: 0,
+            send_at: None,
+            expires_at: due + 60_000,
+            callback_url: None,
+            kannel_dlr: None,
+            state: State::Queued,
+            history: vec![Transition { state: State::Queued, at: due }],
+            attempts: 0,
+            error: None,
+            connector: None,
+            remote_ids: Vec::new(),
+            part_states: Vec::new(),
+            due_at: due,
+            created_at: due,
+        }
+    }
+
+    /// Committed messages that do not fit the ready queue are left to the scanner; the due time
+    /// they were written at is noted, so a scan that had already moved past it goes back for
+    /// them instead of leaving them behind its cursor.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_behind_the_scan_cursor_are_noted_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OutboxConfig { path: dir.path().to_path_buf(), shards: 1, ready_queue: 16, ..Default::default() };
+        let ob = Outbox::open(&cfg).unwrap();
+        let shard = ob.shards()[0].clone();
+        assert!(shard.take_due_floor() > 0, "nothing noted before any write");
+        let ids = IdGen::default();
+        let due = crate::hub::message::now_ms() - 5_000;
+        let msgs: Vec<Message> = (0..20).map(|_| queued(ids.next(), due)).collect();
+        let ops = msgs
+            .iter()
+            .flat_map(|m| {
+                [
+                    Op::Put(Cf::Msg, msg_key(m.id).to_vec(), m.encode()),
+                    Op::Put(Cf::Due, due_key(0, due, m.id).to_vec(), Vec::new()),
+                ]
+            })
+            .collect();
+        ob.submit(0, ops, msgs.clone(), 20).unwrap().await.unwrap().unwrap();
+        // 16 went to the ready queue (claimed), 4 did not fit.
+        assert_eq!(shard.room(), 0);
+        assert_eq!(shard.take_due_floor(), due);
+        assert_eq!(shard.take_due_floor(), i64::MAX, "taken once");
+        let now = crate::hub::message::now_ms();
+        // A cursor past them finds nothing; from the noted floor, the four unclaimed ones.
+        let past = ob.scan_due(&shard, now, now, 100).unwrap();
+        assert!(past.messages.is_empty());
+        let back = ob.scan_due(&shard, due, now, 100).unwrap();
+        let found: Vec<MessageId> = back.messages.iter().map(|m| m.id).collect();
+        assert_eq!(found, msgs[16..].iter().map(|m| m.id).collect::<Vec<_>>());
+        assert_eq!(back.resume, now);
+        // With a limit, the scan resumes at the first entry it left.
+        let limited = ob.scan_due(&shard, due, now, 2).unwrap();
+        assert_eq!(limited.messages.len(), 2);
+        assert!(limited.more);
+        assert_eq!(limited.resume, due);
     }
 }

@@ -4,7 +4,8 @@
 
 use crate::hub::message::{Message, MessageId, Millis};
 use parking_lot::Mutex;
-use std::collections::{HashSet, VecDeque};
+use foldhash::HashSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use tokio::sync::Notify;
 
@@ -30,6 +31,10 @@ pub struct ShardState {
     overflow: AtomicBool,
     /// Messages waiting in this shard's schedule (queued, scheduled, sending).
     pub depth: AtomicI64,
+    /// The earliest due time written to the schedule since the scanner last looked: the scanner
+    /// resumes where it stopped (not at the head of the schedule, where the keys of every sent
+    /// message lie deleted) unless an entry appeared before that point.
+    due_floor: AtomicI64,
 }
 
 /// What popping the ready queue found.
@@ -50,6 +55,7 @@ impl ShardState {
             wake_at: AtomicI64::new(0),
             overflow: AtomicBool::new(true), // scan at start: recovery
             depth: AtomicI64::new(0),
+            due_floor: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -176,6 +182,16 @@ impl ShardState {
 
     pub fn set_wake_at(&self, t: Millis) {
         self.wake_at.store(t, Ordering::Release);
+    }
+
+    /// A schedule entry due at `t` was committed (and, if it was claimed, unclaimed since).
+    pub fn note_due(&self, t: Millis) {
+        self.due_floor.fetch_min(t, Ordering::AcqRel);
+    }
+
+    /// Take the earliest due time noted since the last call.
+    pub fn take_due_floor(&self) -> Millis {
+        self.due_floor.swap(i64::MAX, Ordering::AcqRel)
     }
 
     /// Take the overflow flag.

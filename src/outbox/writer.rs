@@ -53,6 +53,9 @@ pub struct WriteReq {
     /// to a power cut means that message is sent again, never lost; the writer syncs them
     /// within [`RELAXED_SYNC`] anyway.
     pub sync: bool,
+    /// Rewrites stored messages (the state actor's turns): keeps its order relative to the other
+    /// ordered requests of a group, so a later turn's value of a message always wins.
+    pub ordered: bool,
     pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -106,10 +109,7 @@ pub(super) fn run(
         }
         let fsync = durability == Durability::Fsync;
         if fsync && pending.iter().any(|r| !r.sync) && pending.iter().any(|r| r.sync) {
-            // Relaxed writes (outcomes) first, on their own, so they do not wait for the sync
-            // of the rest. They never touch the keys of the synced ones (new messages, receipts
-            // and cancels of other actors' turns), so the order between the two is free.
-            let (relaxed_reqs, synced_reqs): (Vec<WriteReq>, Vec<WriteReq>) = pending.drain(..).partition(|r| !r.sync);
+            let (relaxed_reqs, synced_reqs) = split_group(pending.drain(..));
             commit(&db, &shard, relaxed_reqs, &relaxed, &commit_seconds, &commit_size);
             // the synced write below puts the relaxed one on disk too
             dirty = false;
@@ -121,6 +121,18 @@ pub(super) fn run(
             commit(&db, &shard, group, if sync { &synced } else { &relaxed }, &commit_seconds, &commit_size);
         }
     }
+}
+
+/// Split a group into the writes that go first without a sync and those written (and synced)
+/// after them. Relaxed writes (outcomes) go first so they do not wait for the sync of the rest.
+/// Unordered writes never share keys with others (new messages, MO parts); an ordered one (a
+/// state actor's turn) that follows a synced ordered one stays behind it, in the synced write.
+fn split_group(group: impl Iterator<Item = WriteReq>) -> (Vec<WriteReq>, Vec<WriteReq>) {
+    let mut behind_synced = false;
+    group.partition(|r| {
+        behind_synced |= r.sync && r.ordered;
+        !r.sync && !(r.ordered && behind_synced)
+    })
 }
 
 /// Write one group in one batch, then answer each request.
@@ -155,6 +167,18 @@ fn commit(db: &DB, shard: &ShardState, mut group: Vec<WriteReq>, opts: &WriteOpt
         Ok(()) => {
             let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
             shard.push_ready(ready);
+            // After push_ready: entries it could not queue are unclaimed by then.
+            let earliest = group
+                .iter()
+                .flat_map(|r| &r.ops)
+                .filter_map(|op| match op {
+                    Op::Put(Cf::Due, k, _) => super::keys::parse_due_key(k).map(|(_, t, _)| t),
+                    _ => None,
+                })
+                .min();
+            if let Some(t) = earliest {
+                shard.note_due(t);
+            }
         }
         Err(e) => {
             tracing::error!(shard = %shard.label, error = %e, "outbox commit failed");
@@ -165,5 +189,35 @@ fn commit(db: &DB, shard: &ShardState, mut group: Vec<WriteReq>, opts: &WriteOpt
         if let Some(done) = req.done {
             let _ = done.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(sync: bool, ordered: bool, tag: u8) -> WriteReq {
+        WriteReq { ops: vec![Op::Put(Cf::Msg, vec![1], vec![tag])], enqueue: Vec::new(), messages: 1, sync, ordered, done: None }
+    }
+
+    fn tags(v: &[WriteReq]) -> Vec<u8> {
+        v.iter()
+            .map(|r| match &r.ops[0] {
+                Op::Put(_, _, v) => v[0],
+                Op::Delete(..) => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn relaxed_writes_go_first_unless_an_ordered_one_follows_a_synced_turn() {
+        // accept (synced), outcome turn (relaxed, ordered), MO part (synced), receipt turn
+        // (synced, ordered), next turn (relaxed, ordered), another accept.
+        let group = vec![req(true, false, 1), req(false, true, 2), req(true, false, 3), req(true, true, 4), req(false, true, 5), req(true, false, 6)];
+        let (relaxed, synced) = split_group(group.into_iter());
+        assert_eq!(tags(&relaxed), [2]);
+        assert_eq!(tags(&synced), [1, 3, 4, 5, 6], "turn 5 stays behind turn 4");
+        let (relaxed, synced) = split_group(vec![req(false, true, 1), req(false, false, 2), req(true, false, 3)].into_iter());
+        assert_eq!((tags(&relaxed), tags(&synced)), (vec![1, 2], vec![3]));
     }
 }

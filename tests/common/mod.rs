@@ -32,9 +32,14 @@ pub async fn gateway_full(api_extra: &str, extra: &str) -> TestGateway {
 
 /// As [`gateway_full`], with extra keys for `[outbox.retry]` too.
 pub async fn gateway_cfg(retry_extra: &str, api_extra: &str, extra: &str) -> TestGateway {
+    gateway_with("", retry_extra, api_extra, extra).await
+}
+
+/// As [`gateway_cfg`], with extra keys for `[outbox]` too.
+pub async fn gateway_with(outbox_extra: &str, retry_extra: &str, api_extra: &str, extra: &str) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[outbox]\npath = {:?}\nshards = 2\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{retry_extra}\n[api]\nlisten = \"127.0.0.1:0\"\n{api_extra}\n{extra}",
+        "[outbox]\npath = {:?}\nshards = 2\n{outbox_extra}\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{retry_extra}\n[api]\nlisten = \"127.0.0.1:0\"\n{api_extra}\n{extra}",
         dir.path().display().to_string()
     );
     let cfg = Config::from_toml_with_env(&text, &|k| std::env::var(k).ok())
