@@ -44,55 +44,54 @@ pub enum Accepted {
 
 /// Remote id -> (message, part) for messages submitted and waiting for receipts: lets a receipt
 /// find its message without a store lookup. Sharded to keep lock hold times short; bounded (a
-/// miss falls back to the durable `remote` index). Lookups allocate nothing.
+/// miss falls back to the durable `remote` index).
+///
+/// Keys are a 128-bit SipHash of (connector, remote id) under two random per-process keys, held
+/// inline: no allocation per entry and no pointer to chase per lookup (that miss cost more than
+/// the hashing). Two different ids sharing a key needs a 2^-128 coincidence per pair, which no
+/// peer can aim for without the process's random keys.
 pub struct RemoteIndex {
-    shards: Vec<parking_lot::Mutex<RemoteSlot>>,
+    shards: Vec<parking_lot::Mutex<foldhash::HashMap<u128, (MessageId, u16)>>>,
+    keys: [std::hash::RandomState; 2],
     cap_per_shard: usize,
-}
-
-/// Connector -> remote id -> (message, part).
-#[derive(Default)]
-struct RemoteSlot {
-    by_link: HashMap<Arc<str>, foldhash::HashMap<Box<str>, (MessageId, u16)>>,
-    len: usize,
 }
 
 impl RemoteIndex {
     fn new() -> Self {
         RemoteIndex {
-            shards: (0..16).map(|_| parking_lot::Mutex::new(RemoteSlot::default())).collect(),
+            shards: (0..16).map(|_| parking_lot::Mutex::new(Default::default())).collect(),
+            keys: [std::hash::RandomState::new(), std::hash::RandomState::new()],
             cap_per_shard: 65_536,
         }
     }
-    fn slot(&self, remote_id: &str) -> &parking_lot::Mutex<RemoteSlot> {
-        let h = remote_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
+    fn key(&self, connector: &str, remote_id: &str) -> u128 {
+        use std::hash::{BuildHasher, Hasher};
+        let [a, b] = self.keys.each_ref().map(|k| {
+            let mut h = k.build_hasher();
+            h.write(connector.as_bytes());
+            h.write_u8(0xff);
+            h.write(remote_id.as_bytes());
+            h.finish()
         });
-        &self.shards[(h % self.shards.len() as u64) as usize]
+        (a as u128) << 64 | b as u128
     }
-    pub fn insert(&self, connector: &Arc<str>, remote_id: &str, id: MessageId, part: u16) {
-        let mut slot = self.slot(remote_id).lock();
-        if slot.len >= self.cap_per_shard {
-            return;
-        }
-        let ids = match slot.by_link.get_mut(&**connector) {
-            Some(ids) => ids,
-            None => slot.by_link.entry(connector.clone()).or_default(),
-        };
-        if ids.insert(remote_id.into(), (id, part)).is_none() {
-            slot.len += 1;
+    fn slot(&self, key: u128) -> &parking_lot::Mutex<foldhash::HashMap<u128, (MessageId, u16)>> {
+        &self.shards[(key as usize) % self.shards.len()]
+    }
+    pub fn insert(&self, connector: &str, remote_id: &str, id: MessageId, part: u16) {
+        let key = self.key(connector, remote_id);
+        let mut slot = self.slot(key).lock();
+        if slot.len() < self.cap_per_shard {
+            slot.insert(key, (id, part));
         }
     }
     pub fn remove(&self, connector: &str, remote_id: &str) {
-        let mut slot = self.slot(remote_id).lock();
-        let removed = slot.by_link.get_mut(connector).and_then(|ids| ids.remove(remote_id)).is_some();
-        if removed {
-            slot.len -= 1;
-        }
+        let key = self.key(connector, remote_id);
+        self.slot(key).lock().remove(&key);
     }
     fn get(&self, connector: &str, remote_id: &str) -> Option<(MessageId, u16)> {
-        let slot = self.slot(remote_id).lock();
-        slot.by_link.get(connector)?.get(remote_id).copied()
+        let key = self.key(connector, remote_id);
+        self.slot(key).lock().get(&key).copied()
     }
 }
 

@@ -221,7 +221,6 @@ impl Outbox {
             messages,
             done: Some(tx),
             sync: true,
-            ordered: false,
         };
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
@@ -231,9 +230,9 @@ impl Outbox {
         Ok(rx)
     }
 
-    /// Queue one turn of a shard's state actor: written in the order queued relative to the
-    /// actor's other turns (see [`WriteReq::ordered`]). A full queue is waited out, never
-    /// refused: the turn's changes are already applied in memory.
+    /// Queue one turn of a shard's state actor (written after the turns queued before it). A
+    /// full queue is waited out, never refused: the turn's changes are already applied in
+    /// memory.
     pub async fn submit_turn(
         &self,
         shard: u32,
@@ -248,7 +247,6 @@ impl Outbox {
             messages,
             done: Some(tx),
             sync,
-            ordered: true,
         };
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         loop {

@@ -50,18 +50,34 @@ pub struct WriteReq {
     pub messages: usize,
     /// Must be on disk before `done` (new messages, receipts acked to a peer, cancels). Writes
     /// that only record a delivery attempt's outcome may ride the next sync instead: losing one
-    /// to a power cut means that message is sent again, never lost; the writer syncs them
-    /// within [`RELAXED_SYNC`] anyway.
+    /// to a power cut means that message is sent again, never lost; they are synced within
+    /// [`RELAXED_SYNC`] anyway. Every write is readable (and safe from a process crash) once
+    /// written; requests are written in the order queued.
     pub sync: bool,
-    /// Rewrites stored messages (the state actor's turns): keeps its order relative to the other
-    /// ordered requests of a group, so a later turn's value of a message always wins.
-    pub ordered: bool,
     pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 /// Longest time a relaxed write stays unsynced when nothing else forces a sync.
 pub const RELAXED_SYNC: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// A written group waiting for the WAL sync before its requests are answered.
+struct Unsynced {
+    group: Vec<WriteReq>,
+    started: Instant,
+}
+
+/// What the writer tells the syncer after each write.
+enum Written {
+    /// Requests to answer after the next sync.
+    Acks(Unsynced),
+    /// Relaxed writes only: sync within [`RELAXED_SYNC`].
+    Dirty,
+}
+
+/// The writer thread: takes requests in order, writes each group with one `WriteBatch` and no
+/// sync, and hands the groups that need one to the syncer. It never waits for the disk, so
+/// writes that may ride a later sync (outcomes of attempts) are not held up by the fsync of
+/// the accepted messages before them, and the next group is written while the last one syncs.
 pub(super) fn run(
     db: Arc<DB>,
     rx: crossbeam_channel::Receiver<WriteReq>,
@@ -69,33 +85,27 @@ pub(super) fn run(
     durability: Durability,
     max_messages: usize,
 ) {
-    let mut synced = WriteOptions::default();
-    synced.set_sync(durability == Durability::Fsync);
-    let relaxed = WriteOptions::default();
-    let mut dirty = false;
+    let opts = WriteOptions::default();
     let label = shard.label.clone();
     let commit_seconds = metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone());
     let commit_size = metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone());
+    let fsync = durability == Durability::Fsync;
+    let syncer = fsync.then(|| {
+        let (tx, srx) = crossbeam_channel::unbounded::<Written>();
+        let (db, shard, commit_seconds) = (db.clone(), shard.clone(), commit_seconds.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("outbox-s{}", shard.index))
+            .spawn(move || sync_loop(&db, &shard, srx, &commit_seconds));
+        match t {
+            Ok(t) => Some((tx, t)),
+            Err(e) => {
+                tracing::error!(shard = %label, error = %e, "cannot start the WAL sync thread: syncing in the writer");
+                None
+            }
+        }
+    }).flatten();
     let mut pending: Vec<WriteReq> = Vec::with_capacity(256);
-    loop {
-        let first = match rx.recv_timeout(RELAXED_SYNC) {
-            Ok(r) => r,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if dirty {
-                    if let Err(e) = db.flush_wal(true) {
-                        tracing::error!(shard = %label, error = %e, "WAL sync failed");
-                    }
-                    dirty = false;
-                }
-                continue;
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                if dirty {
-                    let _ = db.flush_wal(true);
-                }
-                break;
-            }
-        };
+    while let Ok(first) = rx.recv() {
         let mut messages = first.messages;
         pending.push(first);
         while messages < max_messages {
@@ -107,117 +117,149 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let fsync = durability == Durability::Fsync;
-        if fsync && pending.iter().any(|r| !r.sync) && pending.iter().any(|r| r.sync) {
-            let (relaxed_reqs, synced_reqs) = split_group(pending.drain(..));
-            commit(&db, &shard, relaxed_reqs, &relaxed, &commit_seconds, &commit_size);
-            // the synced write below puts the relaxed one on disk too
-            dirty = false;
-            commit(&db, &shard, synced_reqs, &synced, &commit_seconds, &commit_size);
-        } else {
-            let sync = fsync && pending.iter().any(|r| r.sync);
-            dirty = fsync && !sync;
-            let group = std::mem::take(&mut pending);
-            commit(&db, &shard, group, if sync { &synced } else { &relaxed }, &commit_seconds, &commit_size);
-        }
-    }
-}
-
-/// Split a group into the writes that go first without a sync and those written (and synced)
-/// after them. Relaxed writes (outcomes) go first so they do not wait for the sync of the rest.
-/// Unordered writes never share keys with others (new messages, MO parts); an ordered one (a
-/// state actor's turn) that follows a synced ordered one stays behind it, in the synced write.
-fn split_group(group: impl Iterator<Item = WriteReq>) -> (Vec<WriteReq>, Vec<WriteReq>) {
-    let mut behind_synced = false;
-    group.partition(|r| {
-        behind_synced |= r.sync && r.ordered;
-        !r.sync && !(r.ordered && behind_synced)
-    })
-}
-
-/// Write one group in one batch, then answer each request.
-fn commit(db: &DB, shard: &ShardState, mut group: Vec<WriteReq>, opts: &WriteOptions, commit_seconds: &metrics::Histogram, commit_size: &metrics::Histogram) {
-    let mut batch = WriteBatch::default();
-    let mut resolved = true;
-    let mut messages = 0;
-    for req in &group {
-        messages += req.messages;
-        for op in &req.ops {
-            let cf_name = match op {
-                Op::Put(cf, ..) | Op::Delete(cf, _) => ALL_CFS[*cf as usize],
-            };
-            let Some(cf) = db.cf_handle(cf_name) else {
-                resolved = false;
-                continue;
-            };
-            match op {
-                Op::Put(_, k, v) => batch.put_cf(cf, k, v),
-                Op::Delete(_, k) => batch.delete_cf(cf, k),
+        let group = std::mem::take(&mut pending);
+        let needs_sync = fsync && group.iter().any(|r| r.sync);
+        let started = Instant::now();
+        let claimed = claim(&shard, &group);
+        let result = write(&db, &group, &opts);
+        commit_size.record(messages as f64);
+        match (result, &syncer) {
+            (Ok(()), Some((tx, _))) if needs_sync => {
+                // Answered (and its new messages queued) by the syncer, after the sync.
+                let _ = tx.send(Written::Acks(Unsynced { group, started }));
+            }
+            (Ok(()), Some((tx, _))) => {
+                commit_seconds.record(started.elapsed().as_secs_f64());
+                if fsync {
+                    let _ = tx.send(Written::Dirty);
+                }
+                answer(&shard, group, Ok(()));
+            }
+            (Ok(()), None) => {
+                let result = if fsync { db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string())) } else { Ok(()) };
+                commit_seconds.record(started.elapsed().as_secs_f64());
+                if result.is_err() {
+                    shard.unclaim(&claimed);
+                }
+                answer(&shard, group, result);
+            }
+            (Err(e), _) => {
+                tracing::error!(shard = %label, error = %e, "outbox commit failed");
+                shard.unclaim(&claimed);
+                answer(&shard, group, Err(e));
             }
         }
     }
-    // Claim before the commit so a concurrent scan cannot dispatch these messages too.
+    if let Some((tx, t)) = syncer {
+        drop(tx);
+        let _ = t.join();
+    }
+}
+
+/// The syncer thread: syncs the WAL for the groups the writer has written, then answers them
+/// (group commit: every group written during one sync waits for the next, one sync for all);
+/// relaxed writes are synced within [`RELAXED_SYNC`].
+fn sync_loop(db: &DB, shard: &ShardState, rx: crossbeam_channel::Receiver<Written>, commit_seconds: &metrics::Histogram) {
+    let mut dirty_since: Option<Instant> = None;
+    let mut acks: Vec<Unsynced> = Vec::new();
+    loop {
+        let got = match dirty_since {
+            Some(t) => rx.recv_deadline(t + RELAXED_SYNC),
+            None => rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        };
+        let closed = match got {
+            Ok(w) => {
+                let mut next = Some(w);
+                while let Some(w) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match w {
+                        Written::Acks(u) => acks.push(u),
+                        Written::Dirty => {
+                            dirty_since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                false
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => true,
+        };
+        let due = dirty_since.is_some_and(|t| t.elapsed() >= RELAXED_SYNC);
+        if !acks.is_empty() || due || (closed && dirty_since.is_some()) {
+            let result = db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string()));
+            if let Err(e) = &result {
+                tracing::error!(shard = %shard.label, error = %e, "WAL sync failed");
+            }
+            dirty_since = None;
+            for u in acks.drain(..) {
+                commit_seconds.record(u.started.elapsed().as_secs_f64());
+                if result.is_err() {
+                    let claimed: Vec<_> = u.group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
+                    shard.unclaim(&claimed);
+                }
+                answer(shard, u.group, result.clone());
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Claim a group's new messages before the write, so a concurrent scan cannot dispatch them too.
+fn claim(shard: &ShardState, group: &[WriteReq]) -> Vec<crate::hub::message::MessageId> {
     let claimed: Vec<_> = group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
     shard.claim(&claimed);
-    let started = Instant::now();
-    let result = if resolved { db.write_opt(batch, opts).map_err(|e| StoreError::Write(e.to_string())) } else { Err(StoreError::Write("missing column family".into())) };
-    commit_seconds.record(started.elapsed().as_secs_f64());
-    commit_size.record(messages as f64);
-    match &result {
-        Ok(()) => {
-            let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
-            shard.push_ready(ready);
-            // After push_ready: entries it could not queue are unclaimed by then.
-            let earliest = group
-                .iter()
-                .flat_map(|r| &r.ops)
-                .filter_map(|op| match op {
-                    Op::Put(Cf::Due, k, _) => super::keys::parse_due_key(k).map(|(_, t, _)| t),
-                    _ => None,
-                })
-                .min();
-            if let Some(t) = earliest {
-                shard.note_due(t);
-            }
+    claimed
+}
+
+/// Write one group in one batch (no sync).
+fn write(db: &DB, group: &[WriteReq], opts: &WriteOptions) -> Result<(), StoreError> {
+    let cfs = ALL_CFS.map(|name| db.cf_handle(name));
+    // Sized up front: growing the batch copies it each time it doubles.
+    let bytes: usize = group
+        .iter()
+        .flat_map(|r| &r.ops)
+        .map(|op| match op {
+            Op::Put(_, k, v) => k.len() + v.len() + 12,
+            Op::Delete(_, k) => k.len() + 8,
+        })
+        .sum();
+    let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
+    for op in group.iter().flat_map(|r| &r.ops) {
+        let (Op::Put(cf, ..) | Op::Delete(cf, _)) = op;
+        let Some(cf) = cfs[*cf as usize] else {
+            return Err(StoreError::Write("missing column family".into()));
+        };
+        match op {
+            Op::Put(_, k, v) => batch.put_cf(cf, k, v),
+            Op::Delete(_, k) => batch.delete_cf(cf, k),
         }
-        Err(e) => {
-            tracing::error!(shard = %shard.label, error = %e, "outbox commit failed");
-            shard.unclaim(&claimed);
+    }
+    db.write_opt(batch, opts).map_err(|e| StoreError::Write(e.to_string()))
+}
+
+/// After a group is committed (or failed): queue its new messages, note its schedule entries
+/// for the scanner, answer each request.
+fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), StoreError>) {
+    if result.is_ok() {
+        let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
+        shard.push_ready(ready);
+        // After push_ready: entries it could not queue are unclaimed by then.
+        let earliest = group
+            .iter()
+            .flat_map(|r| &r.ops)
+            .filter_map(|op| match op {
+                Op::Put(Cf::Due, k, _) => super::keys::parse_due_key(k).map(|(_, t, _)| t),
+                _ => None,
+            })
+            .min();
+        if let Some(t) = earliest {
+            shard.note_due(t);
         }
     }
     for req in group {
         if let Some(done) = req.done {
             let _ = done.send(result.clone());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(sync: bool, ordered: bool, tag: u8) -> WriteReq {
-        WriteReq { ops: vec![Op::Put(Cf::Msg, vec![1], vec![tag])], enqueue: Vec::new(), messages: 1, sync, ordered, done: None }
-    }
-
-    fn tags(v: &[WriteReq]) -> Vec<u8> {
-        v.iter()
-            .map(|r| match &r.ops[0] {
-                Op::Put(_, _, v) => v[0],
-                Op::Delete(..) => 0,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn relaxed_writes_go_first_unless_an_ordered_one_follows_a_synced_turn() {
-        // accept (synced), outcome turn (relaxed, ordered), MO part (synced), receipt turn
-        // (synced, ordered), next turn (relaxed, ordered), another accept.
-        let group = vec![req(true, false, 1), req(false, true, 2), req(true, false, 3), req(true, true, 4), req(false, true, 5), req(true, false, 6)];
-        let (relaxed, synced) = split_group(group.into_iter());
-        assert_eq!(tags(&relaxed), [2]);
-        assert_eq!(tags(&synced), [1, 3, 4, 5, 6], "turn 5 stays behind turn 4");
-        let (relaxed, synced) = split_group(vec![req(false, true, 1), req(false, false, 2), req(true, false, 3)].into_iter());
-        assert_eq!((tags(&relaxed), tags(&synced)), (vec![1, 2], vec![3]));
     }
 }

@@ -66,6 +66,36 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
     }
 }
 
+/// Host, port (default 2775) and whether TLS is on, from `smpp://host:port` or
+/// `smpps://host:port` (also `ssmpp://`).
+fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url}: not an smpp:// or smpps:// URL"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "smpp" => false,
+        "smpps" | "ssmpp" => true,
+        other => return Err(format!("{url}: unsupported scheme {other}")),
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, rest) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed [ in the host"))?;
+            (h, rest.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| format!("{url}: bad port {p}"))?,
+        None => 2775,
+    };
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    Ok((host.to_string(), port, tls))
+}
+
 /// One bound session.
 struct Session {
     client: Mutex<Option<rusmppc::Client>>,
@@ -181,24 +211,30 @@ impl SmppConnector {
         ),
         rusmppc::error::Error,
     > {
-        let mut builder = rusmppc::ConnectionBuilder::new()
+        let builder = rusmppc::ConnectionBuilder::new()
             .enquire_link_interval(Duration::from_secs(self.cfg.enquire_link_s))
             .enquire_link_response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
             .response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
-            .disable_interface_version_check();
-        if let Some(ca) = &self.cfg.tls_ca {
-            match super::tls::client_config(ca) {
-                Ok(c) => builder = builder.rustls_config(c),
-                Err(e) => tracing::error!(connector = %self.name, error = %e, "cannot load tls_ca"),
+            .disable_interface_version_check()
+            .no_spawn();
+        let (host, port, tls) = parse_url(&self.cfg.url).map_err(|m| rusmppc::error::Error::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, m)))?;
+        // Our own socket, not rusmppc's: it leaves Nagle's algorithm on, which held each
+        // submit_sm back by milliseconds on a busy window.
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(rusmppc::error::Error::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let (client, events) = if tls {
+            let config = match &self.cfg.tls_ca {
+                Some(ca) => super::tls::client_config(ca),
+                None => super::tls::public_client_config(),
             }
-        }
-        let (client, events, connection) = builder.no_spawn().connect(&self.cfg.url).await?;
-        tokio::spawn(Kicked {
-            inner: Box::pin(connection),
-            queued: self.queued.clone(),
-            seen: 0,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        });
+            .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::other(e.to_string())))?;
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(rusmppc::error::Error::Connect)?;
+            self.drive(builder.connected(stream))
+        } else {
+            self.drive(builder.connected(tcp))
+        };
         let (sid, pw, st, range) = (
             c(&self.cfg.system_id),
             c(&self.password),
@@ -221,7 +257,7 @@ impl SmppConnector {
             BindKind::Receiver | BindKind::Pair => bind_as!(bind_receiver, BindReceiver),
         };
         match r {
-            Ok(()) => Ok((client, events.boxed())),
+            Ok(()) => Ok((client, events)),
             Err(e) => {
                 let _ = client.close().await;
                 Err(e)
@@ -286,6 +322,21 @@ impl SmppConnector {
             let jitter = rand::random::<u64>() % (base / 2 + 1);
             tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
         }
+    }
+
+    /// Run a session's connection future (see [`Kicked`]).
+    fn drive<E, F>(&self, (client, events, connection): (rusmppc::Client, E, F)) -> (rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>)
+    where
+        E: futures::Stream<Item = rusmppc::Event> + Send + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(Kicked {
+            inner: Box::pin(connection),
+            queued: self.queued.clone(),
+            seen: 0,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        });
+        (client, futures::StreamExt::boxed(events))
     }
 
     async fn incoming(&self, session: usize, client: &rusmppc::Client, cmd: Command) {
@@ -801,5 +852,21 @@ impl Connector for SmppConnector {
 
     fn set_down(&self, down: bool) {
         self.manual_down.store(down, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn link_urls() {
+        assert_eq!(parse_url("smpp://127.0.0.1:2776").unwrap(), ("127.0.0.1".into(), 2776, false));
+        assert_eq!(parse_url("smpps://smsc.example.net").unwrap(), ("smsc.example.net".into(), 2775, true));
+        assert_eq!(parse_url("SSMPP://[::1]:3550/").unwrap(), ("::1".into(), 3550, true));
+        assert_eq!(parse_url("smpp://[::1]").unwrap(), ("::1".into(), 2775, false));
+        for bad in ["http://x:1", "smpp://:2775", "smpp://host:99999", "host:2775"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
     }
 }

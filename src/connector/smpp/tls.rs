@@ -65,3 +65,12 @@ pub fn client_config(ca: &Path) -> Result<tokio_rustls::rustls::ClientConfig, Tl
             .with_no_client_auth(),
     )
 }
+
+/// Client config trusting the public web PKI roots (an `smpps://` link without `tls_ca`).
+pub fn public_client_config() -> Result<tokio_rustls::rustls::ClientConfig, TlsError> {
+    let roots = tokio_rustls::rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    Ok(tokio_rustls::rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
