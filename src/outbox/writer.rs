@@ -7,6 +7,7 @@ use crate::config::Durability;
 use crate::hub::message::Message;
 use crate::metrics as m;
 use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
@@ -90,12 +91,15 @@ pub(super) fn run(
     let commit_seconds = metrics::histogram!(m::OUTBOX_COMMIT_SECONDS, m::L_SHARD => label.clone());
     let commit_size = metrics::histogram!(m::OUTBOX_COMMIT_BATCH_SIZE, m::L_SHARD => label.clone());
     let fsync = durability == Durability::Fsync;
+    // Raised while a sync runs; `idle` says when it ends.
+    let syncing = Arc::new(AtomicBool::new(false));
+    let (idle_tx, idle) = crossbeam_channel::bounded::<()>(1);
     let syncer = fsync.then(|| {
         let (tx, srx) = crossbeam_channel::unbounded::<Written>();
-        let (db, shard, commit_seconds) = (db.clone(), shard.clone(), commit_seconds.clone());
+        let (db, shard, commit_seconds, syncing) = (db.clone(), shard.clone(), commit_seconds.clone(), syncing.clone());
         let t = std::thread::Builder::new()
             .name(format!("outbox-s{}", shard.index))
-            .spawn(move || sync_loop(&db, &shard, srx, &commit_seconds));
+            .spawn(move || sync_loop(&db, &shard, srx, &commit_seconds, &syncing, &idle_tx));
         match t {
             Ok(t) => Some((tx, t)),
             Err(e) => {
@@ -115,6 +119,24 @@ pub(super) fn run(
                     pending.push(r);
                 }
                 Err(_) => break,
+            }
+        }
+        // Only writes that wait for a sync, and one is running: they cannot be answered before
+        // the next one anyway, so gather more until it ends (or a write that should not wait
+        // comes): one larger write instead of many small ones, the same sync.
+        if syncer.is_some() {
+            while idle.try_recv().is_ok() {}
+            while messages < max_messages && syncing.load(Ordering::Acquire) && pending.iter().all(|r| r.sync) {
+                crossbeam_channel::select! {
+                    recv(rx) -> r => match r {
+                        Ok(r) => {
+                            messages += r.messages;
+                            pending.push(r);
+                        }
+                        Err(_) => break,
+                    },
+                    recv(idle) -> _ => break,
+                }
             }
         }
         let group = std::mem::take(&mut pending);
@@ -159,7 +181,14 @@ pub(super) fn run(
 /// The syncer thread: syncs the WAL for the groups the writer has written, then answers them
 /// (group commit: every group written during one sync waits for the next, one sync for all);
 /// relaxed writes are synced within [`RELAXED_SYNC`].
-fn sync_loop(db: &DB, shard: &ShardState, rx: crossbeam_channel::Receiver<Written>, commit_seconds: &metrics::Histogram) {
+fn sync_loop(
+    db: &DB,
+    shard: &ShardState,
+    rx: crossbeam_channel::Receiver<Written>,
+    commit_seconds: &metrics::Histogram,
+    syncing: &AtomicBool,
+    idle: &crossbeam_channel::Sender<()>,
+) {
     let mut dirty_since: Option<Instant> = None;
     let mut acks: Vec<Unsynced> = Vec::new();
     loop {
@@ -185,7 +214,10 @@ fn sync_loop(db: &DB, shard: &ShardState, rx: crossbeam_channel::Receiver<Writte
         };
         let due = dirty_since.is_some_and(|t| t.elapsed() >= RELAXED_SYNC);
         if !acks.is_empty() || due || (closed && dirty_since.is_some()) {
+            syncing.store(true, Ordering::Release);
             let result = db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string()));
+            syncing.store(false, Ordering::Release);
+            let _ = idle.try_send(());
             if let Err(e) = &result {
                 tracing::error!(shard = %shard.label, error = %e, "WAL sync failed");
             }
