@@ -5,6 +5,8 @@
 //!   cargo bench --bench load -- --mode single --connections 128 --seconds 20
 //!   cargo bench --bench load -- --mode batch --batch 100 --connections 16 --seconds 60
 //!   cargo bench --bench load -- --mode single --connections 64 --rate 20000   # latency at a set rate
+//!   cargo bench --bench load -- --mode batch --rate 1300   # batches at a set rate (requests/s)
+//!   (`--sandbox-window N`: the sandbox carrier's window, 1..=1024, default 1024)
 //!   cargo bench --bench load -- --mode sendsms --connections 128 --seconds 20
 //!   cargo bench --bench load -- --carrier smpp --sim-ack-ms 20 --smpp-window 64   # via SMPP
 //!
