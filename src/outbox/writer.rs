@@ -147,8 +147,13 @@ pub(super) fn run(
         commit_size.record(messages as f64);
         match (result, &syncer) {
             (Ok(()), Some((tx, _))) if needs_sync => {
-                // Answered (and its new messages queued) by the syncer, after the sync.
-                let _ = tx.send(Written::Acks(Unsynced { group, started }));
+                // The writes that need the sync are answered (and their new messages queued)
+                // by the syncer, after it; the others now.
+                let (synced, relaxed): (Vec<WriteReq>, Vec<WriteReq>) = group.into_iter().partition(|r| r.sync);
+                let _ = tx.send(Written::Acks(Unsynced { group: synced, started }));
+                if !relaxed.is_empty() {
+                    answer(&shard, relaxed, Ok(()));
+                }
             }
             (Ok(()), Some((tx, _))) => {
                 commit_seconds.record(started.elapsed().as_secs_f64());
