@@ -159,7 +159,7 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
                 );
             }
             ConnectorConfig::Smpp(sm) => {
-                if !(sm.url.starts_with("smpp://") || sm.url.starts_with("smpps://")) {
+                if crate::connector::smpp::client::parse_url(&sm.url).is_err() {
                     c.bad(
                         format!("{p}.url"),
                         format!(

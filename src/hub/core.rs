@@ -367,7 +367,7 @@ impl Hub {
     /// Tell listeners about a committed state change of a message that came in through a
     /// connector (tag `via:…`).
     pub(crate) fn notify_state(&self, msg: &Message, state: State) {
-        if msg.tags.iter().any(|t| t.starts_with("via:")) {
+        if msg.via().is_some() {
             for l in self.listeners.read().iter() {
                 l.on_state(msg, state);
             }

@@ -35,7 +35,7 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
         let now = now_ms();
         let low = shard.room() > hub.cfg.outbox.ready_queue / 2;
         if (low && shard.take_overflow()) || shard.wake_at() <= now {
-            if full_scan_at.elapsed() > Duration::ZERO {
+            if std::time::Instant::now() >= full_scan_at {
                 full_scan_at = std::time::Instant::now() + FULL_SCAN_EVERY;
                 cursor = i64::MIN;
             }

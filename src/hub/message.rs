@@ -413,6 +413,12 @@ impl Message {
         }
     }
 
+    /// For a message that came in through a connector, the rest of its `via:` tag (the
+    /// connector and account it came from, which receipts go back to).
+    pub fn via(&self) -> Option<&str> {
+        self.tags.iter().find_map(|t| t.strip_prefix("via:"))
+    }
+
     /// The text of the body, if it is text.
     pub fn text(&self) -> Option<&str> {
         match &self.body {

@@ -153,19 +153,18 @@ pub(super) async fn run(
     loop {
         let got = if turns.len() >= TURNS_IN_FLIGHT {
             0
-        } else if turns.is_empty() {
-            rx.recv_many(&mut batch, TURN_EVENTS).await
-        } else {
-            let oldest = turns.front_mut();
+        } else if let Some(oldest) = turns.front_mut() {
             tokio::select! {
                 biased;
-                r = async { match oldest { Some(t) => t.committed().await, None => std::future::pending().await } } => {
+                r = oldest.committed() => {
                     let Some(t) = turns.pop_front() else { continue };
                     finish(&hub, &shard, &mut cache, t, r);
                     continue;
                 }
                 n = rx.recv_many(&mut batch, TURN_EVENTS) => n,
             }
+        } else {
+            rx.recv_many(&mut batch, TURN_EVENTS).await
         };
         if got == 0 {
             // Full pipeline, or the channel closed: wait for the oldest commit.
@@ -529,7 +528,7 @@ async fn apply(
                 events += 1;
             }
         }
-        if stored < msg.history.len() && msg.tags.iter().any(|t| t.starts_with("via:")) {
+        if stored < msg.history.len() && msg.via().is_some() {
             notify.push((msg.clone(), msg.history[stored..].iter().map(|t| t.state).collect()));
         }
         if msg.state == State::Submitted {

@@ -214,14 +214,7 @@ impl Outbox {
         enqueue: Vec<Message>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let req = WriteReq {
-            ops,
-            enqueue,
-            messages,
-            done: Some(tx),
-            sync: true,
-        };
+        let (req, rx) = WriteReq::new(ops, enqueue, messages, true);
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
@@ -240,14 +233,7 @@ impl Outbox {
         messages: usize,
         sync: bool,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let mut req = WriteReq {
-            ops,
-            enqueue: Vec::new(),
-            messages,
-            done: Some(tx),
-            sync,
-        };
+        let (mut req, rx) = WriteReq::new(ops, Vec::new(), messages, sync);
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         loop {
             match w.try_send(req) {

@@ -1,5 +1,6 @@
-//! The per-shard writer thread: coalesces many write requests into one RocksDB `WriteBatch` and
-//! one WAL sync (group commit), and only then acknowledges each of them.
+//! The per-shard writer and syncer threads: the writer coalesces many write requests into one
+//! RocksDB `WriteBatch`, the syncer gives every group written meanwhile one WAL sync (group
+//! commit); a request that needs the sync is acknowledged only after it.
 
 use super::keys::ALL_CFS;
 use super::shard::ShardState;
@@ -56,6 +57,14 @@ pub struct WriteReq {
     /// written; requests are written in the order queued.
     pub sync: bool,
     pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl WriteReq {
+    /// A request, and the receiver its answer comes to.
+    pub fn new(ops: Vec<Op>, enqueue: Vec<Message>, messages: usize, sync: bool) -> (WriteReq, oneshot::Receiver<Result<(), StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        (WriteReq { ops, enqueue, messages, sync, done: Some(tx) }, rx)
+    }
 }
 
 /// Longest time a relaxed write stays unsynced when nothing else forces a sync.
@@ -142,7 +151,8 @@ pub(super) fn run(
         let group = std::mem::take(&mut pending);
         let needs_sync = fsync && group.iter().any(|r| r.sync);
         let started = Instant::now();
-        let claimed = claim(&shard, &group);
+        // Claimed before the write, so a concurrent scan cannot dispatch them too.
+        shard.claim(&enqueued(&group));
         let result = write(&db, &group, &opts);
         commit_size.record(messages as f64);
         match (result, &syncer) {
@@ -156,23 +166,18 @@ pub(super) fn run(
                 }
             }
             (Ok(()), Some((tx, _))) => {
+                // (a syncer runs only under fsync)
                 commit_seconds.record(started.elapsed().as_secs_f64());
-                if fsync {
-                    let _ = tx.send(Written::Dirty);
-                }
+                let _ = tx.send(Written::Dirty);
                 answer(&shard, group, Ok(()));
             }
             (Ok(()), None) => {
                 let result = if fsync { db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string())) } else { Ok(()) };
                 commit_seconds.record(started.elapsed().as_secs_f64());
-                if result.is_err() {
-                    shard.unclaim(&claimed);
-                }
                 answer(&shard, group, result);
             }
             (Err(e), _) => {
                 tracing::error!(shard = %label, error = %e, "outbox commit failed");
-                shard.unclaim(&claimed);
                 answer(&shard, group, Err(e));
             }
         }
@@ -229,10 +234,6 @@ fn sync_loop(
             dirty_since = None;
             for u in acks.drain(..) {
                 commit_seconds.record(u.started.elapsed().as_secs_f64());
-                if result.is_err() {
-                    let claimed: Vec<_> = u.group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
-                    shard.unclaim(&claimed);
-                }
                 answer(shard, u.group, result.clone());
             }
         }
@@ -242,11 +243,9 @@ fn sync_loop(
     }
 }
 
-/// Claim a group's new messages before the write, so a concurrent scan cannot dispatch them too.
-fn claim(shard: &ShardState, group: &[WriteReq]) -> Vec<crate::hub::message::MessageId> {
-    let claimed: Vec<_> = group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect();
-    shard.claim(&claimed);
-    claimed
+/// The ids of a group's new messages.
+fn enqueued(group: &[WriteReq]) -> Vec<crate::hub::message::MessageId> {
+    group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect()
 }
 
 /// Write one group in one batch (no sync).
@@ -275,10 +274,13 @@ fn write(db: &DB, group: &[WriteReq], opts: &WriteOptions) -> Result<(), StoreEr
     db.write_opt(batch, opts).map_err(|e| StoreError::Write(e.to_string()))
 }
 
-/// After a group is committed (or failed): queue its new messages, note its schedule entries
-/// for the scanner, answer each request.
+/// After a group is committed: queue its new messages, note its schedule entries for the
+/// scanner; after a failure: release the claims of its new messages (the scanner finds any that
+/// were stored after all). Then answer each request.
 fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), StoreError>) {
-    if result.is_ok() {
+    if result.is_err() {
+        shard.unclaim(&enqueued(&group));
+    } else {
         let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
         shard.push_ready(ready);
         // After push_ready: entries it could not queue are unclaimed by then.

@@ -67,13 +67,13 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
 }
 
 /// Host, port (default 2775) and whether TLS is on, from `smpp://host:port` or
-/// `smpps://host:port` (also `ssmpp://`).
-fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url}: not an smpp:// or smpps:// URL"))?;
-    let tls = match scheme.to_ascii_lowercase().as_str() {
-        "smpp" => false,
-        "smpps" | "ssmpp" => true,
-        other => return Err(format!("{url}: unsupported scheme {other}")),
+/// `smpps://host:port` (IPv6 hosts in brackets). Also what `check-config` checks a link's `url`
+/// with.
+pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls) = match (url.strip_prefix("smpp://"), url.strip_prefix("smpps://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(format!("{url}: not an smpp:// or smpps:// URL")),
     };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let (host, port) = match authority.strip_prefix('[') {
@@ -863,9 +863,9 @@ mod tests {
     fn link_urls() {
         assert_eq!(parse_url("smpp://127.0.0.1:2776").unwrap(), ("127.0.0.1".into(), 2776, false));
         assert_eq!(parse_url("smpps://smsc.example.net").unwrap(), ("smsc.example.net".into(), 2775, true));
-        assert_eq!(parse_url("SSMPP://[::1]:3550/").unwrap(), ("::1".into(), 3550, true));
+        assert_eq!(parse_url("smpps://[::1]:3550/").unwrap(), ("::1".into(), 3550, true));
         assert_eq!(parse_url("smpp://[::1]").unwrap(), ("::1".into(), 2775, false));
-        for bad in ["http://x:1", "smpp://:2775", "smpp://host:99999", "host:2775"] {
+        for bad in ["http://x:1", "smpp://:2775", "smpp://host:99999", "host:2775", "ssmpp://x:1"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

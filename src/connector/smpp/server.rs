@@ -456,7 +456,7 @@ impl Listener for SmppServer {
         if !state.is_final() || state == State::Received {
             return;
         }
-        let Some(tag) = msg.tags.iter().find_map(|t| t.strip_prefix("via:")) else {
+        let Some(tag) = msg.via() else {
             return;
         };
         let Some((conn, account)) = tag.split_once(':') else {
