@@ -9,6 +9,7 @@
 
 use super::dlr::{self, normalize_id};
 use super::pdu_view;
+use super::sm_fields::SmFields;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::ratelimit::TokenBucket;
@@ -30,7 +31,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio_util::codec::Encoder;
 
 /// Drives rusmppc's connection future. rusmppc 0.4.0 handles at most 5 queued requests per poll
 /// and, unlike its read side, does not wake itself when it stops there: with nothing arriving
@@ -344,22 +344,13 @@ impl SmppConnector {
         // Every answer below is a request to rusmppc (see `Kicked`).
         self.queued.fetch_add(1, Ordering::Release);
         match cmd.pdu() {
-            Some(Pdu::DeliverSm(_)) => {
-                let mut buf = bytes::BytesMut::new();
-                let view = rusmpp::tokio_codec::CommandCodec::new()
-                    .encode(&cmd, &mut buf)
-                    .ok()
-                    .and_then(|_| pdu_view::view(&buf).ok());
-                let Some(v) = view else {
-                    let _ = client.generic_nack(seq).await;
-                    return;
-                };
-                let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-                let stored = if esm & 0x3C == 0x04 || esm & 0x3C == 0x08 {
-                    self.on_receipt(&v).await;
+            Some(Pdu::DeliverSm(d)) => {
+                let f = SmFields::of_deliver(d);
+                let stored = if f.is_receipt() {
+                    self.on_receipt(&f).await;
                     Ok(())
                 } else {
-                    self.on_mo(&v).await
+                    self.on_mo(f).await
                 };
                 match stored {
                     Ok(()) => {
@@ -399,17 +390,21 @@ impl SmppConnector {
         }
     }
 
-    async fn on_receipt(&self, v: &serde_json::Value) {
-        let tlv_id = v["tlv"]["receipted_message_id"].as_str();
-        let text_id = v["receipt"]["id"].as_str();
-        let Some(id) = tlv_id.or(text_id) else { return };
-        let state = v["tlv"]["message_state"]
-            .as_u64()
-            .and_then(|s| dlr::message_state(s as u8))
-            .or_else(|| v["receipt"]["stat"].as_str().and_then(dlr::stat_state));
+    async fn on_receipt(&self, f: &SmFields) {
+        // The TLVs when the SMSC sends them; the receipt text otherwise (and for the error code
+        // of a message not delivered), read only then.
+        let tlv_state = f.message_state.and_then(dlr::message_state);
+        let text = match (&f.receipted_message_id, tlv_state) {
+            (Some(_), Some(crate::hub::message::State::Delivered)) => None,
+            _ => pdu_view::short_message_text(f.data_coding, f.split_udh().1).and_then(|t| dlr::parse(&t)),
+        };
+        let Some(id) = f.receipted_message_id.as_deref().or(text.as_ref().and_then(|r| r.id.as_deref())) else { return };
+        let state = tlv_state.or_else(|| text.as_ref().and_then(|r| r.stat.as_deref()).and_then(dlr::stat_state));
         let Some(state) = state else { return }; // intermediate (ENROUTE, ACCEPTD)
-        let error = v["receipt"]["err"]
-            .as_u64()
+        let error = text
+            .as_ref()
+            .and_then(|r| r.err.as_deref())
+            .and_then(|e| e.parse::<u64>().ok())
             .filter(|&e| e != 0)
             .map(|e| format!("{e:03}"));
         if let Some(hub) = self.hub.get() {
@@ -426,14 +421,11 @@ impl SmppConnector {
     /// An MO message: single, or one part of a concatenated message in any of SMPP's three
     /// forms (UDH in the short message, SAR TLVs, or whole in `message_payload`). Ok once it is
     /// safe to ack: a single message stored, a part held durably until the rest arrives.
-    async fn on_mo(&self, v: &serde_json::Value) -> Result<(), HubError> {
+    async fn on_mo(&self, f: SmFields) -> Result<(), HubError> {
         use crate::codec::reassembly::{PartBody, PartInfo};
         let Some(hub) = self.hub.get() else { return Err(HubError::Store("starting".into())) };
-        let from = v["source_addr"].as_str().unwrap_or("").to_string();
-        let to = v["destination_addr"].as_str().unwrap_or("").to_string();
-        let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
-        let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-        let raw = hex::decode(v["tlv"]["message_payload"].as_str().or(v["short_message_hex"].as_str()).unwrap_or("")).unwrap_or_default();
+        let (dc, esm, sar, tlv_port) = (f.data_coding, f.esm_class, f.sar, f.dest_port);
+        let (from, to, raw) = (f.source_addr, f.destination_addr, f.payload);
         let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
             match crate::codec::udh::Udh::parse(&raw) {
                 Ok((u, n)) => (Some(u), raw[n..].to_vec()),
@@ -446,14 +438,12 @@ impl SmppConnector {
             Some(t) => PartBody::Text(t),
             None => PartBody::Data(payload),
         };
-        let sar = &v["tlv"];
-        let info: Option<PartInfo> = udh.as_ref().and_then(|u| u.concat()).map(PartInfo::from).or_else(|| {
-            match (sar["sar_msg_ref_num"].as_u64(), sar["sar_total_segments"].as_u64(), sar["sar_segment_seqnum"].as_u64()) {
-                (Some(r), Some(t), Some(s)) => Some(PartInfo::from_sar(r as u16, t as u8, s as u8)),
-                _ => None,
-            }
-        });
-        let dest_port = udh.as_ref().and_then(|u| u.ports()).map(|p| p.0).or(v["tlv"]["destination_port"].as_u64().map(|p| p as u16));
+        let info: Option<PartInfo> = udh
+            .as_ref()
+            .and_then(|u| u.concat())
+            .map(PartInfo::from)
+            .or_else(|| sar.map(|(r, t, s)| PartInfo::from_sar(r, t, s)));
+        let dest_port = udh.as_ref().and_then(|u| u.ports()).map(|p| p.0).or(tlv_port);
         let Some(i) = info.filter(|i| i.total > 1 && i.seq >= 1 && i.seq <= i.total) else {
             return hub.receive(self.inbound(from, to, body, dc, dest_port, Vec::new())).await.map(|_| ());
         };

@@ -6,6 +6,7 @@
 //! outstanding `deliver_sm` per session; while none is bound they wait in memory.
 
 use super::pdu_view;
+use super::sm_fields::SmFields;
 use crate::config::{SmppAccount, SmppServerConfig};
 use crate::connector::ratelimit::TokenBucket;
 use crate::connector::{
@@ -20,7 +21,6 @@ use super::c;
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
 };
-use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::OctetString;
 use rusmpp::values::{DataCoding, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
-use tokio_util::codec::Encoder;
 
 struct Account {
     cfg: SmppAccount,
@@ -254,7 +253,7 @@ impl SmppServer {
             };
             let seq = cmd.sequence_number();
             match cmd.pdu() {
-                Some(Pdu::SubmitSm(_)) if can_send => {
+                Some(Pdu::SubmitSm(sm)) if can_send => {
                     if !acct.bucket.reserve().is_zero() {
                         let _ = tx.send(Command::new(
                             CommandStatus::EsmeRthrottled,
@@ -263,9 +262,9 @@ impl SmppServer {
                         ));
                         continue;
                     }
-                    let (this, tx, sid) = (self.clone(), tx.clone(), sid.clone());
+                    let (this, tx, sid, f) = (self.clone(), tx.clone(), sid.clone(), SmFields::of_submit(sm));
                     tokio::spawn(async move {
-                        let (status, id) = this.submit(&cmd, &sid).await;
+                        let (status, id) = this.submit(f, &sid).await;
                         let _ = tx.send(Command::new(
                             status,
                             seq,
@@ -311,46 +310,26 @@ impl SmppServer {
     }
 
     /// Put one submit_sm into the hub. Returns the response status and our message id.
-    async fn submit(&self, cmd: &Command, account: &str) -> (CommandStatus, String) {
-        let mut buf = bytes::BytesMut::new();
-        let Some(v) = CommandCodec::new()
-            .encode(cmd, &mut buf)
-            .ok()
-            .and_then(|_| pdu_view::view(&buf).ok())
-        else {
-            return (CommandStatus::EsmeRsyserr, String::new());
-        };
+    async fn submit(&self, f: SmFields, account: &str) -> (CommandStatus, String) {
         let Some(hub) = self.hub.get() else {
             return (CommandStatus::EsmeRsyserr, String::new());
         };
-        let dest = v["destination_addr"].as_str().unwrap_or("");
+        let dest = f.destination_addr.as_str();
         let to = if dest.starts_with('+') {
             dest.to_string()
         } else {
             format!("+{dest}")
         };
-        let src = v["source_addr"].as_str().unwrap_or("");
-        let from = match v["source_addr_ton"].as_u64() {
-            Some(1) if !src.is_empty() => Some(format!("+{}", src.trim_start_matches('+'))),
+        let src = f.source_addr.as_str();
+        let from = match f.source_addr_ton {
+            1 if !src.is_empty() => Some(format!("+{}", src.trim_start_matches('+'))),
             _ if !src.is_empty() => Some(src.to_string()),
             _ => None,
         };
-        let esm = v["esm_class"].as_u64().unwrap_or(0) as u8;
-        let dc = v["data_coding"].as_u64().unwrap_or(0) as u8;
-        let raw = hex::decode(
-            v["tlv"]["message_payload"]
-                .as_str()
-                .or(v["short_message_hex"].as_str())
-                .unwrap_or(""),
-        )
-        .unwrap_or_default();
-        let (udh, payload) = if esm & 0x40 != 0 && !raw.is_empty() {
-            let n = (raw[0] as usize + 1).min(raw.len());
-            (Some(raw[..n].to_vec()), raw[n..].to_vec())
-        } else {
-            (None, raw)
-        };
-        let text = pdu_view::short_message_text(dc, &payload);
+        let dc = f.data_coding;
+        let (udh, payload) = f.split_udh();
+        let udh = udh.map(<[u8]>::to_vec);
+        let text = pdu_view::short_message_text(dc, payload);
         let spec = match (dc, text) {
             (0 | 1 | 3 | 8, Some(t)) => BodySpec {
                 text: Some(t),
@@ -365,7 +344,7 @@ impl SmppServer {
             },
             _ => BodySpec {
                 text: None,
-                binary: Some(payload),
+                binary: Some(payload.to_vec()),
                 data_coding: Some(dc),
                 coding: None,
                 udh: udh.clone(),
@@ -374,7 +353,7 @@ impl SmppServer {
         let Ok((body, coding, segments)) = check_body(spec, 255) else {
             return (CommandStatus::EsmeRinvmsglen, String::new());
         };
-        let rd = v["registered_delivery"].as_u64().unwrap_or(0);
+        let rd = f.registered_delivery;
         let now = now_ms();
         let draft = Draft {
             channel: crate::config::Channel::Sms,
@@ -387,7 +366,7 @@ impl SmppServer {
             client_ref: None,
             metadata: Some(serde_json::json!({"smpp": {"registered_delivery": rd}}).to_string()),
             tags: vec![format!("via:{}:{account}", self.name)],
-            priority: v["priority_flag"].as_u64().unwrap_or(0).min(3) as u8,
+            priority: f.priority.min(3),
             send_at: None,
             expires_at: now + 48 * 3600 * 1000,
             callback_url: None,
