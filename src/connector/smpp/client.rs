@@ -10,6 +10,7 @@
 use super::dlr::{self, normalize_id};
 use super::pdu_view;
 use super::sm_fields::SmFields;
+use super::coalesce::Coalesced;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::ratelimit::TokenBucket;
@@ -231,9 +232,9 @@ impl SmppConnector {
             let name = rustls_pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?;
             let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(rusmppc::error::Error::Connect)?;
-            self.drive(builder.connected(stream))
+            self.drive(builder.connected(Coalesced::new(stream)))
         } else {
-            self.drive(builder.connected(tcp))
+            self.drive(builder.connected(Coalesced::new(tcp)))
         };
         let (sid, pw, st, range) = (
             c(&self.cfg.system_id),

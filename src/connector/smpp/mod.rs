@@ -2,6 +2,7 @@
 //! for downstream ESMEs and the SMSC simulator build on rusmpp 0.4.
 
 pub mod client;
+pub mod coalesce;
 pub mod dlr;
 pub mod pdu_view;
 pub mod sm_fields;
