@@ -13,6 +13,7 @@ use crate::hub::Accepted;
 use crate::secret::{parse_hash, Verifier};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Accounts allowed to use sendsms.
@@ -40,24 +41,39 @@ fn reply(status: StatusCode, text: &str) -> Resp {
     text_response(status, text.to_string(), CT)
 }
 
-/// Parse `application/x-www-form-urlencoded` into raw byte values (text may be in any charset).
-fn parse_params(raw: &[u8], into: &mut HashMap<String, Vec<u8>>) {
-    for pair in raw.split(|&b| b == b'&') {
-        if pair.is_empty() {
-            continue;
+/// The request's parameters (query string, then a form body), as raw bytes: text may be in any
+/// charset. The first occurrence of a name wins. Values without `+` or `%` are borrowed, not
+/// copied (parsing allocated a dozen times per request before).
+struct Params<'a> {
+    pairs: Vec<(Cow<'a, [u8]>, Cow<'a, [u8]>)>,
+}
+
+/// Undo `application/x-www-form-urlencoded` escaping.
+fn form_decode(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(s);
+    }
+    let plus: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    Cow::Owned(percent_encoding::percent_decode(&plus).collect())
+}
+
+impl<'a> Params<'a> {
+    fn add_form(&mut self, raw: &'a [u8]) {
+        for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let mut it = pair.splitn(2, |&b| b == b'=');
+            let k = it.next().unwrap_or_default();
+            let v = it.next().unwrap_or_default();
+            self.pairs.push((form_decode(k), form_decode(v)));
         }
-        let mut it = pair.splitn(2, |&b| b == b'=');
-        let k = it.next().unwrap_or_default();
-        let v = it.next().unwrap_or_default();
-        let decode = |s: &[u8]| -> Vec<u8> {
-            let plus: Vec<u8> = s
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect();
-            percent_encoding::percent_decode(&plus).collect()
-        };
-        let key = String::from_utf8_lossy(&decode(k)).into_owned();
-        into.entry(key).or_insert_with(|| decode(v));
+    }
+
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.pairs.iter().find(|(k, _)| &**k == name.as_bytes()).map(|(_, v)| &**v)
+    }
+
+    /// A value as text (invalid UTF-8 replaced).
+    fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.raw(name).map(String::from_utf8_lossy)
     }
 }
 
@@ -84,26 +100,30 @@ fn decode_text(bytes: &[u8], charset: Option<&str>, coding: u8) -> Result<String
 }
 
 pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
-    let mut p: HashMap<String, Vec<u8>> = HashMap::new();
-    parse_params(req.uri().query().unwrap_or("").as_bytes(), &mut p);
-    let is_form = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    let is_form = parts
+        .headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if req.method() == hyper::Method::POST {
-        match read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await {
-            Ok(body) if is_form => parse_params(&body, &mut p),
-            // Kannel's POST form: the body is the message text.
-            Ok(body) if !body.is_empty() => {
-                p.entry("text".into()).or_insert_with(|| body.to_vec());
-            }
-            Ok(_) => {}
+    let body = if parts.method == hyper::Method::POST {
+        match read_body(body, api.hub.cfg.api.max_body_bytes).await {
+            Ok(b) => b,
             Err(e) => return reply(e.status, &e.message),
         }
+    } else {
+        hyper::body::Bytes::new()
+    };
+    let mut p = Params { pairs: Vec::with_capacity(16) };
+    p.add_form(parts.uri.query().unwrap_or("").as_bytes());
+    if is_form {
+        p.add_form(&body);
+    } else if !body.is_empty() {
+        // Kannel's POST form: the body is the message text.
+        p.pairs.push((Cow::Borrowed(b"text"), Cow::Borrowed(&body)));
     }
-    let get = |k: &str| p.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-    let get2 = |a: &str, b: &str| get(a).or_else(|| get(b));
+    let get = |k: &str| p.get(k).map(Cow::into_owned);
+    let get2 = |a: &str, b: &str| p.get(a).or_else(|| p.get(b));
 
     // Authorisation: configured users; with none, open only when the API itself is open.
     let user = get2("username", "user");
@@ -111,14 +131,14 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
     let authorised = if api.sendsms.users.is_empty() {
         api.auth.is_open()
     } else {
-        matches!((&user, &pass), (Some(u), Some(pw)) if api.sendsms.users.get(u).is_some_and(|v| v.check(pw)))
+        matches!((&user, &pass), (Some(u), Some(pw)) if api.sendsms.users.get(&**u).is_some_and(|v| v.check(pw)))
     };
     if !authorised {
         metrics::counter!(crate::metrics::API_REJECTED_TOTAL, crate::metrics::L_CODE => "unauthorized").increment(1);
         return reply(StatusCode::FORBIDDEN, "Authorization failed for sendsms");
     }
 
-    let to = get("to").unwrap_or_default();
+    let to = p.get("to").unwrap_or_default();
     let receivers: Vec<&str> = to
         .split([' ', ',', ';'])
         .filter(|s| !s.is_empty())
@@ -129,31 +149,31 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
             "Empty receiver number not allowed, rejected",
         );
     }
-    let coding: u8 = match get("coding").map(|c| c.trim().parse::<u8>()) {
+    let coding: u8 = match p.get("coding").map(|c| c.trim().parse::<u8>()) {
         None => 0,
         Some(Ok(c)) if c <= 2 => c,
         Some(_) => return reply(StatusCode::BAD_REQUEST, "Invalid coding, rejected"),
     };
-    let udh = p.get("udh").cloned();
+    let udh = p.raw("udh").map(<[u8]>::to_vec);
     if let Some(u) = &udh {
         if u.is_empty() || u.len() != u[0] as usize + 1 {
             return reply(StatusCode::BAD_REQUEST, "UDH field misformed, rejected");
         }
     }
-    let raw_text = p.get("text").cloned().unwrap_or_default();
+    let raw_text = p.raw("text").unwrap_or_default();
     if raw_text.is_empty() && udh.is_none() {
         return reply(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected.");
     }
     let spec = if coding == 1 {
         BodySpec {
             text: None,
-            binary: Some(raw_text),
+            binary: Some(raw_text.to_vec()),
             data_coding: Some(0x04),
             coding: None,
             udh: udh.clone(),
         }
     } else {
-        let text = match decode_text(&raw_text, get("charset").as_deref(), coding) {
+        let text = match decode_text(raw_text, p.get("charset").as_deref(), coding) {
             Ok(t) => t,
             Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
         };
@@ -187,7 +207,7 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         }
     }
     let minutes = |k: &str| -> Result<Option<i64>, ()> {
-        match get(k) {
+        match p.get(k) {
             None => Ok(None),
             Some(v) => v
                 .trim()
@@ -217,7 +237,7 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
     };
     let kannel_dlr = match (
         get("dlr-url"),
-        get("dlr-mask").and_then(|m| m.trim().parse::<u8>().ok()),
+        p.get("dlr-mask").and_then(|m| m.trim().parse::<u8>().ok()),
     ) {
         (Some(url), Some(mask))
             if mask != 0 && (url.starts_with("http://") || url.starts_with("https://")) =>
@@ -229,15 +249,15 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         }
         _ => None,
     };
-    let priority = get("priority")
+    let priority = p.get("priority")
         .and_then(|p| p.trim().parse::<u8>().ok())
         .unwrap_or(0)
         .min(3);
-    let tags: Vec<String> = get("smsc")
+    let tags: Vec<String> = p.get("smsc")
         .filter(|s| !s.is_empty())
         .map(|s| vec![format!("smsc={s}")])
         .unwrap_or_default();
-    let meta = get("meta-data").map(|m| serde_json::json!({"kannel_meta_data": m}).to_string());
+    let meta = p.get("meta-data").map(|m| serde_json::json!({"kannel_meta_data": m}).to_string());
 
     let mut drafts = Vec::with_capacity(receivers.len());
     let mut bad = Vec::new();
