@@ -244,6 +244,9 @@ async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     }
     assert_eq!(s.counters.submits.load(Relaxed), 40);
     assert_eq!(s.counters.receipts.load(Relaxed), 0);
+    // No receipt will come: nothing is kept to match one with.
+    assert!(!g.gw.hub.link("op").unwrap().receipts);
+    assert_eq!(g.gw.hub.outbox.outstanding_remote_ids("op").unwrap(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

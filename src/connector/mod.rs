@@ -199,6 +199,11 @@ pub trait Connector: Send + Sync {
     /// remote-id index). A carrier keeps its receipts across our restart; a connector that
     /// cannot count on that (the sandbox, or SMPP via `query_sm`) reconciles them here.
     fn resume(&self, _outstanding: Vec<String>) {}
+    /// Whether submitted messages get receipts. When not (SMPP or a modem bank with `dlr =
+    /// false`), nothing is kept to match one with: no remote-id index entry, no cached message.
+    fn wants_receipts(&self) -> bool {
+        true
+    }
 }
 
 /// A connector with its dispatch limits.
@@ -209,6 +214,8 @@ pub struct Link {
     pub window: Arc<Semaphore>,
     pub window_size: usize,
     pub bucket: TokenBucket,
+    /// [`Connector::wants_receipts`], asked once.
+    pub receipts: bool,
     /// Notified when the link may have come up.
     pub changed: Notify,
     was_up: AtomicBool,
@@ -224,12 +231,14 @@ impl Link {
         connector: Arc<dyn Connector>,
         limits: Limits,
     ) -> Link {
+        let receipts = connector.wants_receipts();
         Link {
             name: name.into(),
             kind,
             connector,
             window: Arc::new(Semaphore::new(limits.window)),
             window_size: limits.window,
+            receipts,
             bucket: TokenBucket::new(limits.tps, limits.burst),
             changed: Notify::new(),
             was_up: AtomicBool::new(true),

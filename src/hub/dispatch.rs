@@ -160,7 +160,7 @@ async fn dispatch(
         let id = msg.id;
         let ids = match &outcome {
             crate::connector::Outcome::Submitted { remote_ids }
-            | crate::connector::Outcome::Unconfirmed { remote_ids, .. } => remote_ids.clone(),
+            | crate::connector::Outcome::Unconfirmed { remote_ids, .. } if link.receipts => remote_ids.clone(),
             _ => Vec::new(),
         };
         let _ = actor

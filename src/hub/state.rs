@@ -262,6 +262,8 @@ async fn apply(
     // be on disk. Outcomes of attempts, and receipts nobody is told about, may ride the next
     // sync (within 2 ms): a power cut resends such a message or leaves it `submitted`.
     let mut must_sync = false;
+    // Submitted on links that ask for no receipts: nothing to keep them in memory for.
+    let mut no_receipts: foldhash::HashSet<MessageId> = Default::default();
 
     // Load a message into the working set (from an earlier event of this turn, the cache of
     // submitted messages, a turn not yet committed, or the store).
@@ -310,14 +312,19 @@ async fn apply(
                             }
                             _ => (Vec::new(), None),
                         };
-                        if let Some(l) = hub.link(&connector) {
+                        let link = hub.link(&connector);
+                        if let Some(l) = link {
                             l.submitted.increment(1);
                         }
                         m::hot()
                             .accept_to_submit
                             .record((now - msg.created_at).max(0) as f64 / 1000.0);
                         // (the in-memory remote index was filled by the dispatcher)
-                        for (i, rid) in remote_ids.iter().enumerate() {
+                        let receipts = link.is_none_or(|l| l.receipts);
+                        if !receipts {
+                            no_receipts.insert(id);
+                        }
+                        for (i, rid) in remote_ids.iter().enumerate().filter(|_| receipts) {
                             ops.push(Op::Put(
                                 Cf::Remote,
                                 keys::remote_key(&connector, rid),
@@ -531,7 +538,7 @@ async fn apply(
         if stored < msg.history.len() && msg.via().is_some() {
             notify.push((msg.clone(), msg.history[stored..].iter().map(|t| t.state).collect()));
         }
-        if msg.state == State::Submitted {
+        if msg.state == State::Submitted && !no_receipts.contains(&id) {
             cache.put(msg);
             cached.push(id);
         } else {

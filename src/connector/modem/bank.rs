@@ -299,6 +299,10 @@ impl Connector for ModemBank {
         })
     }
 
+    fn wants_receipts(&self) -> bool {
+        self.cfg.dlr
+    }
+
     fn set_down(&self, down: bool) {
         self.manual_down.store(down, Ordering::Relaxed);
     }

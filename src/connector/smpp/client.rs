@@ -841,6 +841,10 @@ impl Connector for SmppConnector {
         })
     }
 
+    fn wants_receipts(&self) -> bool {
+        self.cfg.dlr
+    }
+
     fn set_down(&self, down: bool) {
         self.manual_down.store(down, Ordering::Relaxed);
     }
