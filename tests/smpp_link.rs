@@ -130,6 +130,23 @@ async fn undelivered_receipts() {
     let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
     let v = g.wait_state(&id, "undelivered", 10).await;
     assert_eq!(v["error"]["code"], "network_error");
+    assert_eq!(v["error"]["message"], "001", "the text's err:");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_receipts_as_tlvs_carry_the_network_error_code() {
+    let s = sim(SimConfig {
+        dlr_mix: [0, 1, 0, 0],
+        dlr_as: postern::connector::smpp::sim::DlrAs::Tlv,
+        ..Default::default()
+    })
+    .await;
+    let g = gateway(&link(s.addr, "")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
+    let v = g.wait_state(&id, "undelivered", 10).await;
+    assert_eq!(v["error"]["code"], "network_error");
+    assert_eq!(v["error"]["message"], "001 (network type 3)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

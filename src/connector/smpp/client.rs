@@ -402,12 +402,14 @@ impl SmppConnector {
         let Some(id) = f.receipted_message_id.as_deref().or(text.as_ref().and_then(|r| r.id.as_deref())) else { return };
         let state = tlv_state.or_else(|| text.as_ref().and_then(|r| r.stat.as_deref()).and_then(dlr::stat_state));
         let Some(state) = state else { return }; // intermediate (ENROUTE, ACCEPTD)
+        // The text's `err:`, else the `network_error_code` TLV (with its network type).
         let error = text
             .as_ref()
             .and_then(|r| r.err.as_deref())
             .and_then(|e| e.parse::<u64>().ok())
             .filter(|&e| e != 0)
-            .map(|e| format!("{e:03}"));
+            .map(|e| format!("{e:03}"))
+            .or_else(|| f.network_error.filter(|&(_, c)| c != 0).map(|(t, c)| format!("{c:03} (network type {t})")));
         if let Some(hub) = self.hub.get() {
             let receipt = Receipt {
                 connector: self.name.clone(),

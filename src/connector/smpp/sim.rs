@@ -234,7 +234,11 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
     );
     let text = (shared.cfg.dlr_as != DlrAs::Tlv).then(|| text.into_bytes());
     let state = (shared.cfg.dlr_as != DlrAs::Text).then_some(state);
-    let b = super::receipt_deliver_sm(id, src, dst, text, state);
+    let mut b = super::receipt_deliver_sm(id, src, dst, text, state);
+    if state.is_some() && stat != "DELIVRD" {
+        use rusmpp::values::{ErrorCodeNetworkType, NetworkErrorCode};
+        b.push_tlv(rusmpp::tlvs::MessageDeliveryRequestTlvValue::NetworkErrorCode(NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, 1)));
+    }
     Command::new(CommandStatus::EsmeRok, seq, b)
 }
 

@@ -20,6 +20,8 @@ pub struct SmFields {
     pub payload: Vec<u8>,
     pub receipted_message_id: Option<String>,
     pub message_state: Option<u8>,
+    /// `network_error_code`: network type and error code.
+    pub network_error: Option<(u8, u16)>,
     /// `sar_msg_ref_num`, `sar_total_segments`, `sar_segment_seqnum` when all three are given.
     pub sar: Option<(u16, u8, u8)>,
     pub dest_port: Option<u16>,
@@ -40,6 +42,7 @@ macro_rules! sm_fields {
             payload: Vec::new(),
             receipted_message_id: None,
             message_state: None,
+            network_error: None,
             sar: None,
             dest_port: None,
         };
@@ -67,6 +70,7 @@ impl SmFields {
                 Some(TlvValue::MessagePayload(p)) => self.payload = p.value.as_ref().to_vec(),
                 Some(TlvValue::ReceiptedMessageId(id)) => self.receipted_message_id = Some(id.as_str().to_string()),
                 Some(TlvValue::MessageState(st)) => self.message_state = Some(u8::from(*st)),
+                Some(TlvValue::NetworkErrorCode(e)) => self.network_error = Some((u8::from(e.network_type), e.error_code)),
                 Some(TlvValue::SarMsgRefNum(v)) => r = Some(*v),
                 Some(TlvValue::SarTotalSegments(v)) => t = Some(*v),
                 Some(TlvValue::SarSegmentSeqnum(v)) => s = Some(*v),
@@ -102,7 +106,7 @@ mod tests {
     use rusmpp::pdus::{DeliverSm, SubmitSm};
     use rusmpp::tlvs::MessageSubmissionRequestTlvValue as SubTlv;
     use rusmpp::types::{AnyOctetString, OctetString};
-    use rusmpp::values::{DataCoding, EsmClass, MessagePayload, MessageState, Ton};
+    use rusmpp::values::{DataCoding, ErrorCodeNetworkType, EsmClass, MessagePayload, MessageState, NetworkErrorCode, Ton};
     use rusmpp::{Command, CommandStatus, Pdu};
 
     /// Encode a command and decode it again, as a peer's bytes reach the session.
@@ -161,13 +165,15 @@ mod tests {
 
     #[test]
     fn receipt_tlvs_are_read() {
-        let d: DeliverSm = super::super::receipt_deliver_sm("abc123", "447700900123", "Postern", Some(b"id:abc123 stat:DELIVRD err:000".to_vec()), Some(MessageState::Delivered));
+        let mut d: DeliverSm = super::super::receipt_deliver_sm("abc123", "447700900123", "Postern", Some(b"id:abc123 stat:DELIVRD err:000".to_vec()), Some(MessageState::Delivered));
+        d.push_tlv(rusmpp::tlvs::MessageDeliveryRequestTlvValue::NetworkErrorCode(NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, 34)));
         let cmd = wire(d.into());
         let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("not a deliver_sm") };
         let f = SmFields::of_deliver(d);
         assert!(f.is_receipt());
         assert_eq!(f.receipted_message_id.as_deref(), Some("abc123"));
         assert_eq!(f.message_state, Some(2));
+        assert_eq!(f.network_error, Some((3, 34)));
         assert_eq!(f.payload, b"id:abc123 stat:DELIVRD err:000");
         let v = view_of(&cmd);
         assert_eq!(v["tlv"]["message_state"].as_u64(), Some(2));
