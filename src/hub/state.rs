@@ -247,13 +247,14 @@ async fn apply(
     shard: &ShardState,
     cache: &mut SubmittedCache,
     turns: &mut std::collections::VecDeque<Turn>,
-    events: impl Iterator<Item = ShardEvent>,
+    events: impl ExactSizeIterator<Item = ShardEvent>,
 ) -> Turn {
     let now = now_ms();
     let s = shard.index;
     let retry_cfg = &hub.cfg.outbox.retry;
-    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::default();
-    let mut ops = Vec::new();
+    // Sized for the turn up front: growing a map of messages moves every one of them again.
+    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::with_capacity_and_hasher(events.len(), Default::default());
+    let mut ops = Vec::with_capacity(events.len() * 3);
     let mut after = Vec::new();
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
@@ -519,7 +520,7 @@ async fn apply(
     let mut events = 0;
     let n = work.len();
     let mut notify = Vec::new();
-    let mut recent = HashMap::default();
+    let mut recent = HashMap::with_capacity_and_hasher(n, Default::default());
     let mut cached = Vec::new();
     for (id, (msg, stored)) in work {
         ops.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
