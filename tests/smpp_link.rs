@@ -120,33 +120,22 @@ async fn reconnects_after_the_smsc_drops_the_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_receipts() {
-    let s = sim(SimConfig {
-        dlr_mix: [0, 1, 0, 0],
-        ..Default::default()
-    })
-    .await;
-    let g = gateway(&link(s.addr, "")).await;
-    wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
-    let v = g.wait_state(&id, "undelivered", 10).await;
-    assert_eq!(v["error"]["code"], "network_error");
-    assert_eq!(v["error"]["message"], "001", "the text's err:");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undelivered_receipts_as_tlvs_carry_the_network_error_code() {
-    let s = sim(SimConfig {
-        dlr_mix: [0, 1, 0, 0],
-        dlr_as: postern::connector::smpp::sim::DlrAs::Tlv,
-        ..Default::default()
-    })
-    .await;
-    let g = gateway(&link(s.addr, "")).await;
-    wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
-    let v = g.wait_state(&id, "undelivered", 10).await;
-    assert_eq!(v["error"]["code"], "network_error");
-    assert_eq!(v["error"]["message"], "001 (network type 3)");
+    use postern::connector::smpp::sim::DlrAs;
+    // The error is the text's `err:` when there is one, else the network_error_code TLV.
+    for (form, error) in [(DlrAs::Both, "001"), (DlrAs::Text, "001"), (DlrAs::Tlv, "001 (network type 3)")] {
+        let s = sim(SimConfig {
+            dlr_mix: [0, 1, 0, 0],
+            dlr_as: form,
+            ..Default::default()
+        })
+        .await;
+        let g = gateway(&link(s.addr, "")).await;
+        wait_up(&g).await;
+        let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
+        let v = g.wait_state(&id, "undelivered", 10).await;
+        assert_eq!(v["error"]["code"], "network_error", "{form:?}");
+        assert_eq!(v["error"]["message"], error, "{form:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
