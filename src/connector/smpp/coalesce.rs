@@ -9,6 +9,7 @@
 use parking_lot::Mutex;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
@@ -32,7 +33,13 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     wake_pump: tokio::sync::Notify,
+    /// The stream was dropped: a write the peer does not take gives up after
+    /// [`DRAIN_ON_DROP`], so a peer that stops reading cannot keep the socket open.
+    dropped: AtomicBool,
 }
+
+/// How long writes may still go on after the stream is dropped.
+const DRAIN_ON_DROP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A stream whose writes are coalesced by a pump task (see the module doc); reads go straight
 /// to the underlying stream.
@@ -45,7 +52,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Coalesced<S> {
     /// Wrap a connected stream; spawns its pump on the current runtime.
     pub fn new(stream: S) -> Coalesced<S> {
         let (read, write) = tokio::io::split(stream);
-        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), wake_pump: tokio::sync::Notify::new() });
+        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), wake_pump: tokio::sync::Notify::new(), dropped: AtomicBool::new(false) });
         tokio::spawn(pump(write, shared.clone()));
         Coalesced { read, shared }
     }
@@ -63,9 +70,12 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
             p.closed
         };
         if !out.is_empty() {
-            let r = match write.write_all(&out).await {
-                Ok(()) => write.flush().await,
-                Err(e) => Err(e),
+            let r = tokio::select! {
+                r = async {
+                    write.write_all(&out).await?;
+                    write.flush().await
+                } => r,
+                _ = gave_up(&shared) => Err(io::Error::new(io::ErrorKind::TimedOut, "dropped while the peer took no more")),
             };
             out.clear();
             if let Err(e) = r {
@@ -80,7 +90,10 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
             continue;
         }
         if closed {
-            let _ = write.shutdown().await;
+            tokio::select! {
+                _ = write.shutdown() => {}
+                _ = gave_up(&shared) => {}
+            }
             let mut p = shared.pending.lock();
             p.done = true;
             if let Some(w) = p.waiting.take() {
@@ -89,6 +102,18 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
             return;
         }
         shared.wake_pump.notified().await;
+    }
+}
+
+/// Ready [`DRAIN_ON_DROP`] after the stream is dropped; never while it is in use.
+async fn gave_up(shared: &Shared) {
+    loop {
+        let woken = shared.wake_pump.notified();
+        if shared.dropped.load(Ordering::Acquire) {
+            tokio::time::sleep(DRAIN_ON_DROP).await;
+            return;
+        }
+        woken.await;
     }
 }
 
@@ -153,6 +178,7 @@ impl<S: AsyncWrite> AsyncWrite for Coalesced<S> {
 impl<S> Drop for Coalesced<S> {
     fn drop(&mut self) {
         self.shared.pending.lock().closed = true;
+        self.shared.dropped.store(true, Ordering::Release);
         self.shared.wake_pump.notify_one();
     }
 }
@@ -183,6 +209,21 @@ mod tests {
         }
         c.shutdown().await.unwrap();
         assert_eq!(reader.await.unwrap(), sent);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_cannot_keep_a_dropped_stream_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = Coalesced::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (_peer, _) = listener.accept().await.unwrap(); // never reads
+        // Fill the kernel's buffers and ours until writes wait.
+        let chunk = vec![1u8; 64 * 1024];
+        while tokio::time::timeout(std::time::Duration::from_millis(200), c.write_all(&chunk)).await.is_ok() {}
+        let pump = Arc::downgrade(&c.shared);
+        drop(c);
+        tokio::time::sleep(DRAIN_ON_DROP + std::time::Duration::from_millis(500)).await;
+        assert!(pump.upgrade().is_none(), "the pump still holds the socket");
     }
 
     #[tokio::test]
