@@ -4,7 +4,7 @@
 //! receipt. Written by hand and table-driven; the wire protocol itself is rusmpp's. Every error
 //! names the octet offset.
 
-use super::dlr;
+use super::{dlr, sm_fields};
 use crate::codec::{gsm7, ucs2};
 use serde_json::{json, Map, Value};
 use thiserror::Error;
@@ -395,14 +395,9 @@ pub fn view(b: &[u8]) -> Result<Value, ViewError> {
     };
     if let (Some(body), Some(dc)) = (body, v.get("data_coding").and_then(|d| d.as_u64())) {
         let esm = v.get("esm_class").and_then(|e| e.as_u64()).unwrap_or(0) as u8;
-        let text_part = if esm & 0x40 != 0 && !body.is_empty() {
-            let udhl = body[0] as usize;
-            body.get(udhl + 1..).unwrap_or(&[]).to_vec()
-        } else {
-            body
-        };
-        if let Some(t) = short_message_text(dc as u8, &text_part) {
-            if esm & 0x3C == 0x04 || esm & 0x3C == 0x08 {
+        let (_, text_part) = sm_fields::split_udh(esm, &body);
+        if let Some(t) = short_message_text(dc as u8, text_part) {
+            if sm_fields::is_receipt(esm) {
                 if let Some(r) = dlr::parse(&t) {
                     v.insert("receipt".into(), r.to_json());
                 }

@@ -85,19 +85,30 @@ impl SmFields {
 
     /// The UDH (when `esm_class` says there is one) and the user data after it.
     pub fn split_udh(&self) -> (Option<&[u8]>, &[u8]) {
-        match self.payload.first() {
-            Some(&n) if self.esm_class & 0x40 != 0 => {
-                let end = (n as usize + 1).min(self.payload.len());
-                (Some(&self.payload[..end]), &self.payload[end..])
-            }
-            _ => (None, &self.payload),
-        }
+        split_udh(self.esm_class, &self.payload)
     }
 
-    /// A delivery receipt (esm_class message type 0x04 or 0x08), not an MO message.
+    /// A delivery receipt, not an MO message.
     pub fn is_receipt(&self) -> bool {
-        matches!(self.esm_class & 0x3C, 0x04 | 0x08)
+        is_receipt(self.esm_class)
     }
+}
+
+/// The UDH (when `esm_class` has UDHI, 0x40, and the data is not empty: its first octet is the
+/// header length) and the user data after it. A length past the end leaves no user data.
+pub fn split_udh(esm_class: u8, data: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    match data.first() {
+        Some(&n) if esm_class & 0x40 != 0 => {
+            let end = (n as usize + 1).min(data.len());
+            (Some(&data[..end]), &data[end..])
+        }
+        _ => (None, data),
+    }
+}
+
+/// `esm_class` message type 0x04 or 0x08: a delivery receipt (or intermediate notification).
+pub fn is_receipt(esm_class: u8) -> bool {
+    matches!(esm_class & 0x3C, 0x04 | 0x08)
 }
 
 #[cfg(test)]
