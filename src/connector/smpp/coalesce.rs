@@ -30,6 +30,21 @@ struct Pending {
     waiting: Option<Waker>,
 }
 
+impl Pending {
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.waiting.take() {
+            w.wake();
+        }
+    }
+
+    /// The pump ends (with the write error, if that is why).
+    fn end(&mut self, error: Option<(io::ErrorKind, String)>) {
+        self.error = error;
+        self.done = true;
+        self.wake_writer();
+    }
+}
+
 struct Shared {
     pending: Mutex<Pending>,
     wake_pump: tokio::sync::Notify,
@@ -64,9 +79,7 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
         let closed = {
             let mut p = shared.pending.lock();
             std::mem::swap(&mut p.data, &mut out);
-            if let Some(w) = p.waiting.take() {
-                w.wake();
-            }
+            p.wake_writer();
             p.closed
         };
         if !out.is_empty() {
@@ -79,13 +92,7 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
             };
             out.clear();
             if let Err(e) = r {
-                let mut p = shared.pending.lock();
-                p.error = Some((e.kind(), e.to_string()));
-                p.done = true;
-                if let Some(w) = p.waiting.take() {
-                    w.wake();
-                }
-                return;
+                return shared.pending.lock().end(Some((e.kind(), e.to_string())));
             }
             continue;
         }
@@ -94,12 +101,7 @@ async fn pump<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) {
                 _ = write.shutdown() => {}
                 _ = gave_up(&shared) => {}
             }
-            let mut p = shared.pending.lock();
-            p.done = true;
-            if let Some(w) = p.waiting.take() {
-                w.wake();
-            }
-            return;
+            return shared.pending.lock().end(None);
         }
         shared.wake_pump.notified().await;
     }
