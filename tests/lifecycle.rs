@@ -387,7 +387,7 @@ async fn changing_the_shard_count_keeps_every_queued_message() {
         for _ in 0..40 {
             let id = ids.next();
             let s = id.shard(4);
-            ob.write(s, vec![Op::Put(Cf::Due, keys::due_key(s, 1_000, id).to_vec(), vec![])], vec![], 1).await.unwrap();
+            ob.write(s, vec![Op::put(Cf::Due, keys::due_key(s, 1_000, id), Vec::new())], vec![], 1).await.unwrap();
         }
     }
     for n in [4, 1, 3] {

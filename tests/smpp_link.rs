@@ -328,7 +328,7 @@ async fn held_mo_parts_survive_a_restart() {
         for (seq, t) in [(1, "one, "), (3, "three"), (2, "two, ")] {
             let p = part(seq, t);
             let key = postern::outbox::keys::part_key("op", &p.sender, &p.receiver, p.reference, p.total, p.seq);
-            let op = postern::outbox::Op::Put(postern::outbox::Cf::Parts, key, postcard::to_allocvec(&p).unwrap());
+            let op = postern::outbox::Op::put(postern::outbox::Cf::Parts, key, postcard::to_allocvec(&p).unwrap());
             outbox.write(0, vec![op], vec![], 0).await.unwrap();
         }
     }

@@ -274,7 +274,7 @@ pub(super) async fn run(hub: Weak<Hub>) {
         }
         let mut ops = Vec::new();
         while let Some(Ok((k, ev, r))) = set.join_next().await {
-            ops.push(Op::Delete(Cf::Events, k));
+            ops.push(Op::delete(Cf::Events, k));
             match (ev, r) {
                 (_, Ok(())) => {
                     metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1)
@@ -284,9 +284,9 @@ pub(super) async fn run(hub: Weak<Hub>) {
                     let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
                     tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
                     metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
-                    ops.push(Op::Put(
+                    ops.push(Op::put(
                         Cf::Events,
-                        keys::event_key(now_ms() + delay, h.ids.next()).to_vec(),
+                        keys::event_key(now_ms() + delay, h.ids.next()),
                         ev.encode(),
                     ));
                 }

@@ -27,9 +27,11 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
     // and then, so that nothing can hide behind it for long.
     let mut cursor = i64::MIN;
     let mut full_scan_at = std::time::Instant::now() + FULL_SCAN_EVERY;
+    let mut handoff: Vec<Handoff> = Vec::with_capacity(HANDOFF_MAX);
     loop {
         let Some(hub) = hub.upgrade() else { return };
         if hub.draining.load(Ordering::Relaxed) {
+            launch(&hub, &actor, &mut handoff);
             return;
         }
         let now = now_ms();
@@ -46,9 +48,18 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
             depth_gauge.set(shard.depth.load(Ordering::Relaxed) as f64);
         }
         match shard.pop() {
-            Some(Popped::Message(msg)) => dispatch(&hub, &shard, &actor, msg).await,
+            Some(Popped::Message(msg)) => {
+                dispatch(&hub, &shard, &actor, msg, &mut handoff).await;
+                if handoff.len() >= HANDOFF_MAX {
+                    launch(&hub, &actor, &mut handoff);
+                    // Permits and tokens taken without waiting do not yield: let the tasks
+                    // just launched (and the rest of the runtime) run.
+                    tokio::task::yield_now().await;
+                }
+            }
             Some(Popped::Canceled(_)) => {}
             None => {
+                launch(&hub, &actor, &mut handoff);
                 let wait = (shard.wake_at() - now_ms()).clamp(1, 1000) as u64;
                 drop(hub);
                 let _ = tokio::time::timeout(Duration::from_millis(wait), shard.notify.notified())
@@ -88,11 +99,64 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
     }
 }
 
+/// A message ready for its connector: routed, its window slot and rate token taken, marked in
+/// flight.
+struct Handoff {
+    msg: super::message::Message,
+    link: Arc<crate::connector::Link>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Most messages handed to one delivery task.
+const HANDOFF_MAX: usize = 128;
+
+/// Start delivering the gathered messages: one task drives them all (a task per message cost
+/// more than the sandbox's whole delivery, and the dispatcher queued behind thousands of them).
+fn launch(hub: &Arc<Hub>, actor: &mpsc::Sender<ShardEvent>, handoff: &mut Vec<Handoff>) {
+    if handoff.is_empty() {
+        return;
+    }
+    let batch = std::mem::replace(handoff, Vec::with_capacity(HANDOFF_MAX));
+    let (hub, actor) = (hub.clone(), actor.clone());
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut running: futures::stream::FuturesUnordered<_> =
+            batch.into_iter().map(|h| deliver(&hub, &actor, h)).collect();
+        while running.next().await.is_some() {}
+    });
+}
+
+/// Deliver one message and queue its outcome for the state actor.
+async fn deliver(hub: &Hub, actor: &mpsc::Sender<ShardEvent>, h: Handoff) {
+    let Handoff { msg, link, permit } = h;
+    let outcome = link.connector.deliver(&msg).await;
+    link.inflight_gauge.decrement(1.0);
+    let id = msg.id;
+    let ids = match &outcome {
+        crate::connector::Outcome::Submitted { remote_ids }
+        | crate::connector::Outcome::Unconfirmed { remote_ids, .. } if link.receipts => remote_ids.clone(),
+        _ => Vec::new(),
+    };
+    let _ = actor
+        .send(ShardEvent::Outcome {
+            msg,
+            outcome,
+            permit: Some(permit),
+        })
+        .await;
+    // Only now may receipts find the message: queued after its outcome on the same actor,
+    // a receipt is applied to the submitted message, however fast the carrier answers.
+    for (i, rid) in ids.iter().enumerate() {
+        hub.remote_index.insert(&link.name, rid, id, i as u16);
+    }
+}
+
 async fn dispatch(
     hub: &Arc<Hub>,
     shard: &ShardState,
     actor: &mpsc::Sender<ShardEvent>,
     mut msg: super::message::Message,
+    handoff: &mut Vec<Handoff>,
 ) {
     let now = now_ms();
     if msg.expires_at <= now {
@@ -141,10 +205,22 @@ async fn dispatch(
         }
     };
     let link = hub.links[li].clone();
-    let Ok(permit) = link.window.clone().acquire_owned().await else {
-        return;
+    // Whatever is gathered goes out before the dispatcher waits for a slot or a token.
+    let permit = match link.window.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            launch(hub, actor, handoff);
+            let Ok(p) = link.window.clone().acquire_owned().await else {
+                return;
+            };
+            p
+        }
     };
-    link.bucket.acquire().await;
+    let wait = link.bucket.reserve();
+    if !wait.is_zero() {
+        launch(hub, actor, handoff);
+        tokio::time::sleep(wait).await;
+    }
     if !shard.begin_flight(msg.id) {
         return; // canceled while waiting
     }
@@ -152,28 +228,5 @@ async fn dispatch(
     msg.connector = Some(link.name.to_string());
     msg.set_state(State::Sending, now_ms());
     link.inflight_gauge.increment(1.0);
-    let actor = actor.clone();
-    let hub = hub.clone();
-    tokio::spawn(async move {
-        let outcome = link.connector.deliver(&msg).await;
-        link.inflight_gauge.decrement(1.0);
-        let id = msg.id;
-        let ids = match &outcome {
-            crate::connector::Outcome::Submitted { remote_ids }
-            | crate::connector::Outcome::Unconfirmed { remote_ids, .. } if link.receipts => remote_ids.clone(),
-            _ => Vec::new(),
-        };
-        let _ = actor
-            .send(ShardEvent::Outcome {
-                msg,
-                outcome,
-                permit: Some(permit),
-            })
-            .await;
-        // Only now may receipts find the message: queued after its outcome on the same actor,
-        // a receipt is applied to the submitted message, however fast the carrier answers.
-        for (i, rid) in ids.iter().enumerate() {
-            hub.remote_index.insert(&link.name, rid, id, i as u16);
-        }
-    });
+    handoff.push(Handoff { msg, link, permit });
 }

@@ -228,9 +228,9 @@ fn finish(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn:
 }
 
 fn remove_due(ops: &mut Vec<Op>, shard: u32, msg: &Message) {
-    ops.push(Op::Delete(
+    ops.push(Op::delete(
         Cf::Due,
-        keys::due_key(shard, msg.due_at, msg.id).to_vec(),
+        keys::due_key(shard, msg.due_at, msg.id),
     ));
 }
 
@@ -326,10 +326,10 @@ async fn apply(
                             no_receipts.insert(id);
                         }
                         for (i, rid) in remote_ids.iter().enumerate().filter(|_| receipts) {
-                            ops.push(Op::Put(
+                            ops.push(Op::put(
                                 Cf::Remote,
                                 keys::remote_key(&connector, rid),
-                                keys::remote_value(id, i as u16).to_vec(),
+                                &keys::remote_value(id, i as u16)[..],
                             ));
                         }
                         msg.part_states = vec![State::Submitted; remote_ids.len()];
@@ -362,7 +362,7 @@ async fn apply(
                         } else {
                             msg.set_state(State::Queued, now);
                             msg.due_at = due;
-                            ops.push(Op::Put(Cf::Due, keys::due_key(s, due, id).to_vec(), vec![]));
+                            ops.push(Op::put(Cf::Due, keys::due_key(s, due, id), vec![]));
                             after.push(After::Wake(due));
                         }
                     }
@@ -439,7 +439,7 @@ async fn apply(
                     msg.set_state(overall, now);
                     let connector = msg.connector.as_deref().unwrap_or_default();
                     for rid in &msg.remote_ids {
-                        ops.push(Op::Delete(Cf::Remote, keys::remote_key(connector, rid)));
+                        ops.push(Op::delete(Cf::Remote, keys::remote_key(connector, rid)));
                         hub.remote_index.remove(connector, rid);
                     }
                 }
@@ -478,7 +478,7 @@ async fn apply(
             }
             ShardEvent::Reconcile { connector, id, part, remote_id } => {
                 // The carrier's id always leads to the message, whatever happens next.
-                ops.push(Op::Put(Cf::Remote, keys::remote_key(&connector, &remote_id), keys::remote_value(id, part).to_vec()));
+                ops.push(Op::put(Cf::Remote, keys::remote_key(&connector, &remote_id), &keys::remote_value(id, part)[..]));
                 let Some(msg) = load(hub, cache, turns, &mut work, id) else { continue };
                 let waiting = msg.state.is_pending() && msg.state != State::Sending && msg.segments <= 1 && part == 0 && msg.connector.as_deref() == Some(&*connector);
                 // Withdraw it from the schedule like a cancel; if it is being sent again right
@@ -504,9 +504,9 @@ async fn apply(
                 remove_due(&mut ops, s, &msg);
                 msg.error = Some(error);
                 msg.due_at = until;
-                ops.push(Op::Put(
+                ops.push(Op::put(
                     Cf::Due,
-                    keys::due_key(s, until, msg.id).to_vec(),
+                    keys::due_key(s, until, msg.id),
                     vec![],
                 ));
                 after.push(After::Unclaim(msg.id));
@@ -523,14 +523,14 @@ async fn apply(
     let mut recent = HashMap::with_capacity_and_hasher(n, Default::default());
     let mut cached = Vec::new();
     for (id, (msg, stored)) in work {
-        ops.push(Op::Put(Cf::Msg, keys::msg_key(id).to_vec(), msg.encode()));
+        ops.push(Op::put(Cf::Msg, keys::msg_key(id), msg.encode()));
         for t in msg.history.iter().skip(stored) {
             m::hot().transitions[t.state.index()].increment(1);
             for ev in callbacks::events_for(&msg, t.state, t.at) {
                 let eid = hub.ids.next();
-                ops.push(Op::Put(
+                ops.push(Op::put(
                     Cf::Events,
-                    keys::event_key(now, eid).to_vec(),
+                    keys::event_key(now, eid),
                     CallbackEvent::encode(&ev),
                 ));
                 events += 1;

@@ -1,6 +1,7 @@
 //! Key layouts of the outbox column families. All integers are big-endian so that RocksDB's
 //! byte order is time order.
 
+use super::writer::Key;
 use crate::hub::message::{MessageId, Millis};
 
 pub const CF_MSG: &str = "msg";
@@ -66,8 +67,8 @@ pub fn parse_due_key(k: &[u8]) -> Option<(u32, Millis, MessageId)> {
 }
 
 /// `remote`: connector ‖ 0x00 ‖ remote id -> message id ‖ part index.
-pub fn remote_key(connector: &str, remote_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(connector.len() + 1 + remote_id.len());
+pub fn remote_key(connector: &str, remote_id: &str) -> Key {
+    let mut k = Key::with_capacity(connector.len() + 1 + remote_id.len());
     k.extend_from_slice(connector.as_bytes());
     k.push(0);
     k.extend_from_slice(remote_id.as_bytes());
@@ -128,7 +129,7 @@ mod tests {
 
 /// `parts`: connector ‖ 0x00 ‖ sender ‖ 0x00 ‖ receiver ‖ 0x00 ‖ reference ‖ total ‖ seq -> a
 /// held part of a concatenated MO message (acked to its peer, the rest not yet in).
-pub fn part_key(connector: &str, sender: &str, receiver: &str, reference: u16, total: u8, seq: u8) -> Vec<u8> {
+pub fn part_key(connector: &str, sender: &str, receiver: &str, reference: u16, total: u8, seq: u8) -> Key {
     let mut k = remote_key(connector, sender);
     k.push(0);
     k.extend_from_slice(receiver.as_bytes());

@@ -8,7 +8,7 @@ pub mod shard;
 pub mod writer;
 
 pub use shard::{Popped, ShardState};
-pub use writer::{Cf, Op, StoreError, WriteReq};
+pub use writer::{Cf, Key, Op, StoreError, Value, WriteReq};
 
 use crate::config::OutboxConfig;
 use crate::hub::message::{Direction, Message, MessageId, Millis, State};
@@ -145,7 +145,7 @@ impl Outbox {
             let Some((shard, due, id)) = parse_due_key(&k) else { continue };
             let want = id.shard(n);
             if shard != want {
-                batch.delete_cf(cf, &k);
+                batch.single_delete_cf(cf, &k);
                 batch.put_cf(cf, due_key(want, due, id), &v);
                 moved += 1;
             }
@@ -326,11 +326,15 @@ impl Outbox {
         for ((id, k), m) in due.into_iter().zip(found) {
             match m {
                 Some(m) if m.state.is_pending() => scan.messages.push(m),
-                Some(_) => {}
+                Some(_) => {
+                    // Left behind (its message has moved on, or the delete that went with
+                    // that raced this read): drop it so no later scan reads the message again.
+                    let _ = self.submit(shard.index, vec![Op::delete(Cf::Due, &k)], vec![], 0);
+                }
                 None => {
                     // A schedule entry without its message: drop it so it is not found again.
                     tracing::warn!(%id, "schedule entry without message; removing");
-                    let _ = self.submit(shard.index, vec![Op::Delete(Cf::Due, k.to_vec())], vec![], 0);
+                    let _ = self.submit(shard.index, vec![Op::delete(Cf::Due, &k)], vec![], 0);
                 }
             }
         }
@@ -512,6 +516,34 @@ mod tests {
         }
     }
 
+    /// A schedule entry whose message is no longer pending (left behind, e.g. by a key put twice
+    /// under `SingleDelete`) is skipped and removed by the scan that finds it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stale_schedule_entries_are_removed_by_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OutboxConfig { path: dir.path().to_path_buf(), shards: 1, ready_queue: 16, ..Default::default() };
+        let ob = Outbox::open(&cfg).unwrap();
+        let shard = ob.shards()[0].clone();
+        let ids = IdGen::default();
+        let due = crate::hub::message::now_ms() - 5_000;
+        let mut done = queued(ids.next(), due);
+        done.state = State::Delivered;
+        let pending = queued(ids.next(), due);
+        let ops = [&done, &pending]
+            .iter()
+            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, due, m.id), Vec::new())])
+            .collect();
+        ob.write(0, ops, vec![], 2).await.unwrap();
+        let now = crate::hub::message::now_ms();
+        let first = ob.scan_due(&shard, due, now, 100).unwrap();
+        assert_eq!(first.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![pending.id]);
+        // The removal is queued on the shard's writer; a write behind it is committed after it.
+        ob.write(0, vec![], vec![], 0).await.unwrap();
+        let cf = ob.cf(CF_DUE).unwrap();
+        assert!(ob.db.get_cf(cf, due_key(0, due, done.id)).unwrap().is_none(), "stale entry removed");
+        assert!(ob.db.get_cf(cf, due_key(0, due, pending.id)).unwrap().is_some(), "pending entry kept");
+    }
+
     /// Committed messages that do not fit the ready queue are left to the scanner; the due time
     /// they were written at is noted, so a scan that had already moved past it goes back for
     /// them instead of leaving them behind its cursor.
@@ -529,8 +561,8 @@ mod tests {
             .iter()
             .flat_map(|m| {
                 [
-                    Op::Put(Cf::Msg, msg_key(m.id).to_vec(), m.encode()),
-                    Op::Put(Cf::Due, due_key(0, due, m.id).to_vec(), Vec::new()),
+                    Op::put(Cf::Msg, msg_key(m.id), m.encode()),
+                    Op::put(Cf::Due, due_key(0, due, m.id), Vec::new()),
                 ]
             })
             .collect();

@@ -35,11 +35,41 @@ pub enum Cf {
     Parts = 4,
 }
 
+impl Cf {
+    /// Keys of the schedule and of the remote-id index are put once and deleted once (a due
+    /// key names its due time and message; a carrier does not hand out one id twice), so their
+    /// deletes are RocksDB `SingleDelete`s: when the put and the delete meet in a flush or a
+    /// compaction both vanish, where a plain delete leaves a tombstone to carry down every level
+    /// (each message adds and removes one key in each). Should a key ever be put twice after
+    /// all, an older value may come back: a schedule entry whose message is no longer pending
+    /// or an index entry of a final message, both of which readers skip.
+    pub fn written_once(self) -> bool {
+        matches!(self, Cf::Due | Cf::Remote)
+    }
+}
+
+/// A key, held inline up to 24 bytes (every key but long remote ids and MO part keys): the
+/// hot path writes seven keys per message, and a heap allocation for each (freed on the writer
+/// thread) cost more than the copy.
+pub type Key = smallvec::SmallVec<[u8; 24]>;
+/// A value, inline up to 16 bytes (index entries; messages and events spill to the heap,
+/// keeping the `Vec` they were encoded into).
+pub type Value = smallvec::SmallVec<[u8; 16]>;
+
 /// One key operation.
 #[derive(Debug)]
 pub enum Op {
-    Put(Cf, Vec<u8>, Vec<u8>),
-    Delete(Cf, Vec<u8>),
+    Put(Cf, Key, Value),
+    Delete(Cf, Key),
+}
+
+impl Op {
+    pub fn put(cf: Cf, key: impl AsRef<[u8]>, value: impl Into<Value>) -> Op {
+        Op::Put(cf, Key::from_slice(key.as_ref()), value.into())
+    }
+    pub fn delete(cf: Cf, key: impl AsRef<[u8]>) -> Op {
+        Op::Delete(cf, Key::from_slice(key.as_ref()))
+    }
 }
 
 /// A set of operations committed atomically, acknowledged after the sync.
@@ -268,6 +298,7 @@ fn write(db: &DB, group: &[WriteReq], opts: &WriteOptions) -> Result<(), StoreEr
         };
         match op {
             Op::Put(_, k, v) => batch.put_cf(cf, k, v),
+            Op::Delete(c, k) if c.written_once() => batch.single_delete_cf(cf, k),
             Op::Delete(_, k) => batch.delete_cf(cf, k),
         }
     }
