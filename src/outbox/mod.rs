@@ -516,24 +516,33 @@ mod tests {
         }
     }
 
+    /// An outbox of one shard with a ready queue of 16, in a temporary directory.
+    fn one_shard() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OutboxConfig { path: dir.path().to_path_buf(), shards: 1, ready_queue: 16, ..Default::default() };
+        let ob = Outbox::open(&cfg).unwrap();
+        (dir, ob)
+    }
+
+    /// The writes that store messages and their schedule entries (shard 0).
+    fn stored(msgs: &[Message]) -> Vec<Op> {
+        msgs.iter()
+            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, m.due_at, m.id), Vec::new())])
+            .collect()
+    }
+
     /// A schedule entry whose message is no longer pending (left behind, e.g. by a key put twice
     /// under `SingleDelete`) is skipped and removed by the scan that finds it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stale_schedule_entries_are_removed_by_the_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = OutboxConfig { path: dir.path().to_path_buf(), shards: 1, ready_queue: 16, ..Default::default() };
-        let ob = Outbox::open(&cfg).unwrap();
+        let (_dir, ob) = one_shard();
         let shard = ob.shards()[0].clone();
         let ids = IdGen::default();
         let due = crate::hub::message::now_ms() - 5_000;
         let mut done = queued(ids.next(), due);
         done.state = State::Delivered;
         let pending = queued(ids.next(), due);
-        let ops = [&done, &pending]
-            .iter()
-            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, due, m.id), Vec::new())])
-            .collect();
-        ob.write(0, ops, vec![], 2).await.unwrap();
+        ob.write(0, stored(&[done.clone(), pending.clone()]), vec![], 2).await.unwrap();
         let now = crate::hub::message::now_ms();
         let first = ob.scan_due(&shard, due, now, 100).unwrap();
         assert_eq!(first.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![pending.id]);
@@ -549,23 +558,13 @@ mod tests {
     /// them instead of leaving them behind its cursor.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn entries_behind_the_scan_cursor_are_noted_and_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = OutboxConfig { path: dir.path().to_path_buf(), shards: 1, ready_queue: 16, ..Default::default() };
-        let ob = Outbox::open(&cfg).unwrap();
+        let (_dir, ob) = one_shard();
         let shard = ob.shards()[0].clone();
         assert!(shard.take_due_floor() > 0, "nothing noted before any write");
         let ids = IdGen::default();
         let due = crate::hub::message::now_ms() - 5_000;
         let msgs: Vec<Message> = (0..20).map(|_| queued(ids.next(), due)).collect();
-        let ops = msgs
-            .iter()
-            .flat_map(|m| {
-                [
-                    Op::put(Cf::Msg, msg_key(m.id), m.encode()),
-                    Op::put(Cf::Due, due_key(0, due, m.id), Vec::new()),
-                ]
-            })
-            .collect();
+        let ops = stored(&msgs);
         ob.submit(0, ops, msgs.clone(), 20).unwrap().await.unwrap().unwrap();
         // 16 went to the ready queue (claimed), 4 did not fit.
         assert_eq!(shard.room(), 0);
