@@ -323,20 +323,22 @@ impl Outbox {
                     .ok(),
             };
         }
+        // Entries whose message has moved on (left behind, or the delete that went with that
+        // raced this read) or is missing: dropped, in one write, so no later scan finds them.
+        let mut stale = Vec::new();
         for ((id, k), m) in due.into_iter().zip(found) {
             match m {
                 Some(m) if m.state.is_pending() => scan.messages.push(m),
-                Some(_) => {
-                    // Left behind (its message has moved on, or the delete that went with
-                    // that raced this read): drop it so no later scan reads the message again.
-                    let _ = self.submit(shard.index, vec![Op::delete(Cf::Due, &k)], vec![], 0);
-                }
-                None => {
-                    // A schedule entry without its message: drop it so it is not found again.
-                    tracing::warn!(%id, "schedule entry without message; removing");
-                    let _ = self.submit(shard.index, vec![Op::delete(Cf::Due, &k)], vec![], 0);
+                m => {
+                    if m.is_none() {
+                        tracing::warn!(%id, "schedule entry without message; removing");
+                    }
+                    stale.push(Op::delete(Cf::Due, &k));
                 }
             }
+        }
+        if !stale.is_empty() {
+            let _ = self.submit(shard.index, stale, vec![], 0);
         }
         Ok(scan)
     }
