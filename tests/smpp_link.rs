@@ -233,6 +233,25 @@ async fn a_late_response_is_reconciled_instead_of_sending_again() {
     assert_eq!(states(&v), ["queued", "sending", "queued", "submitted", "delivered"]);
 }
 
+/// On a link that asks for no receipts, a late response settles the message too, and leaves
+/// no remote-id index entry behind (none would ever be removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_response_without_receipts_keeps_no_index_entry() {
+    let s = sim(SimConfig {
+        ack_delay: Duration::from_millis(1600),
+        slow_first: 1,
+        ..Default::default()
+    })
+    .await;
+    let g = gateway(&link(s.addr, "response_timeout_s = 1\ndlr = false")).await;
+    wait_up(&g).await;
+    let id = g.send(json!({"to": "+447700900123", "text": "late, no receipt"})).await;
+    let v = g.wait_state(&id, "submitted", 20).await;
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(s.counters.submits.load(Relaxed), 1, "sent once");
+    assert_eq!(g.gw.hub.outbox.outstanding_remote_ids("op").unwrap(), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     let s = sim(SimConfig::default()).await;

@@ -195,6 +195,12 @@ impl Hub {
         self.link_index.get(name).map(|&i| &self.links[i])
     }
 
+    /// Whether messages submitted on this connector wait for receipts (see
+    /// [`crate::connector::Connector::wants_receipts`]); an unknown name is taken to.
+    pub fn keeps_receipts(&self, connector: &str) -> bool {
+        self.link(connector).is_none_or(|l| l.receipts)
+    }
+
     /// Store drafts as messages (one per draft), acknowledged after the group commit.
     pub async fn accept(&self, drafts: Vec<Draft>) -> Result<Vec<Accepted>, AcceptError> {
         let depth = self.outbox.depth();
@@ -475,7 +481,9 @@ impl HubSink for Hub {
     }
 
     fn reconcile(&self, connector: Arc<str>, id: MessageId, part: u16, remote_id: String) {
-        self.remote_index.insert(&connector, &remote_id, id, part);
+        if self.keeps_receipts(&connector) {
+            self.remote_index.insert(&connector, &remote_id, id, part);
+        }
         let shard = id.shard(self.actors.len() as u32) as usize;
         let tx = self.actors[shard].clone();
         tokio::spawn(async move { tx.send(ShardEvent::Reconcile { connector, id, part, remote_id }).await });

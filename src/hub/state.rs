@@ -321,7 +321,7 @@ async fn apply(
                             .accept_to_submit
                             .record((now - msg.created_at).max(0) as f64 / 1000.0);
                         // (the in-memory remote index was filled by the dispatcher)
-                        let receipts = link.is_none_or(|l| l.receipts);
+                        let receipts = hub.keeps_receipts(&connector);
                         if !receipts {
                             no_receipts.insert(id);
                         }
@@ -477,8 +477,14 @@ async fn apply(
                 work.insert(msg.id, (msg, n));
             }
             ShardEvent::Reconcile { connector, id, part, remote_id } => {
-                // The carrier's id always leads to the message, whatever happens next.
-                ops.push(Op::put(Cf::Remote, keys::remote_key(&connector, &remote_id), &keys::remote_value(id, part)[..]));
+                // The carrier's id always leads to the message, whatever happens next (on a
+                // link that waits for receipts; on one that does not, nothing is kept).
+                let receipts = hub.keeps_receipts(&connector);
+                if receipts {
+                    ops.push(Op::put(Cf::Remote, keys::remote_key(&connector, &remote_id), &keys::remote_value(id, part)[..]));
+                } else {
+                    no_receipts.insert(id);
+                }
                 let Some(msg) = load(hub, cache, turns, &mut work, id) else { continue };
                 let waiting = msg.state.is_pending() && msg.state != State::Sending && msg.segments <= 1 && part == 0 && msg.connector.as_deref() == Some(&*connector);
                 // Withdraw it from the schedule like a cancel; if it is being sent again right
