@@ -213,19 +213,25 @@ async fn response_timeout_requeues_the_message() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_response_is_reconciled_instead_of_sending_again() {
-    // Answered after 1.6 s, past the 1 s response timeout but before the requeued message is
-    // due again (one more response timeout): the late submit_sm_resp settles it.
+/// One message on a link whose first submit is answered after 1.6 s: past the 1 s response
+/// timeout but before the requeued message is due again (one more response timeout), so the
+/// late submit_sm_resp settles it.
+async fn late_first_response(extra: &str) -> (SmscSim, TestGateway, String) {
     let s = sim(SimConfig {
         ack_delay: Duration::from_millis(1600),
         slow_first: 1,
         ..Default::default()
     })
     .await;
-    let g = gateway(&link(s.addr, "response_timeout_s = 1")).await;
+    let g = gateway(&link(s.addr, &format!("response_timeout_s = 1\n{extra}"))).await;
     wait_up(&g).await;
     let id = g.send(json!({"to": "+447700900123", "text": "late but fine"})).await;
+    (s, g, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_response_is_reconciled_instead_of_sending_again() {
+    let (s, g, id) = late_first_response("").await;
     let v = g.wait_state(&id, "delivered", 20).await;
     assert_eq!(v["attempts"], 1, "{v}");
     assert_eq!(v["remote_ids"].as_array().unwrap().len(), 1, "{v}");
@@ -237,15 +243,7 @@ async fn a_late_response_is_reconciled_instead_of_sending_again() {
 /// no remote-id index entry behind (none would ever be removed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_response_without_receipts_keeps_no_index_entry() {
-    let s = sim(SimConfig {
-        ack_delay: Duration::from_millis(1600),
-        slow_first: 1,
-        ..Default::default()
-    })
-    .await;
-    let g = gateway(&link(s.addr, "response_timeout_s = 1\ndlr = false")).await;
-    wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "late, no receipt"})).await;
+    let (s, g, id) = late_first_response("dlr = false").await;
     let v = g.wait_state(&id, "submitted", 20).await;
     assert_eq!(v["attempts"], 1, "{v}");
     assert_eq!(s.counters.submits.load(Relaxed), 1, "sent once");
