@@ -209,7 +209,7 @@ impl Hub {
         }
         let now = now_ms();
         let shards = self.outbox.shards().len();
-        let mut per_shard: Vec<(Vec<Op>, Vec<Message>, usize)> =
+        let mut per_shard: Vec<(Vec<Op>, Vec<Box<Message>>, usize)> =
             (0..shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
         let mut out = Vec::with_capacity(drafts.len());
         let mut later: Vec<(usize, i64)> = Vec::new();
@@ -229,7 +229,7 @@ impl Hub {
             } else {
                 State::Queued
             };
-            let msg = Message {
+            let msg = Box::new(Message {
                 id,
                 direction: Direction::Outbound,
                 channel: d.channel,
@@ -256,7 +256,7 @@ impl Hub {
                 part_states: Vec::new(),
                 due_at: due,
                 created_at: now,
-            };
+            });
             let s = id.shard(shards as u32) as usize;
             let slot = &mut per_shard[s];
             slot.0

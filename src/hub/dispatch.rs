@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 /// How often the scan starts again from the head of the schedule.
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(30);
 
+/// Longest the dispatcher works through its ready queue before it lets other tasks run.
+const DISPATCH_SLICE: Duration = Duration::from_millis(1);
+
 /// How long a message waits when no connector of its route is up.
 const NO_LINK_DEFER_MS: i64 = 1000;
 
@@ -28,6 +31,8 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
     let mut cursor = i64::MIN;
     let mut full_scan_at = std::time::Instant::now() + FULL_SCAN_EVERY;
     let mut handoff: Vec<Handoff> = Vec::with_capacity(HANDOFF_MAX);
+    // When the dispatcher last let other tasks run.
+    let mut slice = std::time::Instant::now();
     loop {
         let Some(hub) = hub.upgrade() else { return };
         if hub.draining.load(Ordering::Relaxed) {
@@ -52,9 +57,15 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
                 dispatch(&hub, &shard, &actor, msg, &mut handoff).await;
                 if handoff.len() >= HANDOFF_MAX {
                     launch(&hub, &actor, &mut handoff);
-                    // Permits and tokens taken without waiting do not yield: let the tasks
-                    // just launched (and the rest of the runtime) run.
-                    tokio::task::yield_now().await;
+                    // Permits and tokens taken without waiting do not yield: after a slice of
+                    // work, let the tasks just launched (and the rest of the runtime) run.
+                    // Not after every batch: each yield waits for every other ready task (the
+                    // HTTP connections parsing their requests), which left the dispatcher
+                    // waiting for its turn most of the time under load.
+                    if slice.elapsed() >= DISPATCH_SLICE {
+                        tokio::task::yield_now().await;
+                        slice = std::time::Instant::now();
+                    }
                 }
             }
             Some(Popped::Canceled(_)) => {}
@@ -64,6 +75,7 @@ pub(super) async fn run(hub: Weak<Hub>, shard: Arc<ShardState>, actor: mpsc::Sen
                 drop(hub);
                 let _ = tokio::time::timeout(Duration::from_millis(wait), shard.notify.notified())
                     .await;
+                slice = std::time::Instant::now();
             }
         }
     }
@@ -79,7 +91,7 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
             let mut resume = found.resume;
             for msg in found.messages {
                 let due = msg.due_at;
-                if !shard.offer_scanned(msg) {
+                if !shard.offer_scanned(Box::new(msg)) {
                     shard.set_overflow();
                     resume = resume.min(due);
                     break;
@@ -102,7 +114,7 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
 /// A message ready for its connector: routed, its window slot and rate token taken, marked in
 /// flight.
 struct Handoff {
-    msg: super::message::Message,
+    msg: Box<super::message::Message>,
     link: Arc<crate::connector::Link>,
     permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -155,7 +167,7 @@ async fn dispatch(
     hub: &Arc<Hub>,
     shard: &ShardState,
     actor: &mpsc::Sender<ShardEvent>,
-    mut msg: super::message::Message,
+    mut msg: Box<super::message::Message>,
     handoff: &mut Vec<Handoff>,
 ) {
     let now = now_ms();

@@ -35,7 +35,7 @@ pub enum ShardEvent {
     /// `permit` is the link's window slot: released only after the outcome is committed, so
     /// that after a crash at most a window of messages can be sent twice (contract 2).
     Outcome {
-        msg: Message,
+        msg: Box<Message>,
         outcome: Outcome,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
@@ -53,7 +53,7 @@ pub enum ShardEvent {
     },
     /// End a claimed message without a delivery attempt (expired, no route).
     Finish {
-        msg: Message,
+        msg: Box<Message>,
         state: State,
         error: ErrorInfo,
     },
@@ -66,7 +66,7 @@ pub enum ShardEvent {
     },
     /// Put a claimed message back in the schedule without spending an attempt.
     Defer {
-        msg: Message,
+        msg: Box<Message>,
         until: Millis,
         error: ErrorInfo,
     },
@@ -82,16 +82,16 @@ enum After {
 /// Messages submitted and waiting for receipts, kept by the actor so that a receipt needs no
 /// read of the store. Bounded; evicted entries are simply read back from RocksDB.
 struct SubmittedCache {
-    map: HashMap<MessageId, Message>,
+    map: HashMap<MessageId, Box<Message>>,
     order: std::collections::VecDeque<MessageId>,
     cap: usize,
 }
 
 impl SubmittedCache {
-    fn take(&mut self, id: MessageId) -> Option<Message> {
+    fn take(&mut self, id: MessageId) -> Option<Box<Message>> {
         self.map.remove(&id)
     }
-    fn put(&mut self, msg: Message) {
+    fn put(&mut self, msg: Box<Message>) {
         self.order.push_back(msg.id);
         self.map.insert(msg.id, msg);
         while self.map.len() > self.cap || self.order.len() > 2 * self.cap {
@@ -124,7 +124,7 @@ struct Turn {
     notify: Vec<(Message, Vec<State>)>,
     /// Messages this turn changed, other than those now in the submitted cache: a later turn
     /// takes them from here, not from the store, until this turn is committed.
-    recent: HashMap<MessageId, Message>,
+    recent: HashMap<MessageId, Box<Message>>,
     /// Ids this turn put in the submitted cache before its commit.
     cached: Vec<MessageId>,
 }
@@ -253,7 +253,7 @@ async fn apply(
     let s = shard.index;
     let retry_cfg = &hub.cfg.outbox.retry;
     // Sized for the turn up front: growing a map of messages moves every one of them again.
-    let mut work: HashMap<MessageId, (Message, usize)> = HashMap::with_capacity_and_hasher(events.len(), Default::default());
+    let mut work: HashMap<MessageId, (Box<Message>, usize)> = HashMap::with_capacity_and_hasher(events.len(), Default::default());
     let mut ops = Vec::with_capacity(events.len() * 3);
     let mut after = Vec::new();
     let mut depth_delta = 0i64;
@@ -272,7 +272,7 @@ async fn apply(
         hub: &Hub,
         cache: &mut SubmittedCache,
         turns: &mut std::collections::VecDeque<Turn>,
-        work: &'w mut HashMap<MessageId, (Message, usize)>,
+        work: &'w mut HashMap<MessageId, (Box<Message>, usize)>,
         id: MessageId,
     ) -> Option<&'w mut Message> {
         if !work.contains_key(&id) {
@@ -280,13 +280,13 @@ async fn apply(
                 Some(m) => m,
                 None => match turns.iter_mut().rev().find_map(|t| t.recent.remove(&id)) {
                     Some(m) => m,
-                    None => hub.outbox.get(id).ok().flatten()?,
+                    None => Box::new(hub.outbox.get(id).ok().flatten()?),
                 },
             };
             let n = m.history.len();
             work.insert(id, (m, n));
         }
-        work.get_mut(&id).map(|(m, _)| m)
+        work.get_mut(&id).map(|(m, _)| &mut **m)
     }
 
     for ev in events {
@@ -461,7 +461,7 @@ async fn apply(
                 remove_due(&mut ops, s, msg);
                 msg.set_state(State::Canceled, now);
                 depth_delta -= 1;
-                after.push(After::Reply(reply, msg.clone()));
+                after.push(After::Reply(reply, Message::clone(msg)));
             }
             ShardEvent::Finish {
                 mut msg,
@@ -543,7 +543,7 @@ async fn apply(
             }
         }
         if stored < msg.history.len() && msg.via().is_some() {
-            notify.push((msg.clone(), msg.history[stored..].iter().map(|t| t.state).collect()));
+            notify.push((Message::clone(&msg), msg.history[stored..].iter().map(|t| t.state).collect()));
         }
         if msg.state == State::Submitted && !no_receipts.contains(&id) {
             cache.put(msg);

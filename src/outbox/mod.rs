@@ -211,7 +211,7 @@ impl Outbox {
         &self,
         shard: u32,
         ops: Vec<Op>,
-        enqueue: Vec<Message>,
+        enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (req, rx) = WriteReq::new(ops, enqueue, messages, true);
@@ -252,7 +252,7 @@ impl Outbox {
         &self,
         shard: u32,
         ops: Vec<Op>,
-        enqueue: Vec<Message>,
+        enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<(), StoreError> {
         let rx = self.submit(shard, ops, enqueue, messages)?;
@@ -567,7 +567,7 @@ mod tests {
         let due = crate::hub::message::now_ms() - 5_000;
         let msgs: Vec<Message> = (0..20).map(|_| queued(ids.next(), due)).collect();
         let ops = stored(&msgs);
-        ob.submit(0, ops, msgs.clone(), 20).unwrap().await.unwrap().unwrap();
+        ob.submit(0, ops, msgs.iter().cloned().map(Box::new).collect(), 20).unwrap().await.unwrap().unwrap();
         // 16 went to the ready queue (claimed), 4 did not fit.
         assert_eq!(shard.room(), 0);
         assert_eq!(shard.take_due_floor(), due);

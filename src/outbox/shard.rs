@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Mem {
-    ready: VecDeque<Message>,
+    ready: VecDeque<Box<Message>>,
     claimed: HashSet<MessageId>,
     inflight: HashSet<MessageId>,
     canceled: HashSet<MessageId>,
@@ -39,7 +39,7 @@ pub struct ShardState {
 
 /// What popping the ready queue found.
 pub enum Popped {
-    Message(Message),
+    Message(Box<Message>),
     /// It was canceled while on the ready queue; its state is already written.
     Canceled(MessageId),
 }
@@ -81,7 +81,7 @@ impl ShardState {
 
     /// Put committed, claimed messages on the ready queue. Those that do not fit are unclaimed
     /// and left to the scanner.
-    pub fn push_ready(&self, msgs: Vec<Message>) {
+    pub fn push_ready(&self, msgs: Vec<Box<Message>>) {
         if msgs.is_empty() {
             return;
         }
@@ -104,7 +104,7 @@ impl ShardState {
 
     /// Offer a message found by the scanner. False when it is already claimed or the queue is
     /// full.
-    pub fn offer_scanned(&self, m: Message) -> bool {
+    pub fn offer_scanned(&self, m: Box<Message>) -> bool {
         let mut mem = self.mem.lock();
         if mem.ready.len() >= self.capacity || mem.claimed.contains(&m.id) {
             return false;

@@ -77,7 +77,7 @@ pub struct WriteReq {
     pub ops: Vec<Op>,
     /// New messages due now: claimed before the commit (so the scanner cannot take them too)
     /// and put on the ready queue after it.
-    pub enqueue: Vec<Message>,
+    pub enqueue: Vec<Box<Message>>,
     /// Messages in `ops`; used for the group-commit size metric.
     pub messages: usize,
     /// Must be on disk before `done` (new messages, receipts acked to a peer, cancels). Writes
@@ -91,7 +91,7 @@ pub struct WriteReq {
 
 impl WriteReq {
     /// A request, and the receiver its answer comes to.
-    pub fn new(ops: Vec<Op>, enqueue: Vec<Message>, messages: usize, sync: bool) -> (WriteReq, oneshot::Receiver<Result<(), StoreError>>) {
+    pub fn new(ops: Vec<Op>, enqueue: Vec<Box<Message>>, messages: usize, sync: bool) -> (WriteReq, oneshot::Receiver<Result<(), StoreError>>) {
         let (tx, rx) = oneshot::channel();
         (WriteReq { ops, enqueue, messages, sync, done: Some(tx) }, rx)
     }
@@ -312,7 +312,7 @@ fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), Store
     if result.is_err() {
         shard.unclaim(&enqueued(&group));
     } else {
-        let ready: Vec<Message> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
+        let ready: Vec<Box<Message>> = group.iter_mut().flat_map(|r| r.enqueue.drain(..)).collect();
         shard.push_ready(ready);
         // After push_ready: entries it could not queue are unclaimed by then.
         let earliest = group
