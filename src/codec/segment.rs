@@ -60,57 +60,75 @@ pub struct Measure {
 /// Choose the cheapest coding for `text` (GSM 03.38 when every character has an encoding,
 /// else UCS-2) and count its segments with 8-bit concatenation references.
 pub fn measure(text: &str) -> Measure {
-    match gsm7::septet_len(text) {
-        Ok(units) => Measure {
-            coding: Coding::Gsm7,
-            units,
-            segments: count(text, Coding::Gsm7),
-        },
-        Err(_) => Measure {
-            coding: Coding::Ucs2,
-            units: ucs2::unit_len(text),
-            segments: count(text, Coding::Ucs2),
-        },
-    }
+    // The whole text is walked once when it fits one SMS (nearly always), twice otherwise.
+    let (coding, units) = match gsm7::septet_len(text) {
+        Ok(units) => (Coding::Gsm7, units),
+        Err(_) => (Coding::Ucs2, ucs2::unit_len(text)),
+    };
+    let segments = if units <= capacity(coding, 0) {
+        1
+    } else {
+        parts(text, coding, ConcatRef::Bits8, |_| {})
+    };
+    Measure { coding, units, segments }
 }
 
 /// Number of segments `text` takes in `coding` (8-bit concatenation reference).
 pub fn count(text: &str, coding: Coding) -> usize {
-    split(text, coding, ConcatRef::Bits8).len().max(1)
+    if units(text, coding) <= capacity(coding, 0) {
+        return 1;
+    }
+    parts(text, coding, ConcatRef::Bits8, |_| {})
 }
 
 /// Split `text` into the parts it is sent as. One part if it fits a single SMS. Each part is a
 /// `&str` slice of `text`; a character is never cut, so escapes and surrogate pairs stay whole.
 /// For `Coding::Binary` the text's UTF-8 bytes are measured.
 pub fn split(text: &str, coding: Coding, reference: ConcatRef) -> Vec<&str> {
-    let cost = |ch: char| -> usize {
-        match coding {
-            Coding::Gsm7 => gsm7::lookup(ch).map_or(2, |s| s.len()),
-            Coding::Ucs2 => ch.len_utf16(),
-            Coding::Binary => ch.len_utf8(),
-        }
-    };
-    let total: usize = text.chars().map(cost).sum();
+    let total = units(text, coding);
     if total <= capacity(coding, 0) {
         return vec![text];
     }
+    let mut out = Vec::with_capacity(total / capacity(coding, reference.udh_octets()) + 1);
+    parts(text, coding, reference, |p| out.push(p));
+    out
+}
+
+/// What one character costs in `coding` (an unencodable one counts as an escape in GSM).
+fn cost(ch: char, coding: Coding) -> usize {
+    match coding {
+        Coding::Gsm7 => gsm7::lookup(ch).map_or(2, |s| s.len()),
+        Coding::Ucs2 => ch.len_utf16(),
+        Coding::Binary => ch.len_utf8(),
+    }
+}
+
+fn units(text: &str, coding: Coding) -> usize {
+    text.chars().map(|ch| cost(ch, coding)).sum()
+}
+
+/// Cut a text too long for one SMS into concatenated parts, handing each to `part`; returns
+/// how many there are.
+fn parts<'t>(text: &'t str, coding: Coding, reference: ConcatRef, mut part: impl FnMut(&'t str)) -> usize {
     let cap = capacity(coding, reference.udh_octets());
-    let mut parts = Vec::with_capacity(total / cap + 1);
+    let mut n = 0;
     let mut start = 0;
     let mut used = 0;
     for (i, ch) in text.char_indices() {
-        let c = cost(ch);
+        let c = cost(ch, coding);
         if used + c > cap {
-            parts.push(&text[start..i]);
+            part(&text[start..i]);
+            n += 1;
             start = i;
             used = 0;
         }
         used += c;
     }
     if start < text.len() {
-        parts.push(&text[start..]);
+        part(&text[start..]);
+        n += 1;
     }
-    parts
+    n.max(1)
 }
 
 /// Split binary data into parts of at most `capacity(Binary, udh)` octets.
@@ -160,5 +178,22 @@ mod tests {
         let p = split(&t, Coding::Ucs2, ConcatRef::Bits8);
         assert_eq!(p[0], "a".repeat(66));
         assert!(p[1].starts_with('😀'));
+    }
+
+    /// Counting (without building the parts) agrees with splitting, across the boundaries.
+    #[test]
+    fn counts_agree_with_splits() {
+        for unit in ["a", "€", "ж", "😀", "a€"] {
+            for n in [0, 1, 69, 70, 71, 80, 81, 134, 153, 160, 161, 306, 307, 459, 460] {
+                let t = unit.repeat(n);
+                for coding in [Coding::Gsm7, Coding::Ucs2, Coding::Binary] {
+                    let parts = split(&t, coding, ConcatRef::Bits8);
+                    assert_eq!(count(&t, coding), parts.len(), "{unit:?} x {n} in {coding:?}");
+                    assert_eq!(parts.concat(), t);
+                }
+                let m = measure(&t);
+                assert_eq!(m.segments, split(&t, m.coding, ConcatRef::Bits8).len(), "{unit:?} x {n}");
+            }
+        }
     }
 }

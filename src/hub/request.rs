@@ -150,6 +150,8 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
             if t.is_empty() {
                 return Err(Invalid::new("empty_body", "text", "text is empty"));
             }
+            // Measured once: the coding chosen for the text also gives its segment count.
+            let mut measured = None;
             let coding = match spec.coding {
                 Some(Coding::Gsm7) => {
                     if let Err(e) = gsm7::septet_len(&t) {
@@ -162,7 +164,11 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
                     Coding::Gsm7
                 }
                 Some(c) => c,
-                None => segment::measure(&t).coding,
+                None => {
+                    let m = segment::measure(&t);
+                    measured = Some(m.segments);
+                    m.coding
+                }
             };
             let segments = if udh_len > 0 {
                 // A client-supplied UDH (Kannel) means the client does the splitting: one part.
@@ -180,7 +186,7 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
                 }
                 1
             } else {
-                segment::count(&t, coding)
+                measured.unwrap_or_else(|| segment::count(&t, coding))
             };
             (Body::Text(t), coding, segments)
         }
