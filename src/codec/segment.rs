@@ -65,20 +65,22 @@ pub fn measure(text: &str) -> Measure {
         Ok(units) => (Coding::Gsm7, units),
         Err(_) => (Coding::Ucs2, ucs2::unit_len(text)),
     };
-    let segments = if units <= capacity(coding, 0) {
-        1
-    } else {
-        parts(text, coding, ConcatRef::Bits8, |_| {})
-    };
-    Measure { coding, units, segments }
+    Measure { coding, units, segments: segments(text, coding, units) }
 }
 
 /// Number of segments `text` takes in `coding` (8-bit concatenation reference).
 pub fn count(text: &str, coding: Coding) -> usize {
-    if units(text, coding) <= capacity(coding, 0) {
-        return 1;
+    segments(text, coding, units(text, coding))
+}
+
+/// Segments of a text of `units` in `coding`: the parts are walked only when it needs more
+/// than one SMS.
+fn segments(text: &str, coding: Coding, units: usize) -> usize {
+    if units <= capacity(coding, 0) {
+        1
+    } else {
+        parts(text, coding, ConcatRef::Bits8, |_| {})
     }
-    parts(text, coding, ConcatRef::Bits8, |_| {})
 }
 
 /// Split `text` into the parts it is sent as. One part if it fits a single SMS. Each part is a

@@ -151,8 +151,7 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
                 return Err(Invalid::new("empty_body", "text", "text is empty"));
             }
             // Measured once: the coding chosen for the text also gives its segment count.
-            let mut measured = None;
-            let coding = match spec.coding {
+            let (coding, measured) = match spec.coding {
                 Some(Coding::Gsm7) => {
                     if let Err(e) = gsm7::septet_len(&t) {
                         return Err(Invalid::new(
@@ -161,13 +160,12 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
                             format!("coding gsm7: {e}"),
                         ));
                     }
-                    Coding::Gsm7
+                    (Coding::Gsm7, None)
                 }
-                Some(c) => c,
+                Some(c) => (c, None),
                 None => {
                     let m = segment::measure(&t);
-                    measured = Some(m.segments);
-                    m.coding
+                    (m.coding, Some(m.segments))
                 }
             };
             let segments = if udh_len > 0 {
