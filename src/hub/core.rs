@@ -198,7 +198,12 @@ impl Hub {
     /// Whether messages submitted on this connector wait for receipts (see
     /// [`crate::connector::Connector::wants_receipts`]); an unknown name is taken to.
     pub fn keeps_receipts(&self, connector: &str) -> bool {
-        self.link(connector).is_none_or(|l| l.receipts)
+        Self::link_keeps_receipts(self.link(connector))
+    }
+
+    /// [`Hub::keeps_receipts`] for a link already looked up (`None`: no such connector).
+    pub fn link_keeps_receipts(link: Option<&Arc<Link>>) -> bool {
+        link.is_none_or(|l| l.receipts)
     }
 
     /// Store drafts as messages (one per draft), acknowledged after the group commit.

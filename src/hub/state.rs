@@ -321,7 +321,7 @@ async fn apply(
                             .accept_to_submit
                             .record((now - msg.created_at).max(0) as f64 / 1000.0);
                         // (the in-memory remote index was filled by the dispatcher)
-                        let receipts = hub.keeps_receipts(&connector);
+                        let receipts = Hub::link_keeps_receipts(link);
                         if !receipts {
                             no_receipts.insert(id);
                         }
@@ -479,8 +479,8 @@ async fn apply(
             ShardEvent::Reconcile { connector, id, part, remote_id } => {
                 // The carrier's id always leads to the message, whatever happens next (on a
                 // link that waits for receipts; on one that does not, nothing is kept).
-                let receipts = hub.keeps_receipts(&connector);
-                if receipts {
+                let link = hub.link(&connector);
+                if Hub::link_keeps_receipts(link) {
                     ops.push(Op::put(Cf::Remote, keys::remote_key(&connector, &remote_id), &keys::remote_value(id, part)[..]));
                 } else {
                     no_receipts.insert(id);
@@ -492,7 +492,7 @@ async fn apply(
                 if waiting && shard.try_cancel(id).is_ok() {
                     cancels.push(id);
                     remove_due(&mut ops, s, msg);
-                    if let Some(l) = hub.link(&connector) {
+                    if let Some(l) = link {
                         l.submitted.increment(1);
                     }
                     msg.remote_ids = vec![remote_id];
