@@ -40,11 +40,9 @@ impl NumberPlan {
     /// becomes `+`, and with a country code a national number (trunk prefix + digits) is
     /// converted.
     pub fn destination(&self, raw: &str) -> Result<String, AddressError> {
-        let cleaned: String = raw
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
+        let raw_trimmed = raw.trim();
+        let mut cleaned = String::with_capacity(raw_trimmed.len());
+        cleaned.extend(raw_trimmed.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')));
         if cleaned.is_empty() {
             return Err(AddressError::Empty);
         }

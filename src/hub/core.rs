@@ -46,14 +46,25 @@ pub enum Accepted {
 /// find its message without a store lookup. Sharded to keep lock hold times short; bounded (a
 /// miss falls back to the durable `remote` index).
 ///
-/// Keys are a 128-bit SipHash of (connector, remote id) under two random per-process keys, held
-/// inline: no allocation per entry and no pointer to chase per lookup (that miss cost more than
-/// the hashing). Two different ids sharing a key needs a 2^-128 coincidence per pair, which no
-/// peer can aim for without the process's random keys.
+/// Keys are held inline (no allocation per entry, no pointer to chase per lookup). A pair of
+/// connector name and remote id that fits in 31 bytes (decimal and hex ids, UUIDs under a
+/// short name) is the key itself, compared exactly. A longer pair is keyed by a 128-bit SipHash
+/// under two random per-process keys: two such pairs share a key only by a 2^-128 coincidence,
+/// which no peer can aim for without the process's keys.
 pub struct RemoteIndex {
-    shards: Vec<parking_lot::Mutex<foldhash::HashMap<u128, (MessageId, u16)>>>,
+    shards: Vec<parking_lot::Mutex<foldhash::HashMap<RemoteKey, (MessageId, u16)>>>,
     keys: [std::hash::RandomState; 2],
     cap_per_shard: usize,
+}
+
+/// Byte 0 is the length of the pair written after it (connector, 0xff, remote id; 0xff never
+/// occurs in UTF-8, so the split is unambiguous), or [`RemoteKey::DIGEST`] followed by the
+/// 16-byte digest of a longer pair.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RemoteKey([u8; 32]);
+
+impl RemoteKey {
+    const DIGEST: u8 = 0xff;
 }
 
 impl RemoteIndex {
@@ -64,34 +75,48 @@ impl RemoteIndex {
             cap_per_shard: 65_536,
         }
     }
-    fn key(&self, connector: &str, remote_id: &str) -> u128 {
-        use std::hash::{BuildHasher, Hasher};
-        let [a, b] = self.keys.each_ref().map(|k| {
-            let mut h = k.build_hasher();
-            h.write(connector.as_bytes());
-            h.write_u8(0xff);
-            h.write(remote_id.as_bytes());
-            h.finish()
-        });
-        (a as u128) << 64 | b as u128
+    fn key(&self, connector: &str, remote_id: &str) -> RemoteKey {
+        let (c, r) = (connector.as_bytes(), remote_id.as_bytes());
+        let mut k = [0u8; 32];
+        let n = c.len() + 1 + r.len();
+        if n < k.len() {
+            k[0] = n as u8;
+            k[1..=c.len()].copy_from_slice(c);
+            k[c.len() + 1] = 0xff;
+            k[c.len() + 2..=n].copy_from_slice(r);
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            k[0] = RemoteKey::DIGEST;
+            for (i, state) in self.keys.iter().enumerate() {
+                let mut h = state.build_hasher();
+                h.write(c);
+                h.write_u8(0xff);
+                h.write(r);
+                k[1 + 8 * i..9 + 8 * i].copy_from_slice(&h.finish().to_le_bytes());
+            }
+        }
+        RemoteKey(k)
     }
-    fn slot(&self, key: u128) -> &parking_lot::Mutex<foldhash::HashMap<u128, (MessageId, u16)>> {
-        &self.shards[(key as usize) % self.shards.len()]
+    fn slot(&self, connector: &str, remote_id: &str) -> (RemoteKey, &parking_lot::Mutex<foldhash::HashMap<RemoteKey, (MessageId, u16)>>) {
+        let key = self.key(connector, remote_id);
+        // The last bytes of the id vary fastest.
+        let spread = remote_id.as_bytes().iter().rev().take(2).fold(0usize, |a, b| a * 31 + *b as usize);
+        (key, &self.shards[spread % self.shards.len()])
     }
     pub fn insert(&self, connector: &str, remote_id: &str, id: MessageId, part: u16) {
-        let key = self.key(connector, remote_id);
-        let mut slot = self.slot(key).lock();
+        let (key, slot) = self.slot(connector, remote_id);
+        let mut slot = slot.lock();
         if slot.len() < self.cap_per_shard {
             slot.insert(key, (id, part));
         }
     }
     pub fn remove(&self, connector: &str, remote_id: &str) {
-        let key = self.key(connector, remote_id);
-        self.slot(key).lock().remove(&key);
+        let (key, slot) = self.slot(connector, remote_id);
+        slot.lock().remove(&key);
     }
     fn get(&self, connector: &str, remote_id: &str) -> Option<(MessageId, u16)> {
-        let key = self.key(connector, remote_id);
-        self.slot(key).lock().get(&key).copied()
+        let (key, slot) = self.slot(connector, remote_id);
+        slot.lock().get(&key).copied()
     }
 }
 
@@ -214,8 +239,11 @@ impl Hub {
         }
         let now = now_ms();
         let shards = self.outbox.shards().len();
+        // Ids spread evenly over the shards: each shard's share, with some slack, so that the
+        // lists are not grown (and copied) on the way.
+        let share = drafts.len().div_ceil(shards) + 4;
         let mut per_shard: Vec<(Vec<Op>, Vec<Box<Message>>, usize)> =
-            (0..shards).map(|_| (Vec::new(), Vec::new(), 0)).collect();
+            (0..shards).map(|_| (Vec::with_capacity(2 * share), Vec::with_capacity(share), 0)).collect();
         let mut out = Vec::with_capacity(drafts.len());
         let mut later: Vec<(usize, i64)> = Vec::new();
         for d in drafts {
@@ -253,7 +281,12 @@ impl Hub {
                 callback_url: d.callback_url,
                 kannel_dlr: d.kannel_dlr,
                 state,
-                history: vec![message::Transition { state, at: now }],
+                // Room for the usual life (queued, sending, submitted, final): allocated once.
+                history: {
+                    let mut h = Vec::with_capacity(4);
+                    h.push(message::Transition { state, at: now });
+                    h
+                },
                 attempts: 0,
                 error: None,
                 connector: None,
@@ -637,5 +670,14 @@ mod tests {
         assert_eq!(ix.get("op-a", "1a2b"), None);
         assert_eq!(ix.get("op-a", long), None);
         assert_eq!(ix.get("op-b", long), Some((MessageId(4), 0)));
+        // Either side of the 31 bytes kept inline: a pair of 31 (exact) and of 32 (digest).
+        let (fits, over) = ("7".repeat(29), "7".repeat(30));
+        ix.insert("c", &fits, MessageId(5), 0);
+        ix.insert("c", &over, MessageId(6), 1);
+        assert_eq!(ix.get("c", &fits), Some((MessageId(5), 0)));
+        assert_eq!(ix.get("c", &over), Some((MessageId(6), 1)));
+        assert_eq!(ix.get("c", &"7".repeat(28)), None);
+        assert_eq!(ix.get("c", &"7".repeat(31)), None);
+        assert_eq!(ix.get("cc", &"7".repeat(29)), None);
     }
 }
