@@ -54,6 +54,8 @@ pub enum Accepted {
 pub struct RemoteIndex {
     shards: Vec<parking_lot::Mutex<foldhash::HashMap<RemoteKey, (MessageId, u16)>>>,
     keys: [std::hash::RandomState; 2],
+    /// Picks a key's shard.
+    spread: foldhash::fast::RandomState,
     cap_per_shard: usize,
 }
 
@@ -72,6 +74,7 @@ impl RemoteIndex {
         RemoteIndex {
             shards: (0..16).map(|_| parking_lot::Mutex::new(Default::default())).collect(),
             keys: [std::hash::RandomState::new(), std::hash::RandomState::new()],
+            spread: Default::default(),
             cap_per_shard: 65_536,
         }
     }
@@ -98,10 +101,10 @@ impl RemoteIndex {
         RemoteKey(k)
     }
     fn slot(&self, connector: &str, remote_id: &str) -> (RemoteKey, &parking_lot::Mutex<foldhash::HashMap<RemoteKey, (MessageId, u16)>>) {
+        use std::hash::BuildHasher;
         let key = self.key(connector, remote_id);
-        // The last bytes of the id vary fastest.
-        let spread = remote_id.as_bytes().iter().rev().take(2).fold(0usize, |a, b| a * 31 + *b as usize);
-        (key, &self.shards[spread % self.shards.len()])
+        let shard = self.spread.hash_one(key.0) as usize % self.shards.len();
+        (key, &self.shards[shard])
     }
     pub fn insert(&self, connector: &str, remote_id: &str, id: MessageId, part: u16) {
         let (key, slot) = self.slot(connector, remote_id);

@@ -547,13 +547,14 @@ mod tests {
     #[test]
     fn column_families_insert_with_a_hint() {
         let (dir, _ob) = one_shard();
-        let options = std::fs::read_dir(db_path(dir.path()))
+        let newest = std::fs::read_dir(db_path(dir.path()))
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap())
-            .last()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("OPTIONS-")))
+            .max()
             .expect("an OPTIONS file");
+        let options = std::fs::read_to_string(newest).unwrap();
         let hinted = options
             .lines()
             .filter(|l| l.trim() == "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1")
