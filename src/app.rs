@@ -86,6 +86,9 @@ impl Gateway {
         }
         // Give state actors a moment to commit the outcomes they received.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        for l in &self.hub.links {
+            l.connector.stop();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         let _ = self.outbox.flush();
         tracing::info!(inflight_left = self.hub.inflight(), "postern stopped");

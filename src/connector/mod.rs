@@ -4,6 +4,7 @@
 //! A [`Link`] wraps each connector with its window of in-flight messages and token bucket.
 
 pub mod modem;
+pub mod pacing;
 pub mod ratelimit;
 pub mod sandbox;
 pub mod smpp;
@@ -195,6 +196,8 @@ pub trait Connector: Send + Sync {
     fn status(&self) -> serde_json::Value;
     /// Mark up or down by hand (maintenance, tests).
     fn set_down(&self, down: bool);
+    /// Stop background work (sessions unbind); called once at shutdown, after the drain.
+    fn stop(&self) {}
     /// Remote ids still waiting for a receipt when the gateway started (from the durable
     /// remote-id index). A carrier keeps its receipts across our restart; a connector that
     /// cannot count on that (the sandbox, or SMPP via `query_sm`) reconciles them here.

@@ -1,71 +1,35 @@
-//! `type = "smpp"`: carrier links on rusmppc 0.4. Each of `binds` sessions has a supervisor that
-//! connects and binds, reconnects with exponential backoff and jitter (longer after
-//! `ESME_RALYBND`), and reads the session's events: receipts (TLVs or text) are reported to the
-//! hub and acked only after the state change is committed; MO messages are stored before
-//! `deliver_sm_resp`; `data_sm` gets a `generic_nack` (rusmpp 0.4 cannot answer it). Sending:
-//! data_coding per message from our codecs, long messages by UDH, SAR TLVs or
-//! `message_payload`, all parts in order on one session; pacing by an adaptive token bucket that
-//! halves on `ESME_RTHROTTLED`/`ESME_RMSGQFUL` and recovers additively.
+//! `type = "smpp"`: carrier links on rusmppc 0.4. Each of `binds` sessions is kept bound by a
+//! supervisor (`session.rs`). Receipts (TLVs or text) are reported to the hub and acked only
+//! after the state change is committed; MO messages are stored before `deliver_sm_resp`;
+//! `data_sm` gets a `generic_nack` (rusmpp 0.4 cannot answer it). Sending: data_coding per
+//! message from our codecs, long messages by UDH, SAR TLVs or `message_payload`, all parts in
+//! order on one session; every submit ends (answered, refused, timed out, or its session lost)
+//! so that no window slot is ever kept; pacing by [`Pacer`] on `ESME_RTHROTTLED` /
+//! `ESME_RMSGQFUL`, with `tps` as a ceiling.
 
+use super::c;
 use super::dlr::{self, normalize_id};
 use super::pdu_view;
+use super::session::{Outstanding, Session};
 use super::sm_fields::SmFields;
-use super::coalesce::Coalesced;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
-use crate::connector::ratelimit::TokenBucket;
+use crate::connector::pacing::Pacer;
 use crate::connector::{HeldPart, HubError,
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
 };
 use crate::hub::message::{Body, Message};
-use futures::StreamExt;
 use parking_lot::Mutex;
-use super::c;
-use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{DeliverSmResp, SubmitSm};
 use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
 use rusmpp::types::{AnyOctetString, OctetString};
-use rusmpp::values::{
-    DataCoding, EsmClass, InterfaceVersion, MessagePayload, Npi, RegisteredDelivery, Ton,
-};
+use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// Drives rusmppc's connection future. rusmppc 0.4.0 handles at most 5 queued requests per poll
-/// and, unlike its read side, does not wake itself when it stops there: with nothing arriving
-/// from the SMSC (no receipts) queued submits would wait for the next enquire_link. This wrapper
-/// polls the connection up to 16 times per wake-up, and while we have queued new requests since
-/// the last look it re-polls within a millisecond. Idle, it adds nothing.
-struct Kicked<F> {
-    inner: std::pin::Pin<Box<F>>,
-    queued: Arc<AtomicU64>,
-    seen: u64,
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<F: std::future::Future<Output = ()>> std::future::Future for Kicked<F> {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        for _ in 0..16 {
-            if self.inner.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        let now = self.queued.load(Ordering::Acquire);
-        if now != self.seen {
-            self.seen = now;
-            let at = tokio::time::Instant::now() + Duration::from_millis(1);
-            self.timer.as_mut().reset(at);
-            let _ = self.timer.as_mut().poll(cx);
-        }
-        std::task::Poll::Pending
-    }
-}
+use tokio_util::sync::CancellationToken;
 
 /// Host, port (default 2775) and whether TLS is on, from `smpp://host:port` or
 /// `smpps://host:port` (IPv6 hosts in brackets). Also what `check-config` checks a link's `url`
@@ -97,14 +61,6 @@ pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
     Ok((host.to_string(), port, tls))
 }
 
-/// One bound session.
-struct Session {
-    client: Mutex<Option<rusmppc::Client>>,
-    up: AtomicBool,
-    /// Transceiver, transmitter or receiver (a `pair` link has one of each of the last two).
-    kind: BindKind,
-}
-
 /// The carrier link.
 pub struct SmppConnector {
     name: Arc<str>,
@@ -113,18 +69,22 @@ pub struct SmppConnector {
     sessions: Vec<Arc<Session>>,
     next: AtomicUsize,
     next_ref: AtomicU16,
-    /// Adaptive pacing (AIMD): starts at `tps` (or unlimited), halves on throttling.
-    bucket: TokenBucket,
-    throttled_at: Mutex<Option<std::time::Instant>>,
+    /// Adaptive pacing (see [`Pacer`]), with `tps` as its ceiling.
+    pacer: Pacer,
     manual_down: AtomicBool,
     hub: OnceLock<Arc<dyn HubSink>>,
     submitted: AtomicU64,
-    throttles: AtomicU64,
     reconnects: AtomicU64,
-    /// Requests handed to rusmppc (see [`Kicked`]).
-    queued: Arc<AtomicU64>,
+    /// Submits that ended because their session was lost (outcome unknown, requeued).
+    lost_in_flight: AtomicU64,
+    /// Requests handed to rusmppc and not finished (see `session::Driven`).
+    outstanding: Outstanding,
+    /// Cancelled when the link stops: supervisors unbind and end.
+    stop: CancellationToken,
     /// Submits whose response timed out, by (session, sequence number): a late
-    /// `submit_sm_resp` is reconciled with the message instead of being dropped.
+    /// `submit_sm_resp` is reconciled with the message instead of being dropped. Entries of a
+    /// session go when its connection ends (no answer can come on a dead connection, and the
+    /// next one numbers its requests from 1 again).
     late: Mutex<HashMap<(usize, u32), (crate::hub::message::MessageId, u16, std::time::Instant)>>,
     /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
     reassembler: Mutex<crate::codec::reassembly::Reassembler>,
@@ -139,7 +99,7 @@ const MO_PARTS_TIMEOUT_MS: i64 = 600_000;
 /// deliver_sm (receipts, MO) handled at once per session; each is acked after its commit, so
 /// this over the commit latency bounds the receipt rate (256 held it to about 45,000/s while
 /// a flood of submits kept commits at 5 ms).
-const INBOUND_CONCURRENCY: usize = 2048;
+pub(super) const INBOUND_CONCURRENCY: usize = 2048;
 
 /// A command_status written `0x0B` or `11`.
 pub fn parse_status(s: &str) -> Option<u32> {
@@ -178,23 +138,23 @@ impl SmppConnector {
         };
         let sessions = (0..cfg.binds.max(1))
             .flat_map(|_| kinds.iter())
-            .map(|&kind| Arc::new(Session { client: Mutex::new(None), up: AtomicBool::new(false), kind }))
+            .map(|&kind| Arc::new(Session::new(kind)))
             .collect();
         SmppConnector {
             name: name.into(),
-            bucket: TokenBucket::new(cfg.tps, 0),
+            pacer: Pacer::new(cfg.tps),
             cfg,
             password,
             sessions,
             next: AtomicUsize::new(0),
             next_ref: AtomicU16::new(rand::random()),
-            throttled_at: Mutex::new(None),
             manual_down: AtomicBool::new(false),
             hub: OnceLock::new(),
             submitted: AtomicU64::new(0),
-            throttles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
-            queued: Arc::new(AtomicU64::new(0)),
+            lost_in_flight: AtomicU64::new(0),
+            outstanding: Outstanding::default(),
+            stop: CancellationToken::new(),
             late: Mutex::new(HashMap::new()),
             part_meta: Mutex::new(HashMap::new()),
             reassembler: Mutex::new(crate::codec::reassembly::Reassembler::new(
@@ -204,148 +164,30 @@ impl SmppConnector {
         }
     }
 
-    async fn bind(
-        &self,
-        kind: BindKind,
-    ) -> Result<
-        (
-            rusmppc::Client,
-            futures::stream::BoxStream<'static, rusmppc::Event>,
-        ),
-        rusmppc::error::Error,
-    > {
-        let builder = rusmppc::ConnectionBuilder::new()
-            .enquire_link_interval(Duration::from_secs(self.cfg.enquire_link_s))
-            .enquire_link_response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
-            .response_timeout(Duration::from_secs(self.cfg.response_timeout_s))
-            .disable_interface_version_check()
-            .no_spawn();
-        let (host, port, tls) = parse_url(&self.cfg.url).map_err(|m| rusmppc::error::Error::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, m)))?;
-        // Our own socket, not rusmppc's: it leaves Nagle's algorithm on, which held each
-        // submit_sm back by milliseconds on a busy window.
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(rusmppc::error::Error::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        let (client, events) = if tls {
-            let config = match &self.cfg.tls_ca {
-                Some(ca) => super::tls::client_config(ca),
-                None => super::tls::public_client_config(),
-            }
-            .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::other(e.to_string())))?;
-            let name = rustls_pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(rusmppc::error::Error::Connect)?;
-            self.drive(builder.connected(Coalesced::new(stream)))
-        } else {
-            self.drive(builder.connected(Coalesced::new(tcp)))
-        };
-        let (sid, pw, st, range) = (
-            c(&self.cfg.system_id),
-            c(&self.password),
-            c(&self.cfg.system_type),
-            c(&self.cfg.address_range),
-        );
-        let (ton, npi) = (Ton::from(self.cfg.addr_ton), Npi::from(self.cfg.addr_npi));
-        // The three bind PDUs have the same fields.
-        macro_rules! bind_as {
-            ($method:ident, $pdu:ident) => {
-                client
-                    .$method($pdu::builder().system_id(sid).password(pw).system_type(st).interface_version(InterfaceVersion::Smpp3_4).addr_ton(ton).addr_npi(npi).address_range(range).build())
-                    .await
-                    .map(|_| ())
-            };
-        }
-        let r = match kind {
-            BindKind::Transceiver => bind_as!(bind_transceiver, BindTransceiver),
-            BindKind::Transmitter => bind_as!(bind_transmitter, BindTransmitter),
-            BindKind::Receiver | BindKind::Pair => bind_as!(bind_receiver, BindReceiver),
-        };
-        match r {
-            Ok(()) => Ok((client, events)),
-            Err(e) => {
-                let _ = client.close().await;
-                Err(e)
-            }
-        }
+    pub(super) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+    pub(super) fn cfg(&self) -> &SmppConfig {
+        &self.cfg
+    }
+    pub(super) fn password(&self) -> &str {
+        &self.password
+    }
+    pub(super) fn outstanding(&self) -> &Outstanding {
+        &self.outstanding
+    }
+    pub(super) fn note_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A session's connection ended: its timed-out submits can get no late answer now.
+    pub(super) fn session_lost(&self, idx: usize) {
+        self.late.lock().retain(|(s, _), _| *s != idx);
     }
 
-    /// Keep one session bound for as long as the process runs.
-    async fn supervise(self: Arc<Self>, s: Arc<Session>, idx: usize) {
-        let mut attempt: u32 = 0;
-        let inbound_window = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONCURRENCY));
-        loop {
-            match self.bind(s.kind).await {
-                Ok((client, mut events)) => {
-                    attempt = 0;
-                    tracing::info!(connector = %self.name, session = idx, "SMPP session bound");
-                    *s.client.lock() = Some(client.clone());
-                    s.up.store(true, Ordering::Release);
-                    while let Some(ev) = events.next().await {
-                        match ev {
-                            rusmppc::Event::Incoming(cmd) => {
-                                // Each deliver_sm waits for its commit before its resp; handle
-                                // them concurrently (bounded) so receipts keep pace with submits.
-                                let Ok(permit) = inbound_window.clone().acquire_owned().await
-                                else {
-                                    break;
-                                };
-                                let (this, client) = (self.clone(), client.clone());
-                                tokio::spawn(async move {
-                                    this.incoming(idx, &client, cmd).await;
-                                    drop(permit);
-                                });
-                            }
-                            rusmppc::Event::Error(e) => {
-                                tracing::warn!(connector = %self.name, session = idx, error = %e, "SMPP session error");
-                                if matches!(e, rusmppc::error::Error::Decode(_)) {
-                                    metrics::counter!(crate::metrics::SMPP_FRAME_ERRORS_TOTAL, crate::metrics::L_CONNECTOR => self.name.to_string()).increment(1);
-                                }
-                                if !client.is_active() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    s.up.store(false, Ordering::Release);
-                    *s.client.lock() = None;
-                    let _ = client.close().await;
-                    self.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(connector = %self.name, session = idx, "SMPP session closed; reconnecting");
-                }
-                Err(e) => {
-                    let already = matches!(&e, rusmppc::error::Error::UnexpectedResponse { response } if response.status() == CommandStatus::EsmeRalybnd);
-                    tracing::warn!(connector = %self.name, session = idx, error = %e, attempt, "SMPP bind failed");
-                    if already {
-                        attempt = attempt.max(5); // the old session must time out at the SMSC first
-                    }
-                }
-            }
-            attempt = attempt.saturating_add(1);
-            // Exponential backoff with jitter, so a fleet of binds does not storm the SMSC.
-            let base = (250u64 << attempt.min(7)).min(30_000);
-            let jitter = rand::random::<u64>() % (base / 2 + 1);
-            tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
-        }
-    }
-
-    /// Run a session's connection future (see [`Kicked`]).
-    fn drive<E, F>(&self, (client, events, connection): (rusmppc::Client, E, F)) -> (rusmppc::Client, futures::stream::BoxStream<'static, rusmppc::Event>)
-    where
-        E: futures::Stream<Item = rusmppc::Event> + Send + 'static,
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        tokio::spawn(Kicked {
-            inner: Box::pin(connection),
-            queued: self.queued.clone(),
-            seen: 0,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        });
-        (client, futures::StreamExt::boxed(events))
-    }
-
-    async fn incoming(&self, session: usize, client: &rusmppc::Client, cmd: Command) {
+    pub(super) async fn incoming(&self, session: usize, client: &rusmppc::Client, cmd: Command) {
         let seq = cmd.sequence_number();
-        // Every answer below is a request to rusmppc (see `Kicked`).
-        self.queued.fetch_add(1, Ordering::Release);
+        // Every answer below is a request to rusmppc (see `session::Driven`).
+        let _o = self.outstanding.track();
         match cmd.pdu() {
             Some(Pdu::DeliverSm(d)) => {
                 let f = SmFields::of_deliver(d);
@@ -660,58 +502,48 @@ impl SmppConnector {
         Ok(out)
     }
 
-    /// Additive recovery after throttling: +10% of the configured rate per second without one.
-    fn recover_rate(&self) {
-        let mut t = self.throttled_at.lock();
-        if let Some(at) = *t {
-            if at.elapsed() >= Duration::from_secs(1) {
-                let base = if self.cfg.tps > 0.0 {
-                    self.cfg.tps
-                } else {
-                    0.0
-                };
-                let cur = self.bucket.rate();
-                let step = if base > 0.0 {
-                    base / 10.0
-                } else {
-                    cur / 10.0 + 1.0
-                };
-                let next = cur + step;
-                if base > 0.0 && next >= base {
-                    self.bucket.set_rate(base);
-                    *t = None;
-                } else if base == 0.0 && next > 100_000.0 {
-                    self.bucket.set_rate(0.0);
-                    *t = None;
-                } else {
-                    self.bucket.set_rate(next);
-                    *t = Some(std::time::Instant::now());
-                }
-            }
-        }
-    }
-
-    fn on_throttled(&self) {
-        self.throttles.fetch_add(1, Ordering::Relaxed);
-        let cur = self.bucket.rate();
-        let observed = if cur > 0.0 {
-            cur
-        } else {
-            (self.submitted.load(Ordering::Relaxed) as f64).clamp(10.0, 1000.0)
-        };
-        self.bucket.set_rate((observed / 2.0).max(1.0));
-        *self.throttled_at.lock() = Some(std::time::Instant::now());
-    }
-
-    /// A bound session that may submit, and its index.
-    fn pick(&self) -> Option<(usize, rusmppc::Client)> {
+    /// A bound session that may submit: its index, client and end-of-connection token.
+    fn pick(&self) -> Option<(usize, rusmppc::Client, CancellationToken)> {
         let n = self.sessions.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|k| (start + k) % n)
-            .filter(|&i| self.sessions[i].kind != BindKind::Receiver && self.sessions[i].up.load(Ordering::Acquire))
-            .find_map(|i| self.sessions[i].client.lock().clone().map(|c| (i, c)))
+            .filter(|&i| self.sessions[i].kind != BindKind::Receiver && self.sessions[i].is_up())
+            .find_map(|i| self.sessions[i].current().map(|(c, t)| (i, c, t)))
     }
+
+    /// How a refused submit is classified: the link's `errors` table, else the defaults.
+    fn classify(&self, code: u32) -> ErrorClass {
+        match self.cfg.errors.iter().find(|(k, _)| parse_status(k) == Some(code)).map(|(_, v)| *v) {
+            Some(crate::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
+            Some(crate::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
+            Some(crate::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
+            None => classify_default(code),
+        }
+    }
+
+    /// Submit one part on a session: the response, or why none came. Ends at once when the
+    /// session's connection ends, and in any case within the response timeout plus a margin
+    /// (rusmppc's own timeout starts only once the PDU is written).
+    async fn submit_part(&self, client: &rusmppc::Client, lost: &CancellationToken, pdu: SubmitSm) -> Result<rusmpp::pdus::SubmitSmResp, SubmitFailure> {
+        let _o = self.outstanding.track();
+        let limit = Duration::from_secs(self.cfg.response_timeout_s.saturating_mul(2).saturating_add(5));
+        tokio::select! {
+            biased;
+            r = client.submit_sm(pdu) => r.map_err(SubmitFailure::Smpp),
+            _ = lost.cancelled() => Err(SubmitFailure::SessionLost),
+            _ = tokio::time::sleep(limit) => Err(SubmitFailure::Stuck),
+        }
+    }
+}
+
+/// Why a submit got no usable answer.
+enum SubmitFailure {
+    Smpp(rusmppc::error::Error),
+    /// The connection ended while the submit waited: the SMSC may or may not have it.
+    SessionLost,
+    /// Neither written nor answered within the hard limit.
+    Stuck,
 }
 
 impl Connector for SmppConnector {
@@ -719,7 +551,7 @@ impl Connector for SmppConnector {
         let _ = self.hub.set(hub.clone());
         tokio::spawn(self.clone().restore_parts(hub));
         for (i, s) in self.sessions.iter().enumerate() {
-            tokio::spawn(self.clone().supervise(s.clone(), i));
+            tokio::spawn(self.clone().supervise(s.clone(), i, self.stop.clone()));
         }
     }
 
@@ -739,60 +571,38 @@ impl Connector for SmppConnector {
                 Err(error) => return Outcome::PermFail { error },
             };
             // All parts on one session, in order.
-            let Some((session, client)) = self.pick() else {
+            let Some((session, client, lost)) = self.pick() else {
                 return Outcome::TempFail {
-                    error: DeliveryError::new(
-                        ErrorClass::Temporary,
-                        "link_down",
-                        "no SMPP session is bound",
-                    ),
+                    error: DeliveryError::new(ErrorClass::Temporary, "link_down", "no SMPP session is bound"),
                     retry_after: None,
                 };
             };
             let mut ids = Vec::with_capacity(pdus.len());
             for (part, p) in pdus.into_iter().enumerate() {
-                self.recover_rate();
-                self.bucket.acquire().await;
-                self.queued.fetch_add(1, Ordering::Release);
-                match client.submit_sm(p).await {
-                    Ok(resp) => ids.push(normalize_id(
-                        resp.message_id().as_str(),
-                        self.cfg.id_format,
-                        false,
-                    )),
-                    Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
+                self.pacer.acquire().await;
+                match self.submit_part(&client, &lost, p).await {
+                    Ok(resp) => {
+                        self.pacer.accepted();
+                        ids.push(normalize_id(resp.message_id().as_str(), self.cfg.id_format, false));
+                    }
+                    Err(SubmitFailure::Smpp(rusmppc::error::Error::UnexpectedResponse { response })) => {
                         let status = response.status();
-                        let code = u32::from(status);
-                        let class = match self
-                            .cfg
-                            .errors
-                            .iter()
-                            .find(|(k, _)| parse_status(k) == Some(code))
-                            .map(|(_, v)| *v)
-                        {
-                            Some(crate::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
-                            Some(crate::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
-                            Some(crate::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
-                            None => classify_default(code),
-                        };
+                        let class = self.classify(u32::from(status));
                         if class == ErrorClass::Throttled {
-                            self.on_throttled();
+                            self.pacer.throttled();
+                        } else {
+                            self.pacer.accepted(); // answered: not congestion
                         }
-                        let error = DeliveryError::new(
-                            class,
-                            &format!("smpp_0x{:02x}", u32::from(status)),
-                            format!("{status:?}"),
-                        );
+                        let error = DeliveryError::new(class, &format!("smpp_0x{:02x}", u32::from(status)), format!("{status:?}"));
                         return match class {
                             ErrorClass::Permanent => Outcome::PermFail { error },
                             _ => Outcome::TempFail {
                                 error,
-                                retry_after: (class == ErrorClass::Throttled)
-                                    .then_some(Duration::from_millis(500)),
+                                retry_after: (class == ErrorClass::Throttled).then_some(Duration::from_millis(500)),
                             },
                         };
                     }
-                    Err(rusmppc::error::Error::ResponseTimeout { sequence_number, .. }) => {
+                    Err(SubmitFailure::Smpp(rusmppc::error::Error::ResponseTimeout { sequence_number, .. })) => {
                         // Outcome unknown: requeue, after another response timeout so that a
                         // late answer can still be reconciled instead of sending it twice (at
                         // most a window of duplicates either way).
@@ -801,21 +611,28 @@ impl Connector for SmppConnector {
                         late.insert((session, sequence_number), (msg.id, part as u16, std::time::Instant::now()));
                         drop(late);
                         return Outcome::TempFail {
-                            error: DeliveryError::new(
-                                ErrorClass::Unknown,
-                                "response_timeout",
-                                "no submit_sm_resp in time",
-                            ),
+                            error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "no submit_sm_resp in time"),
                             retry_after: Some(Duration::from_secs(self.cfg.response_timeout_s)),
                         };
                     }
-                    Err(e) => {
+                    Err(SubmitFailure::SessionLost) => {
+                        // The SMSC may have taken it: requeued at once, so at most the
+                        // session's window is sent twice.
+                        self.lost_in_flight.fetch_add(1, Ordering::Relaxed);
                         return Outcome::TempFail {
-                            error: DeliveryError::new(
-                                ErrorClass::Temporary,
-                                "link_error",
-                                e.to_string(),
-                            ),
+                            error: DeliveryError::new(ErrorClass::Unknown, "session_lost", "the SMPP connection ended before the submit_sm_resp"),
+                            retry_after: Some(Duration::from_millis(250)),
+                        };
+                    }
+                    Err(SubmitFailure::Stuck) => {
+                        return Outcome::TempFail {
+                            error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "the submit_sm was neither written nor answered in time"),
+                            retry_after: Some(Duration::from_secs(self.cfg.response_timeout_s)),
+                        };
+                    }
+                    Err(SubmitFailure::Smpp(e)) => {
+                        return Outcome::TempFail {
+                            error: DeliveryError::new(ErrorClass::Temporary, "link_error", e.to_string()),
                             retry_after: None,
                         };
                     }
@@ -828,21 +645,29 @@ impl Connector for SmppConnector {
 
     fn is_up(&self) -> bool {
         !self.manual_down.load(Ordering::Relaxed)
-            && self.sessions.iter().any(|s| s.kind != BindKind::Receiver && s.up.load(Ordering::Acquire))
+            && self.sessions.iter().any(|s| s.kind != BindKind::Receiver && s.is_up())
     }
 
     fn status(&self) -> serde_json::Value {
+        let (throttles, cuts) = self.pacer.throttles();
         serde_json::json!({
             "url": self.cfg.url,
             "system_id": self.cfg.system_id,
             "bind": self.cfg.bind,
-            "sessions_up": self.sessions.iter().filter(|s| s.up.load(Ordering::Relaxed)).count(),
+            "sessions_up": self.sessions.iter().filter(|s| s.is_up()).count(),
             "sessions": self.sessions.len(),
             "submitted": self.submitted.load(Ordering::Relaxed),
-            "throttled": self.throttles.load(Ordering::Relaxed),
+            "throttled": throttles,
+            "throttle_events": cuts,
             "reconnects": self.reconnects.load(Ordering::Relaxed),
-            "rate": self.bucket.rate(),
+            "lost_in_flight": self.lost_in_flight.load(Ordering::Relaxed),
+            "rate": self.pacer.rate(),
+            "tps_ceiling": self.cfg.tps,
         })
+    }
+
+    fn stop(&self) {
+        self.stop.cancel();
     }
 
     fn wants_receipts(&self) -> bool {

@@ -7,6 +7,7 @@ pub mod dlr;
 pub mod pdu_view;
 pub mod sm_fields;
 pub mod server;
+mod session;
 pub mod sim;
 pub mod tls;
 
