@@ -107,6 +107,18 @@ enum Cmd {
         /// Drop each connection after N PDUs (0 = never).
         #[arg(long, default_value_t = 0)]
         drop_after: u64,
+        /// Drop after a random count between N/2 and 3N/2 PDUs instead (with --drop-after N).
+        #[arg(long)]
+        drop_jitter: bool,
+        /// Throttle each submit with this probability in percent (e.g. 1 = 1%).
+        #[arg(long, default_value_t = 0.0)]
+        throttle_percent: f64,
+        /// Each submit_sm_resp waits a further random 0..N ms (uneven slow acks).
+        #[arg(long, default_value_t = 0)]
+        ack_jitter_ms: u64,
+        /// Send each receipt before the submit_sm_resp of its message.
+        #[arg(long)]
+        dlr_before_resp: bool,
         /// Refuse every bind (ESME_RBINDFAIL).
         #[arg(long)]
         refuse_binds: bool,
@@ -568,6 +580,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dlr_as,
             throttle_every,
             drop_after,
+            drop_jitter,
+            throttle_percent,
+            ack_jitter_ms,
+            dlr_before_resp,
             refuse_binds,
             already_bound,
             mo_rate,
@@ -609,6 +625,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mo_text,
                 mo_parts,
                 slow_first: 0,
+                ack_jitter: Duration::from_millis(ack_jitter_ms),
+                throttle_chance: (throttle_percent / 100.0).clamp(0.0, 1.0),
+                drop_jitter,
+                dlr_before_resp,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -626,10 +646,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     use std::sync::atomic::Ordering::Relaxed;
                     let submits = c.submits.load(Relaxed);
                     println!(
-                        "binds {} submits {} ({} /s) throttled {} receipts {} acked {} mo {} nacks {} first_ms {} last_ms {}",
+                        "binds {} submits {} ({} /s) throttled {} receipts {} acked {} mo {} nacks {} first_ms {} last_ms {} distinct {} unanswered {}",
                         c.binds.load(Relaxed), submits, submits - last, c.throttled.load(Relaxed), c.receipts.load(Relaxed),
                         c.receipt_acks.load(Relaxed), c.mo.load(Relaxed), c.nacks.load(Relaxed),
-                        c.first_submit_ms.load(Relaxed), c.last_submit_ms.load(Relaxed)
+                        c.first_submit_ms.load(Relaxed), c.last_submit_ms.load(Relaxed),
+                        c.distinct.load(Relaxed), sim.unanswered()
                     );
                     last = submits;
                 }

@@ -17,6 +17,8 @@ pub const CONNECTOR_FAILED_TOTAL: &str = "postern_connector_failed_total";
 pub const CONNECTOR_THROTTLED_TOTAL: &str = "postern_connector_throttled_total";
 pub const CONNECTOR_INFLIGHT: &str = "postern_connector_inflight";
 pub const CONNECTOR_UP: &str = "postern_connector_up";
+/// 1 while a link is up but its full window has not moved for a while.
+pub const CONNECTOR_DEGRADED: &str = "postern_connector_degraded";
 pub const RECEIPTS_TOTAL: &str = "postern_receipts_total";
 pub const RECEIPTS_UNKNOWN_TOTAL: &str = "postern_receipts_unknown_total";
 pub const ACCEPT_TO_SUBMIT_SECONDS: &str = "postern_message_accept_to_submit_seconds";

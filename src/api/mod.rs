@@ -142,9 +142,10 @@ impl Api {
             .hub
             .links
             .iter()
-            .map(|l| serde_json::json!({"name": &*l.name, "up": l.connector.is_up()}))
+            .map(|l| serde_json::json!({"name": &*l.name, "up": l.connector.is_up(), "degraded": l.is_degraded()}))
             .collect();
-        let any_up = self.hub.links.iter().any(|l| l.connector.is_up());
+        // A link that is up but stalled (window full, nothing moving) takes no traffic.
+        let any_up = self.hub.links.iter().any(|l| l.connector.is_up() && !l.is_degraded());
         let ready = !draining && any_up;
         json_response(
             if ready {

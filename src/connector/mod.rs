@@ -209,6 +209,10 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// How long a full window may go without any attempt ending before the link counts as
+/// degraded (up, but not sending).
+pub const STALL_AFTER_MS: i64 = 30_000;
+
 /// A connector with its dispatch limits.
 pub struct Link {
     pub name: Arc<str>,
@@ -222,6 +226,9 @@ pub struct Link {
     /// Notified when the link may have come up.
     pub changed: Notify,
     was_up: AtomicBool,
+    /// When an attempt last ended (ms since the epoch): with the window full and no attempt
+    /// ending for [`STALL_AFTER_MS`], the link is up but not moving (degraded).
+    last_progress: std::sync::atomic::AtomicI64,
     /// Metric handles for this connector (registered once).
     pub submitted: metrics::Counter,
     pub inflight_gauge: metrics::Gauge,
@@ -245,6 +252,7 @@ impl Link {
             bucket: TokenBucket::new(limits.tps, limits.burst),
             changed: Notify::new(),
             was_up: AtomicBool::new(true),
+            last_progress: std::sync::atomic::AtomicI64::new(crate::hub::message::now_ms()),
             submitted: metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => name.to_string()),
             inflight_gauge: metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.to_string()),
         }
@@ -252,6 +260,19 @@ impl Link {
 
     pub fn inflight(&self) -> usize {
         self.window_size - self.window.available_permits()
+    }
+
+    /// An attempt on this link ended (whatever its outcome).
+    pub fn progressed(&self) {
+        self.last_progress.store(crate::hub::message::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Up, but its window is full and no attempt has ended for [`STALL_AFTER_MS`].
+    pub fn is_degraded(&self) -> bool {
+        let stalled = self.inflight() >= self.window_size
+            && crate::hub::message::now_ms() - self.last_progress.load(Ordering::Relaxed) >= STALL_AFTER_MS;
+        metrics::gauge!(m::CONNECTOR_DEGRADED, m::L_CONNECTOR => self.name.to_string()).set(if stalled { 1.0 } else { 0.0 });
+        stalled
     }
 
     pub fn is_up(&self) -> bool {
@@ -274,6 +295,7 @@ impl Link {
             "up": self.connector.is_up(),
             "window": self.window_size,
             "inflight": self.inflight(),
+            "degraded": self.is_degraded(),
             "tps": self.bucket.rate(),
             "detail": self.connector.status(),
         })

@@ -117,7 +117,7 @@ impl RemoteIndex {
         let (key, slot) = self.slot(connector, remote_id);
         slot.lock().remove(&key);
     }
-    fn get(&self, connector: &str, remote_id: &str) -> Option<(MessageId, u16)> {
+    pub fn get(&self, connector: &str, remote_id: &str) -> Option<(MessageId, u16)> {
         let (key, slot) = self.slot(connector, remote_id);
         slot.lock().get(&key).copied()
     }
@@ -138,6 +138,8 @@ pub struct Hub {
     pub callback_secret: Option<Vec<u8>>,
     pub callbacks_wake: Notify,
     unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
+    /// Receipts that came before their submit's answer (see [`early`]).
+    early: early::EarlyReceipts,
     /// Set on shutdown: dispatchers stop taking new work.
     pub draining: AtomicBool,
 }
@@ -192,6 +194,7 @@ impl Hub {
             callback_secret,
             callbacks_wake: Notify::new(),
             unknown,
+            early: Default::default(),
             draining: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&hub);
@@ -205,6 +208,7 @@ impl Hub {
         }
         tokio::spawn(callbacks::run(weak.clone()));
         tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
+        tokio::spawn(release_early_receipts(weak.clone()));
         for link in &hub.links {
             link.connector
                 .clone()
@@ -393,21 +397,29 @@ impl Hub {
         };
         match found {
             Some((id, part)) => {
-                let shard = id.shard(self.actors.len() as u32) as usize;
-                let ev = ShardEvent::Receipt {
-                    id,
-                    part,
-                    state: r.state,
-                    error: r.error,
-                    ack,
-                };
-                if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
-                    let tx = self.actors[shard].clone();
-                    tokio::spawn(async move { tx.send(ev).await });
-                }
+                self.apply_receipt(id, part, r, ack);
                 Ok(())
             }
             _ => Err((r, ack)),
+        }
+    }
+
+    /// Queue a receipt for a known message on its shard's actor.
+    fn apply_receipt(&self, id: MessageId, part: u16, r: Receipt, ack: Option<oneshot::Sender<()>>) {
+        let shard = id.shard(self.actors.len() as u32) as usize;
+        let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error, ack };
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
+            let tx = self.actors[shard].clone();
+            tokio::spawn(async move { tx.send(ev).await });
+        }
+    }
+
+    /// A remote id is now known for part `part` of message `id` (its outcome is queued on the
+    /// actor already): index it, and apply any receipt that came before it, after that outcome.
+    pub fn index_remote(&self, connector: &str, remote_id: &str, id: MessageId, part: u16) {
+        self.remote_index.insert(connector, remote_id, id, part);
+        for h in self.early.take(connector, remote_id) {
+            self.apply_receipt(id, part, h.receipt, Some(h.ack));
         }
     }
 
@@ -432,6 +444,23 @@ impl Hub {
     /// Messages handed to connectors and not yet answered.
     pub fn inflight(&self) -> usize {
         self.links.iter().map(|l| l.inflight()).sum()
+    }
+}
+
+/// Every 100 ms: receipts held for their submit's answer that will not get one (the link has
+/// nothing in flight, or they waited [`early::HOLD_MAX`]) are matched once more, else
+/// acknowledged and retried in memory like any receipt for an unknown id.
+async fn release_early_receipts(hub: std::sync::Weak<Hub>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(h) = hub.upgrade() else { return };
+        let expired = h.early.expired(Instant::now(), |c| h.link(c).is_none_or(|l| l.inflight() == 0));
+        for held in expired {
+            if let Err((r, ack)) = h.route_receipt_acked(held.receipt, Some(held.ack)) {
+                drop(ack); // the peer is answered now
+                let _ = h.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+            }
+        }
     }
 }
 
@@ -506,10 +535,31 @@ impl HubSink for Hub {
 
     fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
         let (tx, rx) = oneshot::channel();
+        let wait = Box::pin(async move {
+            let _ = rx.await;
+        });
         match self.route_receipt_acked(receipt, Some(tx)) {
-            Ok(()) => Box::pin(async move {
-                let _ = rx.await;
-            }),
+            Ok(()) => wait,
+            // Its submit may still be waiting for its answer: hold it (unacknowledged) until
+            // the remote id is known. Checked again once held, so an id indexed meanwhile is
+            // not missed.
+            Err((r, Some(ack))) if self.link(&r.connector).is_some_and(|l| l.inflight() > 0) => {
+                let (connector, remote_id) = (r.connector.clone(), r.remote_id.clone());
+                match self.early.hold(r, ack) {
+                    Ok(()) => {
+                        if let Some((id, part)) = self.remote_index.get(&connector, &remote_id) {
+                            for h in self.early.take(&connector, &remote_id) {
+                                self.apply_receipt(id, part, h.receipt, Some(h.ack));
+                            }
+                        }
+                        wait
+                    }
+                    Err((r, _)) => {
+                        let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
+                        Box::pin(async {})
+                    }
+                }
+            }
             // Not (yet) known: queue it for retries and ack the peer now; the receipt is kept
             // in memory only, which is what every gateway does with receipts it cannot match.
             Err((r, _)) => {
@@ -523,7 +573,7 @@ impl HubSink for Hub {
 
     fn reconcile(&self, connector: Arc<str>, id: MessageId, part: u16, remote_id: String) {
         if self.keeps_receipts(&connector) {
-            self.remote_index.insert(&connector, &remote_id, id, part);
+            self.index_remote(&connector, &remote_id, id, part);
         }
         let shard = id.shard(self.actors.len() as u32) as usize;
         let tx = self.actors[shard].clone();

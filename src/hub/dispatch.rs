@@ -143,6 +143,7 @@ async fn deliver(hub: &Hub, actor: &mpsc::Sender<ShardEvent>, h: Handoff) {
     let Handoff { msg, link, permit } = h;
     let outcome = link.connector.deliver(&msg).await;
     link.inflight_gauge.decrement(1.0);
+    link.progressed();
     let id = msg.id;
     let ids = match &outcome {
         crate::connector::Outcome::Submitted { remote_ids }
@@ -159,7 +160,7 @@ async fn deliver(hub: &Hub, actor: &mpsc::Sender<ShardEvent>, h: Handoff) {
     // Only now may receipts find the message: queued after its outcome on the same actor,
     // a receipt is applied to the submitted message, however fast the carrier answers.
     for (i, rid) in ids.iter().enumerate() {
-        hub.remote_index.insert(&link.name, rid, id, i as u16);
+        hub.index_remote(&link.name, rid, id, i as u16);
     }
 }
 

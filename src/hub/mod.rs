@@ -15,6 +15,8 @@ mod core;
 #[cfg(feature = "server")]
 pub mod dispatch;
 #[cfg(feature = "server")]
+pub mod early;
+#[cfg(feature = "server")]
 pub mod state;
 
 #[cfg(feature = "server")]

@@ -2,8 +2,10 @@
 //! `fakesmsc`). Binds with configurable credentials; acks every `submit_sm` with an id (hex or
 //! decimal), optionally after a delay so that windows fill; sends delivery receipts after a
 //! delay with a configurable mix of DELIVRD/UNDELIV/REJECTD/EXPIRED, as TLVs, text or both;
-//! fault modes: throttle every Nth submit, drop the connection after N PDUs, refuse binds,
-//! answer `ESME_RALYBND`; injects MO messages at a rate. Built on rusmpp's codec.
+//! fault modes: throttle every Nth submit or at random, drop the connection after N PDUs (or a
+//! random count near N), uneven slow acks, receipts before the submit_sm_resp, refuse binds,
+//! answer `ESME_RALYBND`; injects MO messages at a rate. Counts distinct messages submitted, so
+//! a test can bound how many were sent twice. Built on rusmpp's codec.
 
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -61,6 +63,15 @@ pub struct SimConfig {
     pub mo_parts: u8,
     /// Only the first N submits are acked after `ack_delay` (0 = all of them).
     pub slow_first: u64,
+    /// Each ack waits a further random 0..ack_jitter (slow, uneven acks).
+    pub ack_jitter: Duration,
+    /// Throttle each submit with this probability (0.0..=1.0), besides `throttle_every`.
+    pub throttle_chance: f64,
+    /// Each connection drops after a random count between half and one and a half times
+    /// `drop_after` instead of exactly after it.
+    pub drop_jitter: bool,
+    /// Send each receipt before the submit_sm_resp of its message (some SMSCs do).
+    pub dlr_before_resp: bool,
 }
 
 impl Default for SimConfig {
@@ -82,6 +93,10 @@ impl Default for SimConfig {
             mo_text: "hello from the simulator".into(),
             mo_parts: 1,
             slow_first: 0,
+            ack_jitter: Duration::ZERO,
+            throttle_chance: 0.0,
+            drop_jitter: false,
+            dlr_before_resp: false,
         }
     }
 }
@@ -103,6 +118,9 @@ pub struct Counters {
     /// submit_sm received but not yet answered, now and at most.
     pub outstanding: AtomicU64,
     pub max_outstanding: AtomicU64,
+    /// Distinct messages submitted (by destination and short message): `submits` less this
+    /// is how many were sent again.
+    pub distinct: AtomicU64,
 }
 
 /// A running simulator.
@@ -110,6 +128,16 @@ pub struct SmscSim {
     pub addr: SocketAddr,
     pub counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+impl SmscSim {
+    /// deliver_sm sent and not (yet) answered: those of bound sessions and those kept for
+    /// the next bind.
+    pub fn unanswered(&self) -> usize {
+        let held = self.shared.pending.lock().len();
+        held + self.shared.receivers.lock().iter().map(|(_, _, u)| u.lock().len()).sum::<usize>()
+    }
 }
 
 impl Drop for SmscSim {
@@ -135,6 +163,8 @@ struct Shared {
     acks: crossbeam_channel::Sender<DelayedAck>,
     /// Receipts, in the order they fall due (they all wait `ack_delay + dlr_delay`).
     receipts: crossbeam_channel::Sender<DelayedReceipt>,
+    /// Hashes of the (destination, short message) pairs submitted so far.
+    seen: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// A delivery receipt to send when it falls due.
@@ -225,6 +255,7 @@ impl SmscSim {
             stop: stop.clone(),
             acks,
             receipts,
+            seen: Mutex::new(std::collections::HashSet::new()),
         });
         {
             let shared = Arc::downgrade(&shared);
@@ -232,6 +263,7 @@ impl SmscSim {
                 .name("smsc-sim-dlr".into())
                 .spawn(move || receipt_sender(receipts_rx, shared))?;
         }
+        let keep = shared.clone();
         tokio::spawn(async move {
             let mut conn_id = 0u64;
             while !shared.stop.load(Ordering::Relaxed) {
@@ -250,6 +282,7 @@ impl SmscSim {
             addr,
             counters,
             stop,
+            shared: keep,
         })
     }
 }
@@ -303,6 +336,11 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
     // A receiver bind may not submit (ESME_RINVBNDSTS), as at a real SMSC.
     let mut can_submit = false;
     let mut mo_task: Option<tokio::task::JoinHandle<()>> = None;
+    let drop_after = match (shared.cfg.drop_after, shared.cfg.drop_jitter) {
+        (0, _) => 0,
+        (n, true) => n / 2 + rand::random::<u64>() % (n + 1),
+        (n, false) => n,
+    };
     while let Some(item) = reader.next().await {
         let Ok(cmd) = item else {
             // Framing lost: tell the peer, then close (SMPP 3.4 §2.10).
@@ -315,7 +353,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             break;
         };
         pdus += 1;
-        if shared.cfg.drop_after > 0 && pdus > shared.cfg.drop_after {
+        if drop_after > 0 && pdus > drop_after {
             break; // fault mode: the connection just goes away
         }
         let s = cmd.sequence_number();
@@ -410,7 +448,17 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     .counters
                     .last_submit_ms
                     .fetch_max(t, Ordering::Relaxed);
-                if shared.cfg.throttle_every > 0 && n % shared.cfg.throttle_every == 0 {
+                {
+                    use std::hash::{BuildHasher, Hash, Hasher};
+                    let mut h = foldhash::fast::FixedState::with_seed(7).build_hasher();
+                    sm.destination_addr.as_str().hash(&mut h);
+                    AsRef::<[u8]>::as_ref(sm.short_message()).hash(&mut h);
+                    if shared.seen.lock().insert(h.finish()) {
+                        shared.counters.distinct.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let chance = shared.cfg.throttle_chance > 0.0 && rand::random::<f64>() < shared.cfg.throttle_chance;
+                if chance || shared.cfg.throttle_every > 0 && n % shared.cfg.throttle_every == 0 {
                     shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     let _ = tx.send(reply(
                         CommandStatus::EsmeRthrottled,
@@ -433,14 +481,24 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                     .max_outstanding
                     .fetch_max(now_out, Ordering::AcqRel);
                 let slow = shared.cfg.slow_first == 0 || n <= shared.cfg.slow_first;
-                if shared.cfg.ack_delay.is_zero() || !slow {
+                let wants_receipt = u8::from(sm.registered_delivery) & 0x03 != 0;
+                if wants_receipt && shared.cfg.dlr_before_resp {
+                    // The receipt overtakes the answer on the wire.
+                    let cmd = receipt(&shared, &id, sm.destination_addr.as_str(), sm.source_addr.as_str(), seq.fetch_add(1, Ordering::Relaxed));
+                    unacked.lock().insert(cmd.sequence_number, cmd.clone());
+                    if tx.send(cmd).is_ok() {
+                        shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let jitter = if shared.cfg.ack_jitter.is_zero() { Duration::ZERO } else { shared.cfg.ack_jitter.mul_f64(rand::random::<f64>()) };
+                if (shared.cfg.ack_delay.is_zero() && jitter.is_zero()) || !slow {
                     shared.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
                     let _ = tx.send(resp);
                 } else {
-                    let due = std::time::Instant::now() + shared.cfg.ack_delay;
+                    let due = std::time::Instant::now() + shared.cfg.ack_delay + jitter;
                     let _ = shared.acks.send(DelayedAck { due, to: tx.clone(), resp });
                 }
-                if u8::from(sm.registered_delivery) & 0x03 != 0 {
+                if wants_receipt && !shared.cfg.dlr_before_resp {
                     let _ = shared.receipts.send(DelayedReceipt {
                         due: std::time::Instant::now() + shared.cfg.ack_delay + shared.cfg.dlr_delay,
                         conn,
