@@ -10,6 +10,15 @@ pub const API_REQUESTS_TOTAL: &str = "postern_api_requests_total";
 pub const MESSAGE_TRANSITIONS_TOTAL: &str = "postern_message_transitions_total";
 pub const OUTBOX_DEPTH: &str = "postern_outbox_depth";
 pub const OUTBOX_READY: &str = "postern_outbox_ready";
+/// Failed outbox writes, by `kind` (no_space, stopped, io, other).
+pub const OUTBOX_WRITE_ERRORS_TOTAL: &str = "postern_outbox_write_errors_total";
+/// 1 while the outbox can write, 0 while it refuses writes (e.g. after a full disk).
+pub const OUTBOX_WRITABLE: &str = "postern_outbox_writable";
+/// Attempts to get a failed outbox writing again, by `outcome` (ok, failed).
+pub const OUTBOX_RECOVERY_ATTEMPTS_TOTAL: &str = "postern_outbox_recovery_attempts_total";
+/// State changes (turns of a shard's state actor) held because the store could not write them;
+/// each is written again once it can.
+pub const STATE_TURNS_HELD_TOTAL: &str = "postern_outbox_state_turns_held_total";
 pub const OUTBOX_COMMIT_SECONDS: &str = "postern_outbox_commit_seconds";
 pub const OUTBOX_COMMIT_BATCH_SIZE: &str = "postern_outbox_commit_batch_messages";
 pub const CONNECTOR_SUBMITTED_TOTAL: &str = "postern_connector_submitted_total";
@@ -34,6 +43,7 @@ pub const L_STATE: &str = "state";
 pub const L_CODE: &str = "code";
 pub const L_OUTCOME: &str = "outcome";
 pub const L_ROUTE: &str = "route";
+pub const L_KIND: &str = "kind";
 
 /// Series that must be present in `/metrics` once the gateway is up (checked by a test).
 pub const REQUIRED: &[&str] = &[

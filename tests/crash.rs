@@ -4,48 +4,13 @@
 //! crash are bounded by the window (contracts 1 and 2).
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WINDOW: usize = 64;
 
-fn start(config: &std::path::Path) -> (Child, String) {
-    start_with(config, None)
-}
-
-fn start_with(
-    config: &std::path::Path,
-    notify_socket: Option<&std::path::Path>,
-) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
-    cmd.env_remove("NOTIFY_SOCKET");
-    if let Some(p) = notify_socket {
-        cmd.env("NOTIFY_SOCKET", p);
-    }
-    let mut child = cmd
-        .args(["serve", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start postern");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "postern did not start");
-        let line = lines.next().expect("postern exited").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("API:") {
-            let url = rest.trim().trim_end_matches("/v1/messages").to_string();
-            // keep draining stdout so the child never blocks on a full pipe
-            std::thread::spawn(move || for _ in lines {});
-            return (child, url);
-        }
-    }
-}
+mod common;
+use common::{start_binary as start, start_binary_with as start_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing() {

@@ -77,10 +77,18 @@ impl From<crate::hub::AcceptError> for ApiError {
                 "the outbox write queue is full",
             )
             .retry_after(1),
-            crate::hub::AcceptError::Store(e) => ApiError::new(
+            // Refused before any write: nothing was stored.
+            crate::hub::AcceptError::Store(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 e.to_string(),
+            )
+            .retry_after(5),
+            // The commit itself failed: it may have reached the log (outcome unknown).
+            crate::hub::AcceptError::Store(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_write_failed",
+                format!("{e}; the outcome is unknown: the message may have been stored and then will be sent"),
             )
             .retry_after(5),
         }

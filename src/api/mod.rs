@@ -104,10 +104,7 @@ impl Api {
         let path = req.uri().path().to_string();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match (&method, segs.as_slice()) {
-            (&Method::GET, ["healthz"]) => Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ok"}),
-            )),
+            (&Method::GET, ["healthz"]) => Ok(self.healthz()),
             (&Method::GET, ["readyz"]) => Ok(self.readyz()),
             (&Method::GET, ["metrics"]) => Ok(text_response(
                 StatusCode::OK,
@@ -136,6 +133,17 @@ impl Api {
         result.unwrap_or_else(ApiError::into_response)
     }
 
+    /// Liveness: the process answers; the store's error is reported while it cannot write
+    /// (it recovers on its own: restarting would not help sooner).
+    fn healthz(&self) -> Resp {
+        let h = &self.hub.outbox.health;
+        let body = match h.error().filter(|_| !h.is_writable()) {
+            None => serde_json::json!({"status": "ok", "outbox": {"writable": true}}),
+            Some(e) => serde_json::json!({"status": "degraded", "outbox": {"writable": false, "error": e, "kind": crate::outbox::health::error_kind(&e)}}),
+        };
+        json_response(StatusCode::OK, &body)
+    }
+
     fn readyz(&self) -> Resp {
         let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
         let connectors: Vec<_> = self
@@ -146,14 +154,15 @@ impl Api {
             .collect();
         // A link that is up but stalled (window full, nothing moving) takes no traffic.
         let any_up = self.hub.links.iter().any(|l| l.connector.is_up() && !l.is_degraded());
-        let ready = !draining && any_up;
+        let writable = self.hub.outbox.health.is_writable();
+        let ready = !draining && any_up && writable;
         json_response(
             if ready {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             },
-            &serde_json::json!({"ready": ready, "outbox": "open", "draining": draining, "depth": self.hub.outbox.depth(), "connectors": connectors}),
+            &serde_json::json!({"ready": ready, "outbox": if writable { "open" } else { "failing" }, "outbox_error": self.hub.outbox.health.error(), "draining": draining, "depth": self.hub.outbox.depth(), "connectors": connectors}),
         )
     }
 }

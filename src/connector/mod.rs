@@ -131,10 +131,12 @@ pub trait HubSink: Send + Sync {
     fn listen(&self, listener: Arc<dyn Listener>);
     /// A receipt for a remote id. Never blocks; unknown ids are counted and logged.
     fn report(&self, receipt: Receipt);
-    /// A receipt, resolved once its state change is committed (so the peer is acked only then).
-    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
+    /// A receipt, resolved once its state change is committed (so the peer is acked only then):
+    /// `false` when it could not be (the store is closing after failing to write), and the peer
+    /// should be asked to send it again.
+    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, bool> {
         self.report(receipt);
-        Box::pin(async {})
+        Box::pin(async { true })
     }
     /// A late answer: the peer did take part `part` of message `id` (as `remote_id`) after we
     /// had given up waiting and requeued it. Its receipt must find the message; if it has not

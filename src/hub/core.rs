@@ -457,7 +457,9 @@ async fn release_early_receipts(hub: std::sync::Weak<Hub>) {
         let expired = h.early.expired(Instant::now(), |c| h.link(c).is_none_or(|l| l.inflight() == 0));
         for held in expired {
             if let Err((r, ack)) = h.route_receipt_acked(held.receipt, Some(held.ack)) {
-                drop(ack); // the peer is answered now
+                if let Some(ack) = ack {
+                    let _ = ack.send(()); // the peer is answered now
+                }
                 let _ = h.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
             }
         }
@@ -533,11 +535,10 @@ impl HubSink for Hub {
         self.listeners.write().push(listener);
     }
 
-    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, ()> {
+    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, bool> {
         let (tx, rx) = oneshot::channel();
-        let wait = Box::pin(async move {
-            let _ = rx.await;
-        });
+        // The ack is dropped unsent when the change could not be committed.
+        let wait = Box::pin(async move { rx.await.is_ok() });
         match self.route_receipt_acked(receipt, Some(tx)) {
             Ok(()) => wait,
             // Its submit may still be waiting for its answer: hold it (unacknowledged) until
@@ -556,7 +557,7 @@ impl HubSink for Hub {
                     }
                     Err((r, _)) => {
                         let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
-                        Box::pin(async {})
+                        Box::pin(async { true })
                     }
                 }
             }
@@ -566,7 +567,7 @@ impl HubSink for Hub {
                 let _ = self
                     .unknown
                     .send((Instant::now() + Duration::from_millis(100), 0, r));
-                Box::pin(async {})
+                Box::pin(async { true })
             }
         }
     }

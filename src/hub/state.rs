@@ -11,7 +11,7 @@ use super::message::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::connector::{ErrorClass, Outcome};
 use crate::metrics as m;
-use crate::outbox::{keys, retry, Cf, Op, ShardState, StoreError};
+use crate::outbox::{keys, retry, Cf, Op, ShardState, StoreError, TurnFailure};
 use foldhash::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -113,7 +113,9 @@ const TURN_EVENTS: usize = 256;
 
 /// One turn of the actor: its write in flight, and what waits for that commit.
 struct Turn {
-    commit: Result<oneshot::Receiver<Result<(), StoreError>>, StoreError>,
+    commit: oneshot::Receiver<Result<(), TurnFailure>>,
+    /// Messages in the turn's write (for the group-commit metric when it is written again).
+    messages: usize,
     after: Vec<After>,
     /// Window slots of the turn's outcomes, released after the commit.
     held: Vec<tokio::sync::OwnedSemaphorePermit>,
@@ -130,11 +132,9 @@ struct Turn {
 }
 
 impl Turn {
-    async fn committed(&mut self) -> Result<(), StoreError> {
-        match &mut self.commit {
-            Ok(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
-            Err(e) => Err(e.clone()),
-        }
+    async fn committed(&mut self) -> Result<(), TurnFailure> {
+        // A writer that went away without answering may or may not have written it.
+        (&mut self.commit).await.unwrap_or(Err(TurnFailure { error: StoreError::Closed, unwritten: None }))
     }
 }
 
@@ -150,6 +150,8 @@ pub(super) async fn run(
         cap: 50_000,
     };
     let mut turns: std::collections::VecDeque<Turn> = Default::default();
+    // The store's failure count when this actor's pipeline was last known good.
+    let mut epoch = 0;
     loop {
         let got = if turns.len() >= TURNS_IN_FLIGHT {
             0
@@ -158,7 +160,7 @@ pub(super) async fn run(
                 biased;
                 r = oldest.committed() => {
                     let Some(t) = turns.pop_front() else { continue };
-                    finish(&hub, &shard, &mut cache, t, r);
+                    settle(&hub, &shard, &mut cache, t, r, &mut turns).await;
                     continue;
                 }
                 n = rx.recv_many(&mut batch, TURN_EVENTS) => n,
@@ -170,12 +172,92 @@ pub(super) async fn run(
             // Full pipeline, or the channel closed: wait for the oldest commit.
             let Some(mut t) = turns.pop_front() else { return };
             let r = t.committed().await;
-            finish(&hub, &shard, &mut cache, t, r);
+            settle(&hub, &shard, &mut cache, t, r, &mut turns).await;
             continue;
         }
         let Some(h) = hub.upgrade() else { return };
-        let turn = apply(&h, &shard, &mut cache, &mut turns, batch.drain(..)).await;
+        if turns.is_empty() {
+            epoch = h.outbox.health.epoch();
+        }
+        let turn = apply(&h, &shard, &mut cache, &mut turns, batch.drain(..), epoch).await;
         turns.push_back(turn);
+    }
+}
+
+/// The oldest turn's commit is answered: finish it, or, if it failed, recover.
+async fn settle(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn: Turn, result: Result<(), TurnFailure>, turns: &mut std::collections::VecDeque<Turn>) {
+    match result {
+        Ok(()) => finish(hub, shard, cache, turn, Ok(())),
+        Err(f) => recover(hub, shard, cache, turn, f, turns).await,
+    }
+}
+
+/// How often a held turn looks whether the store writes again.
+const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A turn was not committed (a full disk, typically): its changes are applied in memory and
+/// other turns were built on them, so it is not dropped. The actor takes no new events (its
+/// queue fills, and dispatchers and receipt handlers wait) until the store writes again
+/// (`StoreHealth` says so after a synced write and a flush). Then the operations of this turn
+/// and of every later turn that was not written either (the writer refuses those, see
+/// `WriteReq::epoch`) are written again, in order, in one write; and only then are window slots
+/// and claims released and callers answered, as after a slow commit. Nothing acknowledged is
+/// lost and nothing is sent again. Given up only when the store is closing: then claims are
+/// released (the schedule still has the messages after a restart) and receipts are not
+/// acknowledged (their peers send them again).
+async fn recover(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, first: Turn, failure: TurnFailure, turns: &mut std::collections::VecDeque<Turn>) {
+    metrics::counter!(m::STATE_TURNS_HELD_TOTAL).increment(1);
+    tracing::warn!(shard = shard.index, error = %failure.error, "state change not committed: holding it until the store writes again");
+    let mut held = vec![first];
+    let mut ops: Vec<Op> = failure.unwritten.unwrap_or_default();
+    let mut messages = held[0].messages;
+    let mut last_error = failure.error;
+    while let Some(mut t) = turns.pop_front() {
+        match t.committed().await {
+            Ok(()) => {}
+            Err(f) => {
+                if let Some(o) = f.unwritten {
+                    ops.extend(o);
+                    messages += t.messages;
+                }
+                last_error = f.error;
+            }
+        }
+        held.push(t);
+    }
+    let result = loop {
+        let writable = match hub.upgrade() {
+            Some(h) if h.outbox.health.is_writable() => Some(h),
+            Some(h) if !h.draining.load(Ordering::Relaxed) => None,
+            _ => break Err(last_error),
+        };
+        let Some(h) = writable else {
+            tokio::time::sleep(RECOVERY_POLL).await;
+            continue;
+        };
+        if ops.is_empty() {
+            break Ok(());
+        }
+        let rx = h.outbox.submit_turn(shard.index, std::mem::take(&mut ops), messages, true, h.outbox.health.epoch()).await;
+        drop(h);
+        match rx.await {
+            Ok(Ok(())) => break Ok(()),
+            // Written but not synced: durable once the store has recovered.
+            Ok(Err(TurnFailure { error, unwritten: None })) => last_error = error,
+            Ok(Err(TurnFailure { error, unwritten: Some(o) })) => {
+                ops = o;
+                last_error = error;
+            }
+            Err(_) => break Err(StoreError::Closed),
+        }
+        tokio::time::sleep(RECOVERY_POLL).await;
+    };
+    match &result {
+        Ok(()) => tracing::warn!(shard = shard.index, turns = held.len(), "held state changes committed"),
+        Err(e) => tracing::error!(shard = shard.index, turns = held.len(), error = %e, "held state changes given up: the store is closing"),
+    }
+    for t in held {
+        finish(hub, shard, cache, t, result.clone());
     }
 }
 
@@ -198,8 +280,8 @@ fn finish(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn:
         }
         Err(e) => {
             tracing::error!(shard = shard.index, error = %e, "state change not committed");
-            for id in turn.cancels {
-                shard.uncancel(id);
+            for id in &turn.cancels {
+                shard.uncancel(*id);
             }
             // Read these back from the store next time.
             for id in turn.cached {
@@ -211,9 +293,11 @@ fn finish(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn:
     for a in turn.after {
         match a {
             After::Unclaim(id) => shard.unclaim(&[id]),
-            After::Ack(a) => {
+            // Not acknowledged when not committed: the peer sends it again.
+            After::Ack(a) if result.is_ok() => {
                 let _ = a.send(());
             }
+            After::Ack(_) => {}
             After::Wake(t) => shard.wake_by(t),
             After::Reply(reply, msg) => {
                 let _ = reply.send(
@@ -248,6 +332,7 @@ async fn apply(
     cache: &mut SubmittedCache,
     turns: &mut std::collections::VecDeque<Turn>,
     events: impl ExactSizeIterator<Item = ShardEvent>,
+    epoch: u64,
 ) -> Turn {
     let now = now_ms();
     let s = shard.index;
@@ -558,7 +643,8 @@ async fn apply(
         }
     }
     Turn {
-        commit: hub.outbox.submit_turn(s, ops, n, must_sync).await,
+        commit: hub.outbox.submit_turn(s, ops, n, must_sync, epoch).await,
+        messages: n,
         after,
         held,
         cancels,

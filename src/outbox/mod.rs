@@ -2,19 +2,21 @@
 //! remote-id index and pending callbacks; S shards, each with a group-commit writer thread and
 //! an in-memory ready queue. Restart recovery rebuilds the ready queues from the schedule.
 
+pub mod health;
 pub mod keys;
 pub mod retry;
 pub mod shard;
+pub mod store;
 pub mod writer;
 
 pub use shard::{Popped, ShardState};
-pub use writer::{Cf, Key, Op, StoreError, Value, WriteReq};
+pub use writer::{Cf, Key, Op, StoreError, TurnFailure, Value, WriteReq};
 
 use crate::config::OutboxConfig;
 use crate::hub::message::{Direction, Message, MessageId, Millis, State};
 use keys::*;
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction as IterDir, IteratorMode, Options, ReadOptions, DB,
+    Direction as IterDir, IteratorMode, Options, ReadOptions, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub enum OutboxError {
     MissingCf(&'static str),
     #[error("cannot start outbox writer: {0}")]
     Spawn(std::io::Error),
+    /// The database is closed for a moment (reopened after a failed write).
+    #[error("outbox unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What one scan of a shard's schedule found.
@@ -59,11 +64,57 @@ pub struct ListFilter {
 
 /// The outbox: a RocksDB database and its shards.
 pub struct Outbox {
-    db: Arc<DB>,
+    store: Arc<store::Store>,
+    /// Whether writes can be taken (see [`health`]).
+    pub health: Arc<health::StoreHealth>,
+    /// Stops the health watcher.
+    watching: Arc<std::sync::atomic::AtomicBool>,
     shards: Vec<Arc<ShardState>>,
     writers: Vec<crossbeam_channel::Sender<WriteReq>>,
     threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub cfg: OutboxConfig,
+}
+
+/// One recovery attempt: a small synced write, which succeeds once RocksDB has resumed from
+/// its background error (it does so on its own for a full disk, when its free-space check
+/// passes), then a flush of every memtable, so that writes whose WAL sync failed are durable
+/// before anyone is told they are committed.
+fn probe(store: &store::Store) -> Result<(), String> {
+    let db = store.db().map_err(|e| e.to_string())?;
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    let now = crate::hub::message::now_ms().to_be_bytes();
+    db.put_opt(b"postern:health-probe", now, &opts).map_err(|e| e.to_string())?;
+    db.flush().map_err(|e| e.to_string())?;
+    for name in keys::ALL_CFS {
+        if let Some(cf) = db.cf_handle(name) {
+            db.flush_cf(cf).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// A column family of `db`.
+fn cf_of<'d>(db: &'d DB, name: &'static str) -> Result<&'d rocksdb::ColumnFamily, OutboxError> {
+    db.cf_handle(name).ok_or(OutboxError::MissingCf(name))
+}
+
+/// One recovery attempt of the health watcher: the probe; if it fails, a reopen of the
+/// database when the volume has room for it (RocksDB may never resume on its own, see
+/// [`store`]), and the probe again.
+fn recover(store: &store::Store) -> Result<(), String> {
+    let Err(e) = probe(store) else { return Ok(()) };
+    store.room_to_reopen().map_err(|room| format!("{e} (waiting for space: {room})"))?;
+    tracing::warn!(error = %e, "outbox reopening its database");
+    store.reopen().map_err(|r| format!("{e}; reopen failed: {r}"))?;
+    probe(store)
+}
+
+/// The answer to a turn that could not be queued: not written, the store is closing.
+fn closed_turn(req: WriteReq) -> oneshot::Receiver<Result<(), TurnFailure>> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(TurnFailure { error: StoreError::Closed, unwritten: Some(req.ops) }));
+    rx
 }
 
 /// Where the RocksDB files of a data directory live.
@@ -97,37 +148,42 @@ impl Outbox {
         let opts = opts
             .get_options_from_string("memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1")
             .map_err(|source| OutboxError::Open { path: path.clone(), source })?;
-        let cfs = ALL_CFS
-            .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
-        let db =
-            DB::open_cf_descriptors(&opts, &path, cfs).map_err(|source| OutboxError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let db = Arc::new(db);
+        let db = Arc::new(store::Store::open(&path, opts).map_err(|source| OutboxError::Open { path: path.clone(), source })?);
+        let health = Arc::new(health::StoreHealth::default());
         let mut shards = Vec::new();
         let mut writers = Vec::new();
         let mut threads = Vec::new();
         for i in 0..cfg.effective_shards() {
             let state = Arc::new(ShardState::new(i, cfg.ready_queue));
             let (tx, rx) = crossbeam_channel::bounded(16_384);
-            let (db2, st2, dur, max) = (
+            let (db2, st2, dur, max, h2) = (
                 db.clone(),
                 state.clone(),
                 cfg.durability,
                 cfg.group_commit_max,
+                health.clone(),
             );
             let t = std::thread::Builder::new()
                 .name(format!("outbox-w{i}"))
-                .spawn(move || writer::run(db2, rx, st2, dur, max))
+                .spawn(move || writer::run(db2, rx, st2, dur, max, h2))
                 .map_err(OutboxError::Spawn)?;
             shards.push(state);
             writers.push(tx);
             threads.push(t);
         }
+        let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (db, health, stop) = (db.clone(), health.clone(), watching.clone());
+            let t = std::thread::Builder::new()
+                .name("outbox-health".into())
+                .spawn(move || health::watch(&health, &stop, || recover(&db)))
+                .map_err(OutboxError::Spawn)?;
+            threads.push(t);
+        }
         let ob = Outbox {
-            db,
+            store: db,
+            health,
+            watching,
             shards,
             writers,
             threads: parking_lot::Mutex::new(threads),
@@ -138,18 +194,20 @@ impl Outbox {
         Ok(ob)
     }
 
-    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, OutboxError> {
-        self.db.cf_handle(name).ok_or(OutboxError::MissingCf(name))
+    /// The open database (see [`store`]).
+    fn db(&self) -> Result<Arc<DB>, OutboxError> {
+        self.store.db().map_err(|e| OutboxError::Unavailable(e.to_string()))
     }
 
     /// Schedule entries written under another shard count (the setting changed) move to the
     /// shard their message belongs to now, so none is orphaned.
     fn rekey_due(&self) -> Result<(), OutboxError> {
-        let cf = self.cf(CF_DUE)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_DUE)?;
         let n = self.shards.len() as u32;
         let mut batch = rocksdb::WriteBatch::default();
         let mut moved = 0u64;
-        for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+        for kv in db.iterator_cf(cf, IteratorMode::Start) {
             let (k, v) = kv?;
             let Some((shard, due, id)) = parse_due_key(&k) else { continue };
             let want = id.shard(n);
@@ -162,7 +220,7 @@ impl Outbox {
         if moved > 0 {
             let mut opts = rocksdb::WriteOptions::default();
             opts.set_sync(true);
-            self.db.write_opt(batch, &opts)?;
+            db.write_opt(batch, &opts)?;
             tracing::info!(moved, shards = n, "schedule re-keyed for a new shard count");
         }
         Ok(())
@@ -170,11 +228,12 @@ impl Outbox {
 
     /// Count each shard's schedule entries (recovery: all of them resume).
     fn count_pending(&self) -> Result<(), OutboxError> {
-        let cf = self.cf(CF_DUE)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_DUE)?;
         for s in &self.shards {
             let mut ro = ReadOptions::default();
             ro.set_iterate_upper_bound(due_prefix(s.index + 1).to_vec());
-            let it = self.db.iterator_cf_opt(
+            let it = db.iterator_cf_opt(
                 cf,
                 ro,
                 IteratorMode::From(&due_prefix(s.index), IterDir::Forward),
@@ -191,8 +250,9 @@ impl Outbox {
 
     /// The largest message id stored, so new ids are above it after a restart.
     pub fn max_id(&self) -> Result<Option<MessageId>, OutboxError> {
-        let cf = self.cf(CF_MSG)?;
-        let mut it = self.db.iterator_cf(cf, IteratorMode::End);
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_MSG)?;
+        let mut it = db.iterator_cf(cf, IteratorMode::End);
         match it.next() {
             Some(kv) => Ok(MessageId::from_be_slice(&kv?.0)),
             None => Ok(None),
@@ -215,7 +275,9 @@ impl Outbox {
             .sum()
     }
 
-    /// Queue a write on shard `shard`'s writer; the receiver resolves after the commit.
+    /// Queue a write on shard `shard`'s writer; the receiver resolves after the commit. While
+    /// the store cannot write, refused at once with [`StoreError::Unavailable`]: nothing of it
+    /// is stored.
     pub fn submit(
         &self,
         shard: u32,
@@ -223,6 +285,9 @@ impl Outbox {
         enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        if let Some(e) = self.health.error().filter(|_| !self.health.is_writable()) {
+            return Err(StoreError::Unavailable(e));
+        }
         let (req, rx) = WriteReq::new(ops, enqueue, messages, true);
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
@@ -234,24 +299,27 @@ impl Outbox {
 
     /// Queue one turn of a shard's state actor (written after the turns queued before it). A
     /// full queue is waited out, never refused: the turn's changes are already applied in
-    /// memory.
+    /// memory. `epoch` is the actor's [`health::StoreHealth::epoch`] (see `WriteReq::epoch`).
     pub async fn submit_turn(
         &self,
         shard: u32,
         ops: Vec<Op>,
         messages: usize,
         sync: bool,
-    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        let (mut req, rx) = WriteReq::new(ops, Vec::new(), messages, sync);
-        let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
+        epoch: u64,
+    ) -> oneshot::Receiver<Result<(), TurnFailure>> {
+        let (mut req, rx) = WriteReq::turn(ops, messages, sync, epoch);
+        let Some(w) = self.writers.get(shard as usize) else {
+            return closed_turn(req);
+        };
         loop {
             match w.try_send(req) {
-                Ok(()) => return Ok(rx),
+                Ok(()) => return rx,
                 Err(crossbeam_channel::TrySendError::Full(r)) => {
                     req = r;
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+                Err(crossbeam_channel::TrySendError::Disconnected(r)) => return closed_turn(r),
             }
         }
     }
@@ -270,17 +338,19 @@ impl Outbox {
 
     /// Read one message.
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, OutboxError> {
-        let cf = self.cf(CF_MSG)?;
-        match self.db.get_pinned_cf(cf, msg_key(id))? {
-            None => Ok(None),
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_MSG)?;
+        let found = match db.get_pinned_cf(cf, msg_key(id))? {
+            None => None,
             Some(v) => match Message::decode(&v) {
-                Ok(m) => Ok(Some(m)),
+                Ok(m) => Some(m),
                 Err(e) => {
                     tracing::error!(%id, error = %e, "undecodable message in outbox");
-                    Ok(None)
+                    None
                 }
             },
-        }
+        };
+        Ok(found)
     }
 
     /// Messages of `shard` due at or before `now` that are not claimed, at most `limit`, and
@@ -292,11 +362,12 @@ impl Outbox {
         now: Millis,
         limit: usize,
     ) -> Result<DueScan, OutboxError> {
-        let cf = self.cf(CF_DUE)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_DUE)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(due_prefix(shard.index + 1).to_vec());
         let start = due_from(shard.index, from);
-        let it = self.db.iterator_cf_opt(cf, ro, IteratorMode::From(&start, IterDir::Forward));
+        let it = db.iterator_cf_opt(cf, ro, IteratorMode::From(&start, IterDir::Forward));
         let upto = due_upto(shard.index, now);
         let mut scan = DueScan { messages: Vec::new(), next: None, more: false, resume: now };
         let mut due: Vec<(MessageId, Box<[u8]>)> = Vec::new();
@@ -324,7 +395,7 @@ impl Outbox {
         by_key.sort_unstable_by_key(|&i| due[i].0);
         let keys: Vec<[u8; 8]> = by_key.iter().map(|&i| msg_key(due[i].0)).collect();
         let mut found: Vec<Option<Message>> = (0..due.len()).map(|_| None).collect();
-        for (&i, value) in by_key.iter().zip(self.db.batched_multi_get_cf(self.cf(CF_MSG)?, &keys, true)) {
+        for (&i, value) in by_key.iter().zip(db.batched_multi_get_cf(cf_of(&db, CF_MSG)?, &keys, true)) {
             found[i] = match value? {
                 None => None,
                 Some(v) => Message::decode(&v)
@@ -358,19 +429,19 @@ impl Outbox {
         connector: &str,
         remote_id: &str,
     ) -> Result<Option<(MessageId, u16)>, OutboxError> {
-        let cf = self.cf(CF_REMOTE)?;
-        Ok(self
-            .db
-            .get_pinned_cf(cf, remote_key(connector, remote_id))?
-            .and_then(|v| parse_remote_value(&v)))
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_REMOTE)?;
+        let found = db.get_pinned_cf(cf, remote_key(connector, remote_id))?.and_then(|v| parse_remote_value(&v));
+        Ok(found)
     }
 
     /// Held MO parts of `connector` (values as stored).
     pub fn held_parts(&self, connector: &str) -> Result<Vec<Vec<u8>>, OutboxError> {
-        let cf = self.cf(CF_PARTS)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_PARTS)?;
         let prefix = remote_key(connector, "");
         let mut out = Vec::new();
-        for kv in self.db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
+        for kv in db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
             let (k, v) = kv?;
             if !k.starts_with(&prefix) {
                 break;
@@ -382,12 +453,11 @@ impl Outbox {
 
     /// Remote ids of `connector` still waiting for a receipt.
     pub fn outstanding_remote_ids(&self, connector: &str) -> Result<Vec<String>, OutboxError> {
-        let cf = self.cf(CF_REMOTE)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_REMOTE)?;
         let prefix = remote_key(connector, "");
         let mut out = Vec::new();
-        for kv in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward))
+        for kv in db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward))
         {
             let (k, _) = kv?;
             let Some(rid) = k.strip_prefix(prefix.as_slice()) else {
@@ -407,7 +477,8 @@ impl Outbox {
         limit: usize,
         scan_limit: usize,
     ) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
-        let cf = self.cf(CF_MSG)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_MSG)?;
         let start = cursor.map(|c| MessageId(c.0.saturating_sub(1)).to_be_bytes());
         let mode = match &start {
             Some(k) if cursor.map(|c| c.0) != Some(0) => IteratorMode::From(k, IterDir::Reverse),
@@ -416,7 +487,7 @@ impl Outbox {
         };
         let mut out = Vec::new();
         let mut last;
-        for (scanned, kv) in self.db.iterator_cf(cf, mode).enumerate() {
+        for (scanned, kv) in db.iterator_cf(cf, mode).enumerate() {
             let (k, v) = kv?;
             let id = MessageId::from_be_slice(&k);
             last = id;
@@ -444,13 +515,12 @@ impl Outbox {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutboxError> {
-        let cf = self.cf(CF_EVENTS)?;
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_EVENTS)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(event_upto(now).to_vec());
         let mut out = Vec::new();
-        for kv in self
-            .db
-            .iterator_cf_opt(cf, ro, IteratorMode::Start)
+        for kv in db.iterator_cf_opt(cf, ro, IteratorMode::Start)
             .take(limit)
         {
             let (k, v) = kv?;
@@ -461,8 +531,9 @@ impl Outbox {
 
     /// Due time of the earliest pending event.
     pub fn next_event_at(&self) -> Result<Option<Millis>, OutboxError> {
-        let cf = self.cf(CF_EVENTS)?;
-        let mut it = self.db.iterator_cf(cf, IteratorMode::Start);
+        let db = self.db()?;
+        let cf = cf_of(&db, CF_EVENTS)?;
+        let mut it = db.iterator_cf(cf, IteratorMode::Start);
         Ok(match it.next() {
             Some(kv) => parse_event_key(&kv?.0).map(|(t, _)| t),
             None => None,
@@ -474,18 +545,21 @@ impl Drop for Outbox {
     /// Close cleanly: end the writer threads (they drain their queues first) before RocksDB is
     /// closed, so no thread touches the database while it shuts down.
     fn drop(&mut self) {
+        self.watching.store(true, std::sync::atomic::Ordering::Release);
         self.writers.clear();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        let _ = self.db.flush_wal(true);
+        if let Ok(db) = self.db() {
+            let _ = db.flush_wal(true);
+        }
     }
 }
 
 impl Outbox {
     /// Flush the WAL to disk (used on shutdown; with `durability = "fsync"` it is already).
     pub fn flush(&self) -> Result<(), OutboxError> {
-        self.db.flush_wal(true)?;
+        self.db()?.flush_wal(true)?;
         Ok(())
     }
 }
@@ -579,9 +653,10 @@ mod tests {
         assert_eq!(first.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![pending.id]);
         // The removal is queued on the shard's writer; a write behind it is committed after it.
         ob.write(0, vec![], vec![], 0).await.unwrap();
-        let cf = ob.cf(CF_DUE).unwrap();
-        assert!(ob.db.get_cf(cf, due_key(0, due, done.id)).unwrap().is_none(), "stale entry removed");
-        assert!(ob.db.get_cf(cf, due_key(0, due, pending.id)).unwrap().is_some(), "pending entry kept");
+        let db = ob.db().unwrap();
+        let cf = cf_of(&db, CF_DUE).unwrap();
+        assert!(db.get_cf(cf, due_key(0, due, done.id)).unwrap().is_none(), "stale entry removed");
+        assert!(db.get_cf(cf, due_key(0, due, pending.id)).unwrap().is_some(), "pending entry kept");
     }
 
     /// Committed messages that do not fit the ready queue are left to the scanner; the due time

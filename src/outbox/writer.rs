@@ -23,6 +23,26 @@ pub enum StoreError {
     Busy,
     #[error("outbox is shutting down")]
     Closed,
+    /// Refused before anything was written: the store is failing (e.g. a full disk).
+    #[error("outbox cannot write (nothing was stored): {0}")]
+    Unavailable(String),
+}
+
+/// Why a state turn was not committed, and whether its operations were written at all.
+#[derive(Debug)]
+pub struct TurnFailure {
+    pub error: StoreError,
+    /// The turn's operations when none of them were written (to be written again, in order,
+    /// before any later turn); `None` when they were written but the sync after them failed:
+    /// they are readable, and durable once the store has recovered (its recovery flushes them).
+    pub unwritten: Option<Vec<Op>>,
+}
+
+/// Where a request's answer goes.
+pub enum Done {
+    Plain(oneshot::Sender<Result<(), StoreError>>),
+    /// A state turn: on failure, its operations come back when they were not written.
+    Turn(oneshot::Sender<Result<(), TurnFailure>>),
 }
 
 /// Which column family an operation touches (indices into `ALL_CFS`).
@@ -86,14 +106,24 @@ pub struct WriteReq {
     /// [`RELAXED_SYNC`] anyway. Every write is readable (and safe from a process crash) once
     /// written; requests are written in the order queued.
     pub sync: bool,
-    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    pub done: Option<Done>,
+    /// A state turn's view of the store's failure count (see `StoreHealth::epoch`) when its
+    /// actor's pipeline was last known good: if a write has failed since, the turn is refused
+    /// unwritten, so that no turn is written after an earlier one of its actor that failed.
+    pub epoch: Option<u64>,
 }
 
 impl WriteReq {
     /// A request, and the receiver its answer comes to.
     pub fn new(ops: Vec<Op>, enqueue: Vec<Box<Message>>, messages: usize, sync: bool) -> (WriteReq, oneshot::Receiver<Result<(), StoreError>>) {
         let (tx, rx) = oneshot::channel();
-        (WriteReq { ops, enqueue, messages, sync, done: Some(tx) }, rx)
+        (WriteReq { ops, enqueue, messages, sync, done: Some(Done::Plain(tx)), epoch: None }, rx)
+    }
+
+    /// A state turn's request (see [`TurnFailure`]).
+    pub fn turn(ops: Vec<Op>, messages: usize, sync: bool, epoch: u64) -> (WriteReq, oneshot::Receiver<Result<(), TurnFailure>>) {
+        let (tx, rx) = oneshot::channel();
+        (WriteReq { ops, enqueue: Vec::new(), messages, sync, done: Some(Done::Turn(tx)), epoch: Some(epoch) }, rx)
     }
 }
 
@@ -119,11 +149,12 @@ enum Written {
 /// writes that may ride a later sync (outcomes of attempts) are not held up by the fsync of
 /// the accepted messages before them, and the next group is written while the last one syncs.
 pub(super) fn run(
-    db: Arc<DB>,
+    db: Arc<super::store::Store>,
     rx: crossbeam_channel::Receiver<WriteReq>,
     shard: Arc<ShardState>,
     durability: Durability,
     max_messages: usize,
+    health: Arc<super::health::StoreHealth>,
 ) {
     let opts = WriteOptions::default();
     let label = shard.label.clone();
@@ -135,10 +166,10 @@ pub(super) fn run(
     let (idle_tx, idle) = crossbeam_channel::bounded::<()>(1);
     let syncer = fsync.then(|| {
         let (tx, srx) = crossbeam_channel::unbounded::<Written>();
-        let (db, shard, commit_seconds, syncing) = (db.clone(), shard.clone(), commit_seconds.clone(), syncing.clone());
+        let (db, shard, commit_seconds, syncing, health) = (db.clone(), shard.clone(), commit_seconds.clone(), syncing.clone(), health.clone());
         let t = std::thread::Builder::new()
             .name(format!("outbox-s{}", shard.index))
-            .spawn(move || sync_loop(&db, &shard, srx, &commit_seconds, &syncing, &idle_tx));
+            .spawn(move || sync_loop(&db, &shard, srx, &commit_seconds, &syncing, &idle_tx, &health));
         match t {
             Ok(t) => Some((tx, t)),
             Err(e) => {
@@ -178,12 +209,23 @@ pub(super) fn run(
                 }
             }
         }
-        let group = std::mem::take(&mut pending);
+        let mut group = std::mem::take(&mut pending);
+        // Turns queued before a write failed are not written after it (see `WriteReq::epoch`).
+        let failures = health.epoch();
+        if group.iter().any(|r| r.epoch.is_some_and(|e| e < failures)) {
+            let (stale, rest): (Vec<WriteReq>, Vec<WriteReq>) = group.into_iter().partition(|r| r.epoch.is_some_and(|e| e < failures));
+            let e = StoreError::Unavailable(health.error().unwrap_or_else(|| "an earlier write failed".into()));
+            answer(&shard, stale, Err(e), false);
+            group = rest;
+            if group.is_empty() {
+                continue;
+            }
+        }
         let needs_sync = fsync && group.iter().any(|r| r.sync);
         let started = Instant::now();
         // Claimed before the write, so a concurrent scan cannot dispatch them too.
         shard.claim(&enqueued(&group));
-        let result = write(&db, &group, &opts);
+        let result = db.db().and_then(|db| write(&db, &group, &opts));
         commit_size.record(messages as f64);
         match (result, &syncer) {
             (Ok(()), Some((tx, _))) if needs_sync => {
@@ -192,23 +234,27 @@ pub(super) fn run(
                 let (synced, relaxed): (Vec<WriteReq>, Vec<WriteReq>) = group.into_iter().partition(|r| r.sync);
                 let _ = tx.send(Written::Acks(Unsynced { group: synced, started }));
                 if !relaxed.is_empty() {
-                    answer(&shard, relaxed, Ok(()));
+                    answer(&shard, relaxed, Ok(()), true);
                 }
             }
             (Ok(()), Some((tx, _))) => {
                 // (a syncer runs only under fsync)
                 commit_seconds.record(started.elapsed().as_secs_f64());
                 let _ = tx.send(Written::Dirty);
-                answer(&shard, group, Ok(()));
+                answer(&shard, group, Ok(()), true);
             }
             (Ok(()), None) => {
-                let result = if fsync { db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string())) } else { Ok(()) };
+                let result = if fsync { db.db().and_then(|db| db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string()))) } else { Ok(()) };
+                if let Err(e) = &result {
+                    health.failed(&e.to_string());
+                }
                 commit_seconds.record(started.elapsed().as_secs_f64());
-                answer(&shard, group, result);
+                answer(&shard, group, result, true);
             }
             (Err(e), _) => {
                 tracing::error!(shard = %label, error = %e, "outbox commit failed");
-                answer(&shard, group, Err(e));
+                health.failed(&e.to_string());
+                answer(&shard, group, Err(e), false);
             }
         }
     }
@@ -222,12 +268,13 @@ pub(super) fn run(
 /// (group commit: every group written during one sync waits for the next, one sync for all);
 /// relaxed writes are synced within [`RELAXED_SYNC`].
 fn sync_loop(
-    db: &DB,
+    db: &super::store::Store,
     shard: &ShardState,
     rx: crossbeam_channel::Receiver<Written>,
     commit_seconds: &metrics::Histogram,
     syncing: &AtomicBool,
     idle: &crossbeam_channel::Sender<()>,
+    health: &super::health::StoreHealth,
 ) {
     let mut dirty_since: Option<Instant> = None;
     let mut acks: Vec<Unsynced> = Vec::new();
@@ -255,16 +302,17 @@ fn sync_loop(
         let due = dirty_since.is_some_and(|t| t.elapsed() >= RELAXED_SYNC);
         if !acks.is_empty() || due || (closed && dirty_since.is_some()) {
             syncing.store(true, Ordering::Release);
-            let result = db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string()));
+            let result = db.db().and_then(|db| db.flush_wal(true).map_err(|e| StoreError::Write(e.to_string())));
             syncing.store(false, Ordering::Release);
             let _ = idle.try_send(());
             if let Err(e) = &result {
                 tracing::error!(shard = %shard.label, error = %e, "WAL sync failed");
+                health.failed(&e.to_string());
             }
             dirty_since = None;
             for u in acks.drain(..) {
                 commit_seconds.record(u.started.elapsed().as_secs_f64());
-                answer(shard, u.group, result.clone());
+                answer(shard, u.group, result.clone(), true);
             }
         }
         if closed {
@@ -307,8 +355,9 @@ fn write(db: &DB, group: &[WriteReq], opts: &WriteOptions) -> Result<(), StoreEr
 
 /// After a group is committed: queue its new messages, note its schedule entries for the
 /// scanner; after a failure: release the claims of its new messages (the scanner finds any that
-/// were stored after all). Then answer each request.
-fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), StoreError>) {
+/// were stored after all). Then answer each request; a failed turn gets its operations back
+/// when they were not `written`.
+fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), StoreError>, written: bool) {
     if result.is_err() {
         shard.unclaim(&enqueued(&group));
     } else {
@@ -328,8 +377,14 @@ fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), Store
         }
     }
     for req in group {
-        if let Some(done) = req.done {
-            let _ = done.send(result.clone());
+        match req.done {
+            Some(Done::Plain(done)) => {
+                let _ = done.send(result.clone());
+            }
+            Some(Done::Turn(done)) => {
+                let _ = done.send(result.clone().map_err(|error| TurnFailure { error, unwritten: (!written).then_some(req.ops) }));
+            }
+            None => {}
         }
     }
 }

@@ -11,6 +11,7 @@ use postern::config::Config;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 pub struct TestGateway {
@@ -245,4 +246,54 @@ pub async fn esme_bind(
         )
         .await?;
     Ok((client, events.boxed()))
+}
+
+/// Start the real `postern` binary on `config`; returns the child and the API base URL.
+pub fn start_binary(config: &std::path::Path) -> (std::process::Child, String) {
+    start_binary_with(config, None)
+}
+
+/// As [`start_binary`], with `NOTIFY_SOCKET` set (systemd readiness).
+pub fn start_binary_with(
+    config: &std::path::Path,
+    notify_socket: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_postern"));
+    cmd.env_remove("NOTIFY_SOCKET");
+    if let Some(p) = notify_socket {
+        cmd.env("NOTIFY_SOCKET", p);
+    }
+    let mut child = cmd
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        // POSTERN_TEST_LOG=1 shows the server's log (for debugging a test).
+        .stderr(if std::env::var_os("POSTERN_TEST_LOG").is_some() { std::process::Stdio::inherit() } else { std::process::Stdio::null() })
+        .spawn()
+        .expect("start postern");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "postern did not start");
+        let line = lines.next().expect("postern exited").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("API:") {
+            let url = rest.trim().trim_end_matches("/v1/messages").to_string();
+            // keep draining stdout so the child never blocks on a full pipe
+            std::thread::spawn(move || for _ in lines {});
+            return (child, url);
+        }
+    }
+}
+
+
+/// A child process killed when dropped (so a failing test leaves no server behind).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1445,7 +1445,10 @@ impl Modem {
                         state,
                         error,
                     };
-                    hub.report_and_wait(receipt).await;
+                    if !hub.report_and_wait(receipt).await {
+                        // Not committed: left on the SIM, read again next time.
+                        return Ok(());
+                    }
                 }
                 if let Some((mem, idx)) = slot {
                     self.delete(port, ss, &mem, idx).await?;

@@ -192,8 +192,10 @@ impl SmppConnector {
             Some(Pdu::DeliverSm(d)) => {
                 let f = SmFields::of_deliver(d);
                 let stored = if f.is_receipt() {
-                    self.on_receipt(&f).await;
-                    Ok(())
+                    match self.on_receipt(&f).await {
+                        true => Ok(()),
+                        false => Err(HubError::Store("receipt not committed".into())),
+                    }
                 } else {
                     self.on_mo(f).await
                 };
@@ -203,7 +205,7 @@ impl SmppConnector {
                     }
                     Err(e) => {
                         // Not stored: a temporary error makes the SMSC deliver it again.
-                        tracing::error!(connector = %self.name, error = %e, "MO not stored; answered ESME_RX_T_APPN");
+                        tracing::error!(connector = %self.name, error = %e, "MO or receipt not stored; answered ESME_RX_T_APPN");
                         let _ = client.status(CommandStatus::EsmeRxTAppn).deliver_sm_resp(seq, DeliverSmResp::default()).await;
                     }
                 }
@@ -235,7 +237,8 @@ impl SmppConnector {
         }
     }
 
-    async fn on_receipt(&self, f: &SmFields) {
+    /// `false` when the receipt's state change could not be committed.
+    async fn on_receipt(&self, f: &SmFields) -> bool {
         // The TLVs when the SMSC sends them; the receipt text otherwise (and for the error code
         // of a message not delivered), read only then.
         let tlv_state = f.message_state.and_then(dlr::message_state);
@@ -243,9 +246,9 @@ impl SmppConnector {
             (Some(_), Some(crate::hub::message::State::Delivered)) => None,
             _ => pdu_view::short_message_text(f.data_coding, f.split_udh().1).and_then(|t| dlr::parse(&t)),
         };
-        let Some(id) = f.receipted_message_id.as_deref().or(text.as_ref().and_then(|r| r.id.as_deref())) else { return };
+        let Some(id) = f.receipted_message_id.as_deref().or(text.as_ref().and_then(|r| r.id.as_deref())) else { return true };
         let state = tlv_state.or_else(|| text.as_ref().and_then(|r| r.stat.as_deref()).and_then(dlr::stat_state));
-        let Some(state) = state else { return }; // intermediate (ENROUTE, ACCEPTD)
+        let Some(state) = state else { return true }; // intermediate (ENROUTE, ACCEPTD)
         // The text's `err:`, else the `network_error_code` TLV (with its network type).
         let error = text
             .as_ref()
@@ -261,8 +264,9 @@ impl SmppConnector {
                 state,
                 error,
             };
-            hub.report_and_wait(receipt).await;
+            return hub.report_and_wait(receipt).await;
         }
+        true
     }
 
     /// An MO message: single, or one part of a concatenated message in any of SMPP's three
