@@ -18,6 +18,8 @@ pub mod dispatch;
 pub mod early;
 #[cfg(feature = "server")]
 pub mod state;
+#[cfg(feature = "server")]
+mod turn;
 
 #[cfg(feature = "server")]
 pub use self::core::*;

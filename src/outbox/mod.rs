@@ -75,39 +75,9 @@ pub struct Outbox {
     pub cfg: OutboxConfig,
 }
 
-/// One recovery attempt: a small synced write, which succeeds once RocksDB has resumed from
-/// its background error (it does so on its own for a full disk, when its free-space check
-/// passes), then a flush of every memtable, so that writes whose WAL sync failed are durable
-/// before anyone is told they are committed.
-fn probe(store: &store::Store) -> Result<(), String> {
-    let db = store.db().map_err(|e| e.to_string())?;
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(true);
-    let now = crate::hub::message::now_ms().to_be_bytes();
-    db.put_opt(b"postern:health-probe", now, &opts).map_err(|e| e.to_string())?;
-    db.flush().map_err(|e| e.to_string())?;
-    for name in keys::ALL_CFS {
-        if let Some(cf) = db.cf_handle(name) {
-            db.flush_cf(cf).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
 /// A column family of `db`.
 fn cf_of<'d>(db: &'d DB, name: &'static str) -> Result<&'d rocksdb::ColumnFamily, OutboxError> {
     db.cf_handle(name).ok_or(OutboxError::MissingCf(name))
-}
-
-/// One recovery attempt of the health watcher: the probe; if it fails, a reopen of the
-/// database when the volume has room for it (RocksDB may never resume on its own, see
-/// [`store`]), and the probe again.
-fn recover(store: &store::Store) -> Result<(), String> {
-    let Err(e) = probe(store) else { return Ok(()) };
-    store.room_to_reopen().map_err(|room| format!("{e} (waiting for space: {room})"))?;
-    tracing::warn!(error = %e, "outbox reopening its database");
-    store.reopen().map_err(|r| format!("{e}; reopen failed: {r}"))?;
-    probe(store)
 }
 
 /// The answer to a turn that could not be queued: not written, the store is closing.
@@ -176,7 +146,7 @@ impl Outbox {
             let (db, health, stop) = (db.clone(), health.clone(), watching.clone());
             let t = std::thread::Builder::new()
                 .name("outbox-health".into())
-                .spawn(move || health::watch(&health, &stop, || recover(&db)))
+                .spawn(move || health::watch(&health, &stop, || db.recover()))
                 .map_err(OutboxError::Spawn)?;
             threads.push(t);
         }

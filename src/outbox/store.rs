@@ -68,6 +68,36 @@ impl Store {
         Ok(())
     }
 
+    /// One recovery attempt of the health watcher: the probe; if it fails, a reopen of the
+    /// database when the volume has room for it (RocksDB may never resume on its own, see
+    /// the module doc), and the probe again.
+    pub fn recover(&self) -> Result<(), String> {
+        let Err(e) = self.probe() else { return Ok(()) };
+        self.room_to_reopen().map_err(|room| format!("{e} (waiting for space: {room})"))?;
+        tracing::warn!(error = %e, "outbox reopening its database");
+        self.reopen().map_err(|r| format!("{e}; reopen failed: {r}"))?;
+        self.probe()
+    }
+
+    /// One recovery attempt: a small synced write, which succeeds once RocksDB has resumed from
+    /// its background error (it does so on its own for a full disk, when its free-space check
+    /// passes), then a flush of every memtable, so that writes whose WAL sync failed are durable
+    /// before anyone is told they are committed.
+    fn probe(&self) -> Result<(), String> {
+        let db = self.db().map_err(|e| e.to_string())?;
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        let now = crate::hub::message::now_ms().to_be_bytes();
+        db.put_opt(b"postern:health-probe", now, &opts).map_err(|e| e.to_string())?;
+        db.flush().map_err(|e| e.to_string())?;
+        for name in ALL_CFS {
+            if let Some(cf) = db.cf_handle(name) {
+                db.flush_cf(cf).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the volume has room for a reopen: the WAL files it reads back, and some headroom.
     /// `Err` says how much is free and needed.
     pub fn room_to_reopen(&self) -> Result<(), String> {
