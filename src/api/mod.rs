@@ -137,7 +137,7 @@ impl Api {
     /// (it recovers on its own: restarting would not help sooner).
     fn healthz(&self) -> Resp {
         let h = &self.hub.outbox.health;
-        let body = match h.error().filter(|_| !h.is_writable()) {
+        let body = match h.error() {
             None => serde_json::json!({"status": "ok", "outbox": {"writable": true}}),
             Some(e) => serde_json::json!({"status": "degraded", "outbox": {"writable": false, "error": e, "kind": crate::outbox::health::error_kind(&e)}}),
         };

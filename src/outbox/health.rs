@@ -53,8 +53,12 @@ impl StoreHealth {
         self.failures.load(Ordering::Acquire)
     }
 
-    /// The error that stopped writes, while they are stopped.
+    /// The error that stopped writes, while they are stopped (while they are not, one atomic
+    /// load: every accepted message asks).
     pub fn error(&self) -> Option<String> {
+        if self.is_writable() {
+            return None;
+        }
         self.error.lock().as_ref().map(|(e, _)| e.clone())
     }
 

@@ -255,7 +255,7 @@ impl Outbox {
         enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        if let Some(e) = self.health.error().filter(|_| !self.health.is_writable()) {
+        if let Some(e) = self.health.error() {
             return Err(StoreError::Unavailable(e));
         }
         let (req, rx) = WriteReq::new(ops, enqueue, messages, true);
