@@ -11,6 +11,9 @@
 //!   cargo bench --bench load -- --carrier smpp --sim-ack-ms 20 --smpp-window 64   # via SMPP
 //!
 //!   cargo bench --bench load -- --carrier modem --modems 64 --mode batch --connections 4 --seconds 20
+//!   cargo bench --bench load -- --mode sink --listen 127.0.0.1:13080   # counts receipt callbacks
+//!
+//! `DLR_URL=http://…` adds a receipt callback (`dlr-mask=3&dlr-url=…`) to every `sendsms`.
 //!
 //! With `--carrier modem` the messages go to a bank of simulated modems on ptys
 //! (`postern modem-sim --count N`, a separate process), with the rate limit off.
@@ -50,6 +53,8 @@ struct Args {
     /// `--carrier modem`: simulated modems in the bank, and their hwdb profile.
     modems: u32,
     modem_profile: String,
+    /// `--mode sink`: the address to listen on.
+    listen: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -70,6 +75,7 @@ fn parse_args() -> Args {
         count: 0,
         modems: 64,
         modem_profile: "generic".into(),
+        listen: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -92,6 +98,7 @@ fn parse_args() -> Args {
             "--count" => a.count = v.parse().expect("--count N"),
             "--modems" => a.modems = v.parse().expect("--modems N"),
             "--modem-profile" => a.modem_profile = v,
+            "--listen" => a.listen = Some(v),
             "--bench" => {
                 i += 1;
                 continue;
@@ -172,11 +179,106 @@ fn request(mode: &str, batch: usize, n: u64) -> (Vec<u8>, u64) {
             )
         }
         "sendsms" => (
-            format!("GET /cgi-bin/sendsms?username=bench&password=bench&from=Postern&to=%2B4477{:08}&text=load+test+message+{n} HTTP/1.1\r\nhost: x\r\n\r\n", n % 100_000_000).into_bytes(),
+            format!("GET /cgi-bin/sendsms?username=bench&password=bench&from=Postern&to=%2B4477{:08}&text=load+test+message+{n}{} HTTP/1.1\r\nhost: x\r\n\r\n", n % 100_000_000, dlr_query()).into_bytes(),
             1,
         ),
         m => panic!("unknown mode {m}"),
     }
+}
+
+/// `DLR_URL=http://…` asks for a receipt callback on each `sendsms` (Kannel's `dlr-mask=3`:
+/// delivered or undelivered), to that URL with the status and message reference.
+fn dlr_query() -> &'static str {
+    static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Q.get_or_init(|| match std::env::var("DLR_URL") {
+        Ok(url) => {
+            let enc: String = url
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            format!("&dlr-mask=3&dlr-url={enc}")
+        }
+        Err(_) => String::new(),
+    })
+}
+
+/// `--mode sink --listen ADDR`: an HTTP server that answers every request `200` and counts
+/// them (receipt callbacks from Kannel's smsbox or from Postern), printing once a second
+/// `callbacks N first_ms F last_ms L` (ms since the epoch). Runs until killed.
+fn sink(listen: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let count = Arc::new(AtomicU64::new(0));
+        let span = Arc::new(parking_lot::Mutex::new((0u64, 0u64)));
+        let l = tokio::net::TcpListener::bind(listen).await.expect("bind --listen");
+        {
+            let (count, span) = (count.clone(), span.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let (f, l) = *span.lock();
+                    println!("callbacks {} first_ms {f} last_ms {l}", count.load(Ordering::Relaxed));
+                }
+            });
+        }
+        loop {
+            let Ok((s, _)) = l.accept().await else { continue };
+            let (count, span) = (count.clone(), span.clone());
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = TokioBufReader::new(r);
+                let mut line = String::new();
+                loop {
+                    // Request line and headers; a body by Content-Length.
+                    let mut len = 0usize;
+                    let mut first = true;
+                    let mut close = false;
+                    loop {
+                        line.clear();
+                        match r.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let t = line.trim_end();
+                        if t.is_empty() {
+                            if first {
+                                continue;
+                            }
+                            break;
+                        }
+                        if first && t.ends_with("HTTP/1.0") {
+                            close = true;
+                        }
+                        first = false;
+                        if let Some((k, v)) = t.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            } else if k.eq_ignore_ascii_case("connection") {
+                                close = v.trim().eq_ignore_ascii_case("close");
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+                    {
+                        let mut sp = span.lock();
+                        if sp.0 == 0 {
+                            sp.0 = now;
+                        }
+                        sp.1 = now;
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let answer: &[u8] = if close { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" } else { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" };
+                    if w.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
 }
 
 fn metric(text: &str, name: &str, label: &str) -> f64 {
@@ -204,6 +306,9 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 fn main() {
     let a = parse_args();
+    if a.mode == "sink" {
+        return sink(a.listen.as_deref().expect("--mode sink needs --listen ADDR"));
+    }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bench.toml");
     let bench_hash = postern::secret::hash_secret("bench");
