@@ -242,14 +242,29 @@ async fn send(
 /// The callback worker: sends due events, deletes them on success, reschedules on failure.
 pub(super) async fn run(hub: Weak<Hub>) {
     let client = client();
+    // Scans start after the last event taken (the ones before it are deleted: tombstones a
+    // scan from the start would step over). An event committed later with a lower key (its
+    // time taken before that scan) is found by the full scan made every FULL_SCAN.
+    const FULL_SCAN: Duration = Duration::from_secs(1);
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut last_full = std::time::Instant::now();
     loop {
         let Some(h) = hub.upgrade() else { return };
+        if last_full.elapsed() >= FULL_SCAN {
+            cursor = None;
+            last_full = std::time::Instant::now();
+        }
         let now = now_ms();
-        let due = h.outbox.due_events(now, 256).unwrap_or_default();
+        let due = h.outbox.due_events(cursor.as_deref(), now, 256).unwrap_or_default();
+        if let Some((k, _)) = due.last() {
+            let mut next = k.clone();
+            next.push(0); // the smallest key after it
+            cursor = Some(next);
+        }
         if due.is_empty() {
             let next = h
                 .outbox
-                .next_event_at()
+                .next_event_at(cursor.as_deref())
                 .ok()
                 .flatten()
                 .unwrap_or(now + 1000);
