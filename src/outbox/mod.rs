@@ -494,12 +494,8 @@ impl Outbox {
         let cf = cf_of(&db, CF_EVENTS)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(event_upto(now).to_vec());
-        let mode = match from {
-            Some(k) => IteratorMode::From(k, IterDir::Forward),
-            None => IteratorMode::Start,
-        };
         let mut out = Vec::new();
-        for kv in db.iterator_cf_opt(cf, ro, mode)
+        for kv in db.iterator_cf_opt(cf, ro, events_from(from))
             .take(limit)
         {
             let (k, v) = kv?;
@@ -512,11 +508,7 @@ impl Outbox {
     pub fn next_event_at(&self, from: Option<&[u8]>) -> Result<Option<Millis>, OutboxError> {
         let db = self.db()?;
         let cf = cf_of(&db, CF_EVENTS)?;
-        let mode = match from {
-            Some(k) => IteratorMode::From(k, IterDir::Forward),
-            None => IteratorMode::Start,
-        };
-        let mut it = db.iterator_cf(cf, mode);
+        let mut it = db.iterator_cf(cf, events_from(from));
         Ok(match it.next() {
             Some(kv) => parse_event_key(&kv?.0).map(|(t, _)| t),
             None => None,
@@ -544,6 +536,14 @@ impl Outbox {
     pub fn flush(&self) -> Result<(), OutboxError> {
         self.db()?.flush_wal(true)?;
         Ok(())
+    }
+}
+
+/// Where a scan of the events column family starts: at `from` (inclusive), else the first key.
+fn events_from(from: Option<&[u8]>) -> IteratorMode<'_> {
+    match from {
+        Some(k) => IteratorMode::From(k, IterDir::Forward),
+        None => IteratorMode::Start,
     }
 }
 
