@@ -312,6 +312,46 @@ async fn status_callbacks_are_signed_and_retried() {
     }
 }
 
+/// More callbacks than the worker keeps in flight (256), with receipts at once: every status
+/// callback of every message arrives exactly once (none lost while a bookkeeping write runs,
+/// none sent twice because a scan saw an event whose delete was not yet committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_status_callbacks_all_arrive_once() {
+    const N: usize = 700;
+    let sink = HttpSink::start(0).await;
+    let g = gateway(
+        "[connectors.sb]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 0\n[[routes]]\nto = [\"sb\"]\n",
+    )
+    .await;
+    let url = sink.url("/status");
+    for chunk in 0..N / 100 {
+        let items: Vec<_> = (0..100)
+            .map(|i| json!({"to": format!("+4477009{:05}", chunk * 100 + i), "text": "cb", "callback_url": url}))
+            .collect();
+        let (s, v) = g.post("/v1/messages/batch", json!({"messages": items})).await;
+        assert_eq!(s, 202, "{v}");
+        assert_eq!(v["accepted"], 100, "{v}");
+    }
+    sink.wait_for(3 * N, 60).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // any duplicate would arrive by now
+    let seen = sink.seen.lock().clone();
+    let mut count: std::collections::HashMap<(String, String), usize> = Default::default();
+    for r in &seen {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        *count
+            .entry((v["id"].as_str().unwrap().to_string(), v["state"].as_str().unwrap().to_string()))
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3 * N, "callbacks: {} of {}", seen.len(), 3 * N);
+    let ids: std::collections::HashSet<_> = count.keys().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids.len(), N);
+    for id in &ids {
+        for st in ["sending", "submitted", "delivered"] {
+            assert_eq!(count.get(&(id.clone(), st.to_string())), Some(&1), "{id} {st}");
+        }
+    }
+}
+
 /// The literal-tag XForms instance from the WBXML conformance vectors (wbxml-053).
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

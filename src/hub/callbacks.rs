@@ -239,7 +239,43 @@ async fn send(
     }
 }
 
-/// The callback worker: sends due events, deletes them on success, reschedules on failure.
+/// How many callbacks are sent at once; the worker refills when half of them are done.
+const MAX_IN_FLIGHT: usize = 256;
+/// The outcome of one send: its event key, the event (unless it did not decode), the result.
+type Sent = (Vec<u8>, Option<CallbackEvent>, Result<(), String>);
+
+/// The bookkeeping for one finished send: delete the event, and on a failure inside the retry
+/// period put it back with its next attempt's time.
+fn settle(h: &Hub, (k, ev, r): Sent, ops: &mut Vec<Op>) {
+    let now = now_ms();
+    let max_age = h.cfg.api.callback_max_age_s as i64 * 1000;
+    ops.push(Op::delete(Cf::Events, k));
+    match (ev, r) {
+        (_, Ok(())) => metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1),
+        (Some(mut ev), Err(e)) if now - ev.first_at < max_age => {
+            ev.attempts += 1;
+            let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
+            tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
+            metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
+            ops.push(Op::put(
+                Cf::Events,
+                keys::event_key(now + delay, h.ids.next()),
+                ev.encode(),
+            ));
+        }
+        (ev, Err(e)) => {
+            tracing::warn!(url = ev.map(|e| e.url).unwrap_or_default(), error = %e, "callback dropped after its retry period");
+            metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "dropped").increment(1);
+        }
+    }
+}
+
+/// The callback worker: keeps up to [`MAX_IN_FLIGHT`] sends going, and writes their bookkeeping
+/// (delete, or reschedule on failure) one batch at a time while the next sends run.
+///
+/// An event's key stays in `in_flight` from when it is taken until its bookkeeping is written,
+/// so a scan that sees it again (its delete not yet committed) skips it: each callback is sent
+/// once unless a bookkeeping write fails (then it is sent again: at least once).
 pub(super) async fn run(hub: Weak<Hub>) {
     let client = client();
     // Scans start after the last event taken (the ones before it are deleted: tombstones a
@@ -248,72 +284,116 @@ pub(super) async fn run(hub: Weak<Hub>) {
     const FULL_SCAN: Duration = Duration::from_secs(1);
     let mut cursor: Option<Vec<u8>> = None;
     let mut last_full = std::time::Instant::now();
+    let mut in_flight: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut sends: tokio::task::JoinSet<Sent> = tokio::task::JoinSet::new();
+    // Which event each send task carries, to release its key if the task panics.
+    let mut task_keys: std::collections::HashMap<tokio::task::Id, Vec<u8>> = Default::default();
+    let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Vec<u8>>>();
+    let mut writing = false;
+    let mut settled_ops: Vec<Op> = Vec::new();
+    let mut settled_keys: Vec<Vec<u8>> = Vec::new();
     loop {
         let Some(h) = hub.upgrade() else { return };
-        if last_full.elapsed() >= FULL_SCAN {
-            cursor = None;
-            last_full = std::time::Instant::now();
-        }
         let now = now_ms();
-        let due = h.outbox.due_events(cursor.as_deref(), now, 256).unwrap_or_default();
-        if let Some((k, _)) = due.last() {
-            let mut next = k.clone();
-            next.push(0); // the smallest key after it
-            cursor = Some(next);
-        }
-        if due.is_empty() {
-            let next = h
+        // Refill the sends when half of them are done.
+        let mut idle_until = None;
+        if sends.len() <= MAX_IN_FLIGHT / 2 {
+            if last_full.elapsed() >= FULL_SCAN {
+                cursor = None;
+                last_full = std::time::Instant::now();
+            }
+            let room = MAX_IN_FLIGHT - sends.len();
+            let due = h
                 .outbox
-                .next_event_at(cursor.as_deref())
-                .ok()
-                .flatten()
-                .unwrap_or(now + 1000);
-            let wait = (next - now).clamp(5, 1000) as u64;
-            let _ = tokio::time::timeout(Duration::from_millis(wait), h.callbacks_wake.notified())
-                .await;
-            continue;
-        }
-        let secret = h.callback_secret.clone();
-        let max_age = h.cfg.api.callback_max_age_s as i64 * 1000;
-        let mut set = tokio::task::JoinSet::new();
-        for (k, v) in due {
-            let client = client.clone();
-            let secret = secret.clone();
-            set.spawn(async move {
-                let Some(ev) = CallbackEvent::decode(&v) else {
-                    return (k, None, Err("undecodable".to_string()));
-                };
-                let r = send(&client, &ev, secret.as_deref()).await;
-                (k, Some(ev), r)
-            });
-        }
-        let mut ops = Vec::new();
-        while let Some(Ok((k, ev, r))) = set.join_next().await {
-            ops.push(Op::delete(Cf::Events, k));
-            match (ev, r) {
-                (_, Ok(())) => {
-                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1)
+                .due_events(cursor.as_deref(), now, room + in_flight.len())
+                .unwrap_or_default();
+            let mut taken = 0;
+            let mut last_seen = None;
+            for (k, v) in due {
+                if taken == room {
+                    break;
                 }
-                (Some(mut ev), Err(e)) if now - ev.first_at < max_age => {
-                    ev.attempts += 1;
-                    let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
-                    tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
-                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
-                    ops.push(Op::put(
-                        Cf::Events,
-                        keys::event_key(now_ms() + delay, h.ids.next()),
-                        ev.encode(),
-                    ));
+                last_seen = Some(k.clone());
+                if in_flight.contains(&k) {
+                    continue;
                 }
-                (ev, Err(e)) => {
-                    tracing::warn!(url = ev.map(|e| e.url).unwrap_or_default(), error = %e, "callback dropped after its retry period");
-                    metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "dropped").increment(1);
-                }
+                in_flight.insert(k.clone());
+                taken += 1;
+                let client = client.clone();
+                let secret = h.callback_secret.clone();
+                let key = k.clone();
+                let task = sends.spawn(async move {
+                    let Some(ev) = CallbackEvent::decode(&v) else {
+                        return (k, None, Err("undecodable".to_string()));
+                    };
+                    let r = send(&client, &ev, secret.as_deref()).await;
+                    (k, Some(ev), r)
+                });
+                task_keys.insert(task.id(), key);
+            }
+            if let Some(mut next) = last_seen {
+                next.push(0); // the smallest key after it
+                cursor = Some(next);
+            }
+            if taken == 0 && sends.is_empty() {
+                idle_until = Some(
+                    h.outbox
+                        .next_event_at(cursor.as_deref())
+                        .ok()
+                        .flatten()
+                        .unwrap_or(now + 1000),
+                );
             }
         }
-        if let Err(e) = h.outbox.write(0, ops, vec![], 0).await {
-            tracing::error!(error = %e, "callback bookkeeping write failed");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        // One bookkeeping write at a time; the settled sends wait for the next.
+        if !writing && !settled_ops.is_empty() {
+            writing = true;
+            let ops = std::mem::take(&mut settled_ops);
+            let keys = std::mem::take(&mut settled_keys);
+            let hw = h.clone();
+            let tx = written_tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = hw.outbox.write(0, ops, vec![], 0).await {
+                    tracing::error!(error = %e, "callback bookkeeping write failed; those callbacks will be sent again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let _ = tx.send(keys);
+            });
+        }
+        drop(h);
+        let wait = match idle_until {
+            Some(next) if !writing => (next - now).clamp(5, 1000) as u64,
+            _ => 100,
+        };
+        let Some(h) = hub.upgrade() else { return };
+        tokio::select! {
+            Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
+                // Take every other send that is already done too, so they share one write.
+                let mut next = Some(done);
+                while let Some(done) = next {
+                    match done {
+                        Ok((id, sent)) => {
+                            task_keys.remove(&id);
+                            settled_keys.push(sent.0.clone());
+                            settle(&h, sent, &mut settled_ops);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "callback send task failed; it will be sent again");
+                            if let Some(k) = task_keys.remove(&e.id()) {
+                                in_flight.remove(&k);
+                            }
+                        }
+                    }
+                    next = sends.try_join_next_with_id();
+                }
+            }
+            Some(keys) = written_rx.recv(), if writing => {
+                writing = false;
+                for k in keys {
+                    in_flight.remove(&k);
+                }
+            }
+            _ = tokio::time::timeout(Duration::from_millis(wait), h.callbacks_wake.notified()) => {}
         }
     }
 }
