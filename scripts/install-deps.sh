@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages Postern's build needs, only those missing (idempotent).
 #   libclang-dev: RocksDB's bindings (bindgen); pkg-config + libudev-dev: serial ports;
-#   libwbxml2-utils: the WBXML differential test; python3-venv: the smpplib interop test.
+#   libwbxml2-utils: the WBXML differential test; python3-venv: the smpplib interop test;
+#   tzdata: time zones for scheduled sends (`send_at` in a named zone).
 set -euo pipefail
-want=(libclang-dev pkg-config libudev-dev)
+want=(libclang-dev pkg-config libudev-dev tzdata)
 if [ "${1:-}" = "--test" ]; then
   want+=(python3-venv libwbxml2-utils)
 fi

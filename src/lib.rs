@@ -10,7 +10,9 @@ pub mod config;
 pub mod connector;
 pub mod hub;
 pub mod metrics;
+pub mod model;
 #[cfg(feature = "server")]
 pub mod outbox;
 pub mod sdnotify;
 pub mod secret;
+pub mod time;

@@ -106,7 +106,7 @@ static HOT: OnceLock<Hot> = OnceLock::new();
 pub fn hot() -> &'static Hot {
     HOT.get_or_init(|| {
         install();
-        use crate::hub::message::State;
+        use crate::model::State;
         Hot {
             accepted: metrics::counter!(API_ACCEPTED_TOTAL),
             requests: metrics::counter!(API_REQUESTS_TOTAL),

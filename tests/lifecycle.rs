@@ -55,8 +55,8 @@ async fn several_recipients_and_multipart_receipts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_send_fires_at_its_time() {
     let g = gateway(SANDBOX).await;
-    let at = postern::hub::message::now_ms() + 1500;
-    let (s, v) = g.post("/v1/messages", json!({"to": "+447700900123", "text": "later", "send_at": postern::hub::message::rfc3339(at)})).await;
+    let at = postern::model::now_ms() + 1500;
+    let (s, v) = g.post("/v1/messages", json!({"to": "+447700900123", "text": "later", "send_at": postern::time::rfc3339(at)})).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["messages"][0]["state"], "scheduled");
     let id = v["messages"][0]["id"].as_str().unwrap().to_string();
@@ -70,15 +70,15 @@ async fn scheduled_send_fires_at_its_time() {
         .iter()
         .find(|h| h["state"] == "sending")
         .unwrap();
-    let sent_at = postern::hub::message::parse_rfc3339(sending["at"].as_str().unwrap()).unwrap();
+    let sent_at = postern::time::parse_rfc3339(sending["at"].as_str().unwrap()).unwrap();
     assert!(sent_at >= at, "sent at {sent_at}, scheduled {at}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_handoff_and_conflict_after() {
     let g = gateway(SANDBOX).await;
-    let at = postern::hub::message::now_ms() + 60_000;
-    let id = g.send(json!({"to": "+447700900123", "text": "x", "send_at": postern::hub::message::rfc3339(at)})).await;
+    let at = postern::model::now_ms() + 60_000;
+    let id = g.send(json!({"to": "+447700900123", "text": "x", "send_at": postern::time::rfc3339(at)})).await;
     let r = g
         .http
         .delete(format!("{}/v1/messages/{id}", g.base))
@@ -142,7 +142,7 @@ async fn retry_with_backoff_after_temp_fail() {
     );
     // backoff: 50 ms then 100 ms between attempts (jitter off in tests)
     let at = |i: usize| {
-        postern::hub::message::parse_rfc3339(v["history"][i]["at"].as_str().unwrap()).unwrap()
+        postern::time::parse_rfc3339(v["history"][i]["at"].as_str().unwrap()).unwrap()
     };
     assert!(
         at(3) - at(2) >= 45,
@@ -248,7 +248,7 @@ async fn inbound_messages_are_stored_and_listed() {
             connector: "sb".into(),
             from: "+447700900999".into(),
             to: "12345".into(),
-            body: postern::hub::message::Body::Text("hi there".into()),
+            body: postern::model::Body::Text("hi there".into()),
             metadata: None,
             dest_port: None,
         })
@@ -261,7 +261,7 @@ async fn inbound_messages_are_stored_and_listed() {
             connector: "sb".into(),
             from: "+447700900998".into(),
             to: "12345".into(),
-            body: postern::hub::message::Body::Binary {
+            body: postern::model::Body::Binary {
                 data: form,
                 data_coding: 4,
             },
@@ -415,7 +415,7 @@ async fn weighted_route_spreads_by_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_the_shard_count_keeps_every_queued_message() {
-    use postern::hub::message::IdGen;
+    use postern::model::IdGen;
     use postern::outbox::{keys, Cf, Op, Outbox};
     let dir = tempfile::tempdir().unwrap();
     let cfg = |shards: u32| {
@@ -450,7 +450,7 @@ async fn backlog_beyond_the_ready_queue_is_all_delivered() {
         "[connectors.sb]\ntype = \"sandbox\"\nwindow = 8\ndlr_delay_ms = 10\ntemp_fail_share = 0.2\n[[routes]]\nto = [\"sb\"]\n",
     )
     .await;
-    let soon = postern::hub::message::rfc3339(postern::hub::message::now_ms() + 400);
+    let soon = postern::time::rfc3339(postern::model::now_ms() + 400);
     let mut sends = Vec::new();
     for b in 0..16 {
         let g = &g;

@@ -11,7 +11,7 @@
 mod common;
 use common::*;
 use postern::connector::smpp::sim::{SimConfig, SmscSim};
-use postern::hub::message::{MessageId, State};
+use postern::model::{MessageId, State};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};

@@ -335,7 +335,7 @@ async fn held_mo_parts_survive_a_restart() {
         body: PartBody::Text(text.into()),
         data_coding: 0,
         dest_port: None,
-        at_ms: postern::hub::message::now_ms(),
+        at_ms: postern::model::now_ms(),
     };
     // Three parts acked to the SMSC (held), then the process died before the reassembled
     // message was written: the outbox holds just the parts.

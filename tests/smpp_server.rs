@@ -88,7 +88,7 @@ async fn esme_submits_and_gets_its_receipt_and_mo() {
         connector: "sb".into(),
         from: "+447700900777".into(),
         to: "12345".into(),
-        body: postern::hub::message::Body::Text("YES".into()),
+        body: postern::model::Body::Text("YES".into()),
         metadata: None,
         dest_port: None,
     })

@@ -1,9 +1,9 @@
 #![no_main]
 //! HTTP API bodies: JSON -> MessageRequest -> validation never panics.
 use libfuzzer_sys::fuzz_target;
-use postern::config::SmsConfig;
-use postern::hub::address::NumberPlan;
-use postern::hub::request::{validate, MessageRequest, Rules};
+use postern::model::request::SmsConfig;
+use postern::model::address::NumberPlan;
+use postern::model::request::{validate, MessageRequest, Rules};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(req) = serde_json::from_slice::<MessageRequest>(data) else { return };

@@ -57,8 +57,8 @@ impl ApiError {
     }
 }
 
-impl From<crate::hub::request::Invalid> for ApiError {
-    fn from(i: crate::hub::request::Invalid) -> Self {
+impl From<crate::model::request::Invalid> for ApiError {
+    fn from(i: crate::model::request::Invalid) -> Self {
         ApiError::unprocessable(i.code, i.message).field(i.field)
     }
 }

@@ -6,9 +6,10 @@
 
 use super::{read_body, text_response, Api, Resp};
 use crate::codec::{ucs2, Coding};
-use crate::config::{Channel, SendsmsUser};
-use crate::hub::message::{now_ms, KannelDlr};
-use crate::hub::request::{check_body, BodySpec, Draft};
+use crate::config::SendsmsUser;
+use crate::model::Channel;
+use crate::model::{now_ms, KannelDlr};
+use crate::model::request::{check_body, BodySpec, Draft};
 use crate::hub::Accepted;
 use crate::secret::{parse_hash, Verifier};
 use hyper::body::Incoming;
@@ -222,7 +223,7 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
     };
     let from = get("from").or_else(|| api.hub.cfg.sms.default_sender.clone());
     if let Some(f) = &from {
-        if crate::hub::address::validate_sender(f).is_err() {
+        if crate::model::address::validate_sender(f).is_err() {
             return reply(StatusCode::BAD_REQUEST, "Invalid sender, rejected");
         }
     }

@@ -2,8 +2,9 @@
 
 use super::error::{from_json_error, ApiError};
 use super::{json_response, json_response_sized, read_body, Api, Resp};
-use crate::hub::message::{rfc3339, Body, Direction, Message, MessageId, State};
-use crate::hub::request::{self, Draft, Invalid, MessageRequest, Rules};
+use crate::time::rfc3339;
+use crate::model::{Body, Direction, Message, MessageId, State};
+use crate::model::request::{self, Draft, Invalid, MessageRequest, Rules};
 use crate::hub::state::CancelError;
 use crate::hub::Accepted;
 use crate::outbox::ListFilter;

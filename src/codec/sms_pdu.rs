@@ -208,20 +208,17 @@ impl Timestamp {
             self.year, self.month, self.day, self.hour, self.minute, self.second
         )
     }
-    /// Milliseconds since the Unix epoch.
-    pub fn unix_ms(&self) -> i64 {
-        let days = crate::hub::message::days_from_civil(
-            self.year as i64,
-            self.month as u32,
-            self.day as u32,
-        );
-        (days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64
-            - self.tz_minutes as i64 * 60)
-            * 1000
+    /// Milliseconds since the Unix epoch; `None` for a date that does not exist.
+    pub fn unix_ms(&self) -> Option<i64> {
+        crate::time::civil_to_ms(
+            (self.year as i16, self.month as i8, self.day as i8),
+            (self.hour as i8, self.minute as i8, self.second as i8),
+            self.tz_minutes,
+        )
     }
-    fn utc(&self) -> String {
-        let s = crate::hub::message::rfc3339(self.unix_ms());
-        format!("{}Z", &s[..19])
+    fn utc(&self) -> Option<String> {
+        let s = crate::time::rfc3339(self.unix_ms()?);
+        Some(format!("{}Z", &s[..19]))
     }
     fn json(&self) -> Value {
         json!({"local": self.local(), "tz_offset_minutes": self.tz_minutes, "utc": self.utc()})
@@ -973,16 +970,14 @@ pub fn encode_submit(spec: &SubmitSpec) -> Result<Vec<EncodedPdu>, PduError> {
 impl Timestamp {
     /// A UTC timestamp for a Unix time in milliseconds.
     pub fn from_unix_ms(ms: i64) -> Timestamp {
-        let secs = ms.div_euclid(1000);
-        let (y, m, d) = crate::hub::message::civil_from_days(secs.div_euclid(86_400));
-        let t = secs.rem_euclid(86_400);
+        let ((y, m, d), (hour, minute, second)) = crate::time::utc_civil(ms);
         Timestamp {
             year: y as u16,
             month: m as u8,
             day: d as u8,
-            hour: (t / 3600) as u8,
-            minute: (t / 60 % 60) as u8,
-            second: (t % 60) as u8,
+            hour: hour as u8,
+            minute: minute as u8,
+            second: second as u8,
             tz_minutes: 0,
         }
     }

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use crate::model::{Channel, OneOrMany};
+use crate::model::request::SmsConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -138,30 +140,6 @@ pub struct SendsmsUser {
     pub username: String,
     /// Hashed (`postern hash-password`).
     pub password: String,
-}
-
-/// `[sms]`: validation of the SMS channel.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmsConfig {
-    pub max_segments: usize,
-    /// Country code (digits) for national-format numbers, e.g. "44".
-    pub country_code: Option<String>,
-    /// Trunk prefix of national numbers, stripped before the country code is added.
-    pub trunk_prefix: String,
-    /// Sender used when a message has none.
-    pub default_sender: Option<String>,
-}
-
-impl Default for SmsConfig {
-    fn default() -> Self {
-        SmsConfig {
-            max_segments: 10,
-            country_code: None,
-            trunk_prefix: "0".into(),
-            default_sender: None,
-        }
-    }
 }
 
 /// `[connectors.NAME]`, by `type`.
@@ -515,21 +493,6 @@ fn default_max_binds() -> u32 {
     4
 }
 
-/// Message channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Sms,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-        }
-    }
-}
-
 /// How a route picks among its connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -542,23 +505,6 @@ pub enum Strategy {
     Weighted,
     /// The one with the fewest messages in flight.
     LeastLoaded,
-}
-
-/// A string or a list of strings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
 }
 
 /// `match = { ... }` of a route. Every given condition must hold.

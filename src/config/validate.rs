@@ -129,7 +129,7 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
         );
     }
     if let Some(from) = &s.default_sender {
-        if let Err(e) = crate::hub::address::validate_sender(from) {
+        if let Err(e) = crate::model::address::validate_sender(from) {
             c.bad("sms.default_sender", e.to_string());
         }
     }

@@ -10,7 +10,7 @@ pub mod sandbox;
 pub mod smpp;
 
 use crate::config::{Config, ConnectorConfig, Limits};
-use crate::hub::message::{Message, MessageId, State};
+use crate::model::{Message, MessageId, State};
 use crate::metrics as m;
 use ratelimit::TokenBucket;
 use std::future::Future;
@@ -125,7 +125,7 @@ pub trait HubSink: Send + Sync {
     /// group commit, which is when the peer may be acknowledged.
     fn submit(
         &self,
-        draft: crate::hub::request::Draft,
+        draft: crate::model::request::Draft,
     ) -> BoxFuture<'_, Result<MessageId, SubmitError>>;
     /// Register a listener.
     fn listen(&self, listener: Arc<dyn Listener>);
@@ -180,7 +180,7 @@ pub struct InboundMessage {
     pub connector: Arc<str>,
     pub from: String,
     pub to: String,
-    pub body: crate::hub::message::Body,
+    pub body: crate::model::Body,
     pub metadata: Option<serde_json::Value>,
     /// Destination application port (UDH), e.g. 2948 for WAP Push.
     pub dest_port: Option<u16>,
@@ -254,7 +254,7 @@ impl Link {
             bucket: TokenBucket::new(limits.tps, limits.burst),
             changed: Notify::new(),
             was_up: AtomicBool::new(true),
-            last_progress: std::sync::atomic::AtomicI64::new(crate::hub::message::now_ms()),
+            last_progress: std::sync::atomic::AtomicI64::new(crate::model::now_ms()),
             submitted: metrics::counter!(m::CONNECTOR_SUBMITTED_TOTAL, m::L_CONNECTOR => name.to_string()),
             inflight_gauge: metrics::gauge!(m::CONNECTOR_INFLIGHT, m::L_CONNECTOR => name.to_string()),
         }
@@ -266,13 +266,13 @@ impl Link {
 
     /// An attempt on this link ended (whatever its outcome).
     pub fn progressed(&self) {
-        self.last_progress.store(crate::hub::message::now_ms(), Ordering::Relaxed);
+        self.last_progress.store(crate::model::now_ms(), Ordering::Relaxed);
     }
 
     /// Up, but its window is full and no attempt has ended for [`STALL_AFTER_MS`].
     pub fn is_degraded(&self) -> bool {
         let stalled = self.inflight() >= self.window_size
-            && crate::hub::message::now_ms() - self.last_progress.load(Ordering::Relaxed) >= STALL_AFTER_MS;
+            && crate::model::now_ms() - self.last_progress.load(Ordering::Relaxed) >= STALL_AFTER_MS;
         metrics::gauge!(m::CONNECTOR_DEGRADED, m::L_CONNECTOR => self.name.to_string()).set(if stalled { 1.0 } else { 0.0 });
         stalled
     }

@@ -3,7 +3,8 @@
 //! HMAC-SHA256 (`X-Postern-Signature: sha256=<hex>`), and Kannel-style `dlr-url` GETs with
 //! `%` escapes filtered by `dlr-mask`. Retried with backoff until `callback_max_age_s`.
 
-use super::message::{now_ms, rfc3339, Message, MessageId, Millis, State};
+use crate::time::rfc3339;
+use crate::model::{now_ms, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::metrics as m;
 use crate::outbox::{keys, Cf, Op};

@@ -5,9 +5,9 @@ use crate::config::Config;
 use crate::connector::{BoxFuture, HubError, HubSink, InboundMessage, Link, Receipt};
 use crate::metrics as m;
 use crate::outbox::{keys, Cf, Op, Outbox, StoreError};
-use address::NumberPlan;
-use message::{now_ms, Direction, IdGen, Message, MessageId, State};
-use request::Draft;
+use crate::model::address::NumberPlan;
+use crate::model::{self as message, now_ms, Direction, IdGen, Message, MessageId, State};
+use crate::model::request::Draft;
 use router::Router;
 use state::{CancelError, ShardEvent};
 use std::collections::{HashMap, VecDeque};
@@ -651,7 +651,7 @@ impl Hub {
             let msg = Message {
                 id,
                 direction: Direction::Inbound,
-                channel: crate::config::Channel::Sms,
+                channel: crate::model::Channel::Sms,
                 from: Some(inbound.from),
                 to: inbound.to,
                 body: inbound.body,

@@ -3,7 +3,7 @@
 //! routes each, waits for a window permit and a rate token on the chosen link, and hands it to
 //! the connector. Outcomes go to the shard's state actor.
 
-use super::message::{now_ms, ErrorInfo, State};
+use crate::model::{now_ms, ErrorInfo, State};
 use super::router::Pick;
 use super::state::ShardEvent;
 use super::Hub;
@@ -114,7 +114,7 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
 /// A message ready for its connector: routed, its window slot and rate token taken, marked in
 /// flight.
 struct Handoff {
-    msg: Box<super::message::Message>,
+    msg: Box<crate::model::Message>,
     link: Arc<crate::connector::Link>,
     permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -168,7 +168,7 @@ async fn dispatch(
     hub: &Arc<Hub>,
     shard: &ShardState,
     actor: &mpsc::Sender<ShardEvent>,
-    mut msg: Box<super::message::Message>,
+    mut msg: Box<crate::model::Message>,
     handoff: &mut Vec<Handoff>,
 ) {
     let now = now_ms();

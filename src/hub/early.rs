@@ -88,7 +88,7 @@ impl EarlyReceipts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::message::State;
+    use crate::model::State;
 
     fn receipt(id: &str) -> Receipt {
         Receipt { connector: "op".into(), remote_id: id.into(), state: State::Delivered, error: None }

@@ -3,9 +3,6 @@
 //! stores inbound messages, and owns the callback worker. The message model, addresses,
 //! request validation and routing build without the outbox (feature `server` off).
 
-pub mod address;
-pub mod message;
-pub mod request;
 pub mod router;
 
 #[cfg(feature = "server")]

@@ -1,9 +1,10 @@
 //! Routing: ordered rules from `[[routes]]` matching destination prefix, sender, channel and
 //! tags; each names connectors and a strategy for choosing among those that are up.
 
-use crate::config::{Channel, RouteConfig, Strategy};
+use crate::config::{RouteConfig, Strategy};
+use crate::model::Channel;
 use crate::connector::Link;
-use crate::hub::message::Message;
+use crate::model::Message;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //! failure) is in [`super::turn`].
 
 use super::callbacks::{self, CallbackEvent};
-use super::message::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
+use crate::model::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::connector::{ErrorClass, Outcome};
 use crate::metrics as m;

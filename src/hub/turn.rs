@@ -4,7 +4,7 @@
 //! disk) the turn is held with every turn after it and written again once the store can
 //! ([`recover`]), so nothing acknowledged is lost and nothing is sent twice.
 
-use super::message::{Message, MessageId, Millis, State};
+use crate::model::{Message, MessageId, Millis, State};
 use super::Hub;
 use crate::metrics as m;
 use crate::outbox::{Op, ShardState, StoreError, TurnFailure};

@@ -2,7 +2,7 @@
 //! byte order is time order.
 
 use super::writer::Key;
-use crate::hub::message::{MessageId, Millis};
+use crate::model::{MessageId, Millis};
 
 pub const CF_MSG: &str = "msg";
 pub const CF_DUE: &str = "due";

@@ -13,7 +13,7 @@ pub use shard::{Popped, ShardState};
 pub use writer::{Cf, Key, Op, StoreError, TurnFailure, Value, WriteReq};
 
 use crate::config::OutboxConfig;
-use crate::hub::message::{Direction, Message, MessageId, Millis, State};
+use crate::model::{Direction, Message, MessageId, Millis, State};
 use keys::*;
 use rocksdb::{
     Direction as IterDir, IteratorMode, Options, ReadOptions, DB,
@@ -551,13 +551,13 @@ fn events_from(from: Option<&[u8]>) -> IteratorMode<'_> {
 mod tests {
     use super::*;
     use crate::codec::Coding;
-    use crate::hub::message::{Body, IdGen, Transition};
+    use crate::model::{Body, IdGen, Transition};
 
     fn queued(id: MessageId, due: Millis) -> Message {
         Message {
             id,
             direction: Direction::Outbound,
-            channel: crate::config::Channel::Sms,
+            channel: crate::model::Channel::Sms,
             from: None,
             to: "+447700900123".into(),
             body: Body::Text("hi".into()),
@@ -626,12 +626,12 @@ mod tests {
         let (_dir, ob) = one_shard();
         let shard = ob.shards()[0].clone();
         let ids = IdGen::default();
-        let due = crate::hub::message::now_ms() - 5_000;
+        let due = crate::model::now_ms() - 5_000;
         let mut done = queued(ids.next(), due);
         done.state = State::Delivered;
         let pending = queued(ids.next(), due);
         ob.write(0, stored(&[done.clone(), pending.clone()]), vec![], 2).await.unwrap();
-        let now = crate::hub::message::now_ms();
+        let now = crate::model::now_ms();
         let first = ob.scan_due(&shard, due, now, 100).unwrap();
         assert_eq!(first.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![pending.id]);
         // The removal is queued on the shard's writer; a write behind it is committed after it.
@@ -651,7 +651,7 @@ mod tests {
         let shard = ob.shards()[0].clone();
         assert!(shard.take_due_floor() > 0, "nothing noted before any write");
         let ids = IdGen::default();
-        let due = crate::hub::message::now_ms() - 5_000;
+        let due = crate::model::now_ms() - 5_000;
         let msgs: Vec<Message> = (0..20).map(|_| queued(ids.next(), due)).collect();
         let ops = stored(&msgs);
         ob.submit(0, ops, msgs.iter().cloned().map(Box::new).collect(), 20).unwrap().await.unwrap().unwrap();
@@ -659,7 +659,7 @@ mod tests {
         assert_eq!(shard.room(), 0);
         assert_eq!(shard.take_due_floor(), due);
         assert_eq!(shard.take_due_floor(), i64::MAX, "taken once");
-        let now = crate::hub::message::now_ms();
+        let now = crate::model::now_ms();
         // A cursor past them finds nothing; from the noted floor, the four unclaimed ones.
         let past = ob.scan_due(&shard, now, now, 100).unwrap();
         assert!(past.messages.is_empty());

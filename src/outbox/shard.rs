@@ -2,7 +2,7 @@
 //! being handed to a connector), in-flight ids, cancellations, and wake-up bookkeeping for the
 //! schedule scan. The durable truth is in RocksDB; this is what keeps dispatch off the disk.
 
-use crate::hub::message::{Message, MessageId, Millis};
+use crate::model::{Message, MessageId, Millis};
 use parking_lot::Mutex;
 use foldhash::HashSet;
 use std::collections::VecDeque;

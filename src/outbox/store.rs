@@ -87,7 +87,7 @@ impl Store {
         let db = self.db().map_err(|e| e.to_string())?;
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);
-        let now = crate::hub::message::now_ms().to_be_bytes();
+        let now = crate::model::now_ms().to_be_bytes();
         db.put_opt(b"postern:health-probe", now, &opts).map_err(|e| e.to_string())?;
         db.flush().map_err(|e| e.to_string())?;
         for name in ALL_CFS {

@@ -5,7 +5,7 @@
 use super::keys::ALL_CFS;
 use super::shard::ShardState;
 use crate::config::Durability;
-use crate::hub::message::Message;
+use crate::model::Message;
 use crate::metrics as m;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -322,7 +322,7 @@ fn sync_loop(
 }
 
 /// The ids of a group's new messages.
-fn enqueued(group: &[WriteReq]) -> Vec<crate::hub::message::MessageId> {
+fn enqueued(group: &[WriteReq]) -> Vec<crate::model::MessageId> {
     group.iter().flat_map(|r| r.enqueue.iter().map(|m| m.id)).collect()
 }
 

@@ -11,7 +11,7 @@ use crate::codec::segment::Coding;
 use crate::codec::sms_pdu::{self, EncodedPdu, SubmitBody, SubmitSpec, Validity};
 use crate::config::{ModemBankConfig, ModemStrategy};
 use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Outcome};
-use crate::hub::message::{Body, Message};
+use crate::model::{Body, Message};
 use parking_lot::RwLock;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -148,7 +148,7 @@ impl ModemBank {
                 SubmitBody::Binary(data.clone(), udh)
             }
         };
-        let left_s = ((msg.expires_at - crate::hub::message::now_ms()) / 1000).max(300) as u64;
+        let left_s = ((msg.expires_at - crate::model::now_ms()) / 1000).max(300) as u64;
         let spec = SubmitSpec {
             to,
             body,

@@ -12,7 +12,7 @@ use super::hwdb::{CmsClass, Hwdb, MatchedBy, Profile};
 use crate::codec::reassembly::{PartBody, PartInfo, PartKey, Reassembler};
 use crate::codec::sms_pdu::{self, EncodedPdu, Tpdu};
 use crate::connector::{DeliveryError, ErrorClass, HubSink, InboundMessage, Receipt};
-use crate::hub::message::{Body, State};
+use crate::model::{Body, State};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -345,13 +345,13 @@ impl Modem {
         if cap == 0 {
             return false;
         }
-        let day = crate::hub::message::now_ms().div_euclid(86_400_000);
+        let day = crate::model::now_ms().div_euclid(86_400_000);
         let t = self.today.lock();
         t.0 == day && t.1 >= cap
     }
 
     fn count_sent(&self, sim_key: &str, n: u32) {
-        let day = crate::hub::message::now_ms().div_euclid(86_400_000);
+        let day = crate::model::now_ms().div_euclid(86_400_000);
         let snapshot = {
             let mut t = self.today.lock();
             if t.0 != day {
@@ -382,7 +382,7 @@ impl Modem {
             .split_whitespace()
             .filter_map(|x| x.parse::<i64>().ok());
         if let (Some(day), Some(n)) = (it.next(), it.next()) {
-            let today = crate::hub::message::now_ms().div_euclid(86_400_000);
+            let today = crate::model::now_ms().div_euclid(86_400_000);
             if day == today {
                 *self.today.lock() = (day, n as u32);
             }
@@ -1367,7 +1367,7 @@ impl Modem {
             self.select_mem(port, ss, &main).await?;
         }
         // Messages whose missing parts never came: store what arrived.
-        for done in re.expire(crate::hub::message::now_ms()) {
+        for done in re.expire(crate::model::now_ms()) {
             self.store_reassembled(port, ss, hub, done).await?;
         }
         Ok(())
@@ -1501,7 +1501,7 @@ impl Modem {
                                 pending.slots.push(s);
                             }
                         }
-                        match re.add(&from, "", info, body, crate::hub::message::now_ms()) {
+                        match re.add(&from, "", info, body, crate::model::now_ms()) {
                             Ok(done) => {
                                 for d in done {
                                     self.store_reassembled(port, ss, hub, d).await?;

@@ -595,7 +595,7 @@ impl State {
     }
 
     fn deliver_report(&mut self, mr: u8, to: &str) {
-        let now = crate::hub::message::now_ms();
+        let now = crate::model::now_ms();
         let Ok(pdu) = sms_pdu::encode_status_report(
             mr,
             to,
@@ -806,7 +806,7 @@ impl SimModem {
         let pieces =
             crate::codec::segment::split(text, coding, crate::codec::segment::ConcatRef::Bits8);
         let total = pieces.len() as u8;
-        let now = crate::hub::message::now_ms();
+        let now = crate::model::now_ms();
         let mut pdus = Vec::new();
         for (i, p) in pieces.iter().enumerate() {
             let udh = (total > 1).then(|| {
@@ -853,7 +853,7 @@ impl SimModem {
         let room = 140 - 1 - if ports.is_some() { 6 } else { 0 };
         let chunks: Vec<&[u8]> = if data.len() <= room { vec![data] } else { data.chunks(room - 5).collect() };
         let total = chunks.len() as u8;
-        let now = Timestamp::from_unix_ms(crate::hub::message::now_ms());
+        let now = Timestamp::from_unix_ms(crate::model::now_ms());
         let mut pdus = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
             let mut u = Udh::default();

@@ -18,7 +18,7 @@ use crate::connector::pacing::Pacer;
 use crate::connector::{HeldPart, HubError,
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
 };
-use crate::hub::message::{Body, Message};
+use crate::model::{Body, Message};
 use parking_lot::Mutex;
 use rusmpp::pdus::{DeliverSmResp, SubmitSm};
 use rusmpp::tlvs::MessageSubmissionRequestTlvValue;
@@ -85,7 +85,7 @@ pub struct SmppConnector {
     /// `submit_sm_resp` is reconciled with the message instead of being dropped. Entries of a
     /// session go when its connection ends (no answer can come on a dead connection, and the
     /// next one numbers its requests from 1 again).
-    late: Mutex<HashMap<(usize, u32), (crate::hub::message::MessageId, u16, std::time::Instant)>>,
+    late: Mutex<HashMap<(usize, u32), (crate::model::MessageId, u16, std::time::Instant)>>,
     /// Parts of concatenated MO messages (UDH or SAR) waiting for the rest.
     reassembler: Mutex<crate::codec::reassembly::Reassembler>,
     /// data_coding and destination port of each message being reassembled (its first part's).
@@ -243,7 +243,7 @@ impl SmppConnector {
         // of a message not delivered), read only then.
         let tlv_state = f.message_state.and_then(dlr::message_state);
         let text = match (&f.receipted_message_id, tlv_state) {
-            (Some(_), Some(crate::hub::message::State::Delivered)) => None,
+            (Some(_), Some(crate::model::State::Delivered)) => None,
             _ => pdu_view::short_message_text(f.data_coding, f.split_udh().1).and_then(|t| dlr::parse(&t)),
         };
         let Some(id) = f.receipted_message_id.as_deref().or(text.as_ref().and_then(|r| r.id.as_deref())) else { return true };
@@ -298,7 +298,7 @@ impl SmppConnector {
         let Some(i) = info.filter(|i| i.total > 1 && i.seq >= 1 && i.seq <= i.total) else {
             return hub.receive(self.inbound(from, to, body, dc, dest_port, Vec::new())).await.map(|_| ());
         };
-        let now = crate::hub::message::now_ms();
+        let now = crate::model::now_ms();
         let part = HeldPart { sender: from.clone(), receiver: to.clone(), reference: i.reference, total: i.total, seq: i.seq, body: body.clone(), data_coding: dc, dest_port, at_ms: now };
         self.remember_meta(&part);
         hub.hold_part(self.name.clone(), part).await?;
@@ -372,7 +372,7 @@ impl SmppConnector {
             }
         }
         loop {
-            done.extend(self.reassembler.lock().expire(crate::hub::message::now_ms()));
+            done.extend(self.reassembler.lock().expire(crate::model::now_ms()));
             for d in done.drain(..) {
                 self.store_assembled(&hub, d).await;
             }

@@ -4,7 +4,7 @@
 //! normalisation (hex ↔ decimal, leading zeros, case) so that a receipt finds its message.
 //! rusmpp 0.4 has no receipt parser; this one is written by hand.
 
-use crate::hub::message::State;
+use crate::model::State;
 use serde::Serialize;
 
 /// A parsed receipt text.
@@ -105,7 +105,7 @@ pub fn parse(body: &str) -> Option<ReceiptText> {
 
 /// The `YYMMDDhhmm` (UTC) form receipt texts use for `submit date` and `done date`.
 pub fn receipt_date(ms: i64) -> String {
-    let s = crate::hub::message::rfc3339(ms);
+    let s = crate::time::rfc3339(ms);
     format!(
         "{}{}{}{}{}",
         &s[2..4],

@@ -12,8 +12,8 @@ use crate::connector::ratelimit::TokenBucket;
 use crate::connector::{
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError,
 };
-use crate::hub::message::{now_ms, Body, Message, State};
-use crate::hub::request::{check_body, BodySpec, Draft};
+use crate::model::{now_ms, Body, Message, State};
+use crate::model::request::{check_body, BodySpec, Draft};
 use crate::secret::{parse_hash, Verifier};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -356,7 +356,7 @@ impl SmppServer {
         let rd = f.registered_delivery;
         let now = now_ms();
         let draft = Draft {
-            channel: crate::config::Channel::Sms,
+            channel: crate::model::Channel::Sms,
             from,
             to,
             body,

@@ -311,7 +311,7 @@ fn pick_stat(mix: &[u32; 4]) -> (&'static str, MessageState) {
 
 fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command {
     let (stat, state) = pick_stat(&shared.cfg.dlr_mix);
-    let now = super::dlr::receipt_date(crate::hub::message::now_ms());
+    let now = super::dlr::receipt_date(crate::model::now_ms());
     let err = if stat == "DELIVRD" { "000" } else { "001" };
     let text = format!(
         "id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:",
@@ -437,7 +437,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
             Some(Pdu::SubmitSm(sm)) if bound => {
                 let n = shared.counters.submits.fetch_add(1, Ordering::Relaxed) + 1;
-                let t = crate::hub::message::now_ms() as u64;
+                let t = crate::model::now_ms() as u64;
                 let _ = shared.counters.first_submit_ms.compare_exchange(
                     0,
                     t,

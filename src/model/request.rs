@@ -3,10 +3,37 @@
 //! code and the field they concern.
 
 use super::address::{validate_sender, NumberPlan};
-use super::message::{now_ms, parse_rfc3339, Body, KannelDlr, Millis};
+use super::message::{now_ms, Body, KannelDlr, Millis};
+use crate::time::parse_rfc3339;
 use crate::codec::{gsm7, segment, Coding};
-use crate::config::{Channel, OneOrMany, SmsConfig};
+use super::{Channel, OneOrMany};
 use serde::Deserialize;
+
+use serde::Serialize;
+
+/// `[sms]`: validation of the SMS channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    pub max_segments: usize,
+    /// Country code (digits) for national-format numbers, e.g. "44".
+    pub country_code: Option<String>,
+    /// Trunk prefix of national numbers, stripped before the country code is added.
+    pub trunk_prefix: String,
+    /// Sender used when a message has none.
+    pub default_sender: Option<String>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            max_segments: 10,
+            country_code: None,
+            trunk_prefix: "0".into(),
+            default_sender: None,
+        }
+    }
+}
 
 /// `POST /v1/messages` body (also one item of a batch).
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,44 @@
+//! The message model every channel shares: ids, states with their history, bodies, the
+//! channel a message travels on, and the compact binary form the outbox stores; plus the
+//! validation that turns API or connector input into a [`request::Draft`].
+
+pub mod address;
+pub mod message;
+pub mod request;
+
+pub use message::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Message channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
