@@ -58,7 +58,7 @@ impl Gateway {
         })?;
         let outbox = Arc::new(Outbox::open(&cfg.outbox)?);
         let cfg = Arc::new(cfg);
-        let links = connector::build_all(&cfg);
+        let links = connector::build_all(&cfg.connectors, &cfg.outbox.path);
         let hub = Hub::start(cfg.clone(), outbox.clone(), links);
         let (shutdown, rx) = watch::channel(false);
         let api = Arc::new(Api::new(hub.clone()));

@@ -5,6 +5,7 @@
 pub mod api;
 #[cfg(feature = "server")]
 pub mod app;
+pub mod check;
 pub mod codec;
 pub mod config;
 pub mod connector;

@@ -13,22 +13,7 @@ use thiserror::Error;
 /// The configuration used when none is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
-/// One problem found in a configuration, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+pub use crate::check::Problem;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]

@@ -64,3 +64,45 @@ fn unknown_section_and_env_secret() {
     assert!(Config::from_toml_with_env(text, &env_none).is_err());
     assert!(Config::from_toml_with_env(text, &|k| (k == "CB").then(|| "x".into())).is_ok());
 }
+
+#[test]
+fn ports_devices_and_files_taken_twice_are_refused_before_anything_starts() {
+    let hash = crate::secret::hash_secret("pw");
+    let text = format!(
+        r#"
+        [api]
+        listen = "127.0.0.1:2775"
+        [connectors.esmes]
+        type = "smpp-server"
+        listen = "0.0.0.0:2775"
+        accounts = [{{ system_id = "a", password = "{hash}" }}]
+        [connectors.bank-a]
+        type = "modem"
+        devices = ["/dev/ttyUSB0"]
+        [connectors.bank-b]
+        type = "modem"
+        devices = ["/dev/ttyUSB1", "/dev/ttyUSB0"]
+        [connectors.sb1]
+        type = "sandbox"
+        journal = "/tmp/j"
+        [connectors.sb2]
+        type = "sandbox"
+        journal = "/tmp/j"
+        [[routes]]
+        to = ["sb1"]
+    "#
+    );
+    let e = Config::from_toml_with_env(&text, &env_none).unwrap_err();
+    let p: Vec<String> = e.problems().iter().map(|p| p.to_string()).collect();
+    let has = |path: &str, by: &str| p.iter().any(|s| s.starts_with(path) && s.contains(by));
+    assert!(has("connectors.esmes.listen", "api.listen"), "{p:?}");
+    assert!(has("connectors.bank-b.devices[1]", "connectors.bank-a.devices[0]"), "{p:?}");
+    assert!(has("connectors.sb2.journal", "connectors.sb1.journal"), "{p:?}");
+    assert!(!p.iter().any(|s| s.starts_with("connectors.bank-b.devices[0]")), "{p:?}");
+    // Different ports, devices and files: no clash.
+    let ok = text
+        .replace("0.0.0.0:2775", "127.0.0.1:2776")
+        .replace("\"/dev/ttyUSB1\", \"/dev/ttyUSB0\"", "\"/dev/ttyUSB1\"")
+        .replace("journal = \"/tmp/j\"\n        [[routes]]", "journal = \"/tmp/k\"\n        [[routes]]");
+    Config::from_toml_with_env(&ok, &env_none).unwrap();
+}

@@ -1,39 +1,10 @@
 //! Semantic checks across the whole configuration. Each returns problems, never stops early.
 
 use super::*;
+use crate::check::Check;
+use crate::connector::Resource;
 use crate::secret;
 use std::net::SocketAddr;
-
-struct Check<'a> {
-    problems: Vec<Problem>,
-    env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Check<'_> {
-    fn bad(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-    fn range<T: PartialOrd + std::fmt::Display + Copy>(&mut self, path: &str, v: T, lo: T, hi: T) {
-        if v < lo || v > hi {
-            self.bad(path, format!("must be {lo}..={hi}, got {v}"));
-        }
-    }
-    fn share(&mut self, path: &str, v: f64) {
-        if !(0.0..=1.0).contains(&v) {
-            self.bad(path, format!("must be a share between 0 and 1, got {v}"));
-        }
-    }
-    fn env_var(&mut self, path: &str, name: &Option<String>) {
-        if let Some(n) = name {
-            if (self.env)(n).is_none() {
-                self.bad(path, format!("environment variable {n} is not set"));
-            }
-        }
-    }
-}
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
@@ -43,10 +14,7 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
-    let mut c = Check {
-        problems: Vec::new(),
-        env,
-    };
+    let mut c = Check::new(env);
     let o = &cfg.outbox;
     c.range("outbox.shards", o.shards, 0, 64);
     c.range("outbox.group_commit_max", o.group_commit_max, 1, 65_536);
@@ -139,172 +107,20 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
         if !valid_name(name) {
             c.bad(&p, "connector names are 1-64 characters of A-Z a-z 0-9 - _");
         }
-        let l = conn.limits();
-        let window = match conn {
-            ConnectorConfig::Smpp(s) => s.window,
-            _ => l.window,
-        };
-        c.range(&format!("{p}.window"), window, 1, 1024);
-        c.range(&format!("{p}.tps"), l.tps, 0.0, 1_000_000.0);
-        match conn {
-            ConnectorConfig::Sandbox(sb) => {
-                c.share(&format!("{p}.undelivered_share"), sb.undelivered_share);
-                c.share(&format!("{p}.temp_fail_share"), sb.temp_fail_share);
-                c.range(&format!("{p}.dlr_delay_ms"), sb.dlr_delay_ms, 0, 86_400_000);
-                c.range(
-                    &format!("{p}.submit_delay_ms"),
-                    sb.submit_delay_ms,
-                    0,
-                    600_000,
-                );
+        conn.validate(&p, &mut c);
+    }
+
+    // Nothing taken twice: the API's port, each connector's ports, devices and files.
+    let mut taken: Vec<(Resource, String)> = Vec::new();
+    if let Ok(a) = cfg.api.listen.parse() {
+        taken.push((Resource::Listen(a), "api.listen".into()));
+    }
+    for (name, conn) in &cfg.connectors {
+        for (r, path) in conn.resources(&format!("connectors.{name}")) {
+            if let Some((_, first)) = taken.iter().find(|(t, _)| t.clashes(&r)) {
+                c.bad(&path, format!("{r:?} is already taken by {first}"));
             }
-            ConnectorConfig::Smpp(sm) => {
-                if crate::connector::smpp::client::parse_url(&sm.url).is_err() {
-                    c.bad(
-                        format!("{p}.url"),
-                        format!(
-                            "must be smpp://host:port or smpps://host:port, got {:?}",
-                            sm.url
-                        ),
-                    );
-                }
-                if sm.system_id.is_empty() || sm.system_id.len() > 15 {
-                    c.bad(format!("{p}.system_id"), "must be 1-15 characters");
-                }
-                match (&sm.password, &sm.password_env) {
-                    (Some(_), Some(_)) => c.bad(
-                        format!("{p}.password"),
-                        "set either password or password_env, not both",
-                    ),
-                    (None, None) => c.bad(format!("{p}.password"), "set password or password_env"),
-                    (Some(pw), None) if pw.len() > 8 => c.bad(
-                        format!("{p}.password"),
-                        "SMPP passwords are at most 8 characters",
-                    ),
-                    _ => {}
-                }
-                c.env_var(&format!("{p}.password_env"), &sm.password_env);
-                for k in sm.errors.keys() {
-                    if crate::connector::smpp::client::parse_status(k).is_none() {
-                        c.bad(
-                            format!("{p}.errors.{k}"),
-                            "keys are command_status values: 0x0B or 11",
-                        );
-                    }
-                }
-                if let Some(ca) = &sm.tls_ca {
-                    if std::fs::metadata(ca).is_err() {
-                        c.bad(
-                            format!("{p}.tls_ca"),
-                            format!("cannot read {}", ca.display()),
-                        );
-                    }
-                }
-                c.range(&format!("{p}.binds"), sm.binds, 1, 64);
-                c.range(
-                    &format!("{p}.response_timeout_s"),
-                    sm.response_timeout_s,
-                    1,
-                    300,
-                );
-                c.range(&format!("{p}.enquire_link_s"), sm.enquire_link_s, 1, 3600);
-            }
-            ConnectorConfig::Modem(mb) => {
-                if mb.devices.is_empty() {
-                    c.bad(
-                        format!("{p}.devices"),
-                        "a modem bank needs at least one device path or glob",
-                    );
-                }
-                for (i, d) in mb.devices.iter().enumerate() {
-                    if let Err(e) = glob::Pattern::new(d) {
-                        c.bad(
-                            format!("{p}.devices[{i}]"),
-                            format!("not a valid path or glob: {e}"),
-                        );
-                    }
-                }
-                c.env_var(&format!("{p}.pin_env"), &mb.pin_env);
-                if let Some(r) = mb.rate_per_min {
-                    c.range(&format!("{p}.rate_per_min"), r, 0.0, 100_000.0);
-                }
-                let db = match &mb.hwdb_dir {
-                    Some(dir) => match crate::connector::modem::hwdb::Hwdb::load_dir(dir) {
-                        Ok(db) => Some(db),
-                        Err(errs) => {
-                            for e in errs {
-                                c.bad(format!("{p}.hwdb_dir"), e.to_string());
-                            }
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                if let Some(id) = &mb.profile {
-                    let known = id == "generic"
-                        || crate::connector::modem::hwdb::Hwdb::embedded()
-                            .get(id)
-                            .is_some()
-                        || db.as_ref().is_some_and(|d| d.get(id).is_some());
-                    if !known {
-                        c.bad(
-                            format!("{p}.profile"),
-                            format!("no hwdb entry {id:?} (see `postern hwdb list`)"),
-                        );
-                    }
-                }
-                if mb.strategy == crate::config::ModemStrategy::OperatorPrefix
-                    && mb.operators.is_empty()
-                {
-                    c.bad(format!("{p}.operators"), "strategy \"operator_prefix\" needs operators = { \"MCCMNC\" = [\"+prefix\"] }");
-                }
-                for k in mb.operators.keys() {
-                    if !(5..=6).contains(&k.len()) || !k.bytes().all(|b| b.is_ascii_digit()) {
-                        c.bad(
-                            format!("{p}.operators.{k}"),
-                            "keys are MCC+MNC: 5 or 6 digits",
-                        );
-                    }
-                }
-                c.range(&format!("{p}.rescan_s"), mb.rescan_s, 1, 3600);
-                c.range(&format!("{p}.health_s"), mb.health_s, 1, 3600);
-            }
-            ConnectorConfig::SmppServer(sv) => {
-                if sv.listen.parse::<SocketAddr>().is_err() {
-                    c.bad(
-                        format!("{p}.listen"),
-                        format!("must be IP:PORT, got {:?}", sv.listen),
-                    );
-                }
-                if let Some(t) = &sv.tls {
-                    for (k, f) in [("cert", &t.cert), ("key", &t.key)] {
-                        if std::fs::metadata(f).is_err() {
-                            c.bad(
-                                format!("{p}.tls.{k}"),
-                                format!("cannot read {}", f.display()),
-                            );
-                        }
-                    }
-                }
-                if sv.accounts.is_empty() {
-                    c.bad(
-                        format!("{p}.accounts"),
-                        "an SMPP server needs at least one [[accounts]]",
-                    );
-                }
-                for (i, a) in sv.accounts.iter().enumerate() {
-                    if a.system_id.is_empty() || a.system_id.len() > 15 {
-                        c.bad(
-                            format!("{p}.accounts[{i}].system_id"),
-                            "must be 1-15 characters",
-                        );
-                    }
-                    if let Err(e) = secret::parse_hash(&a.password) {
-                        c.bad(format!("{p}.accounts[{i}].password"), e.to_string());
-                    }
-                    c.range(&format!("{p}.accounts[{i}].max_binds"), a.max_binds, 1, 64);
-                }
-            }
+            taken.push((r, path));
         }
     }
 

@@ -6,10 +6,12 @@
 pub mod modem;
 pub mod pacing;
 pub mod ratelimit;
+pub mod registry;
 pub mod sandbox;
 pub mod smpp;
 
-use crate::config::{Config, ConnectorConfig, Limits};
+pub use registry::{ConnectorConfig, Limits, Resource};
+
 use crate::model::{Message, MessageId, State};
 use crate::metrics as m;
 use ratelimit::TokenBucket;
@@ -304,25 +306,15 @@ impl Link {
     }
 }
 
-/// Build every configured connector (not started).
-pub fn build_all(cfg: &Config) -> Vec<Arc<Link>> {
-    cfg.connectors
+/// Build every configured connector (not started); `data_dir` is the outbox's directory.
+pub fn build_all(
+    connectors: &std::collections::BTreeMap<String, ConnectorConfig>,
+    data_dir: &std::path::Path,
+) -> Vec<Arc<Link>> {
+    connectors
         .iter()
         .map(|(name, c)| {
-            let conn: Arc<dyn Connector> = match c {
-                ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
-                ConnectorConfig::Smpp(s) => {
-                    Arc::new(smpp::client::SmppConnector::new(name, s.clone()))
-                }
-                ConnectorConfig::SmppServer(s) => {
-                    Arc::new(smpp::server::SmppServer::new(name, s.clone()))
-                }
-                ConnectorConfig::Modem(s) => Arc::new(modem::bank::ModemBank::new(
-                    name,
-                    s.clone(),
-                    Some(cfg.outbox.path.clone()),
-                )),
-            };
+            let conn = c.build(name, data_dir);
             metrics::gauge!(m::CONNECTOR_UP, m::L_CONNECTOR => name.clone()).set(if conn.is_up() {
                 1.0
             } else {

@@ -9,7 +9,7 @@ use super::hwdb::Hwdb;
 use crate::codec::national;
 use crate::codec::segment::Coding;
 use crate::codec::sms_pdu::{self, EncodedPdu, SubmitBody, SubmitSpec, Validity};
-use crate::config::{ModemBankConfig, ModemStrategy};
+use super::config::{ModemBankConfig, ModemStrategy};
 use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Outcome};
 use crate::model::{Body, Message};
 use parking_lot::RwLock;

@@ -3,6 +3,7 @@
 //! the modem simulator used by `postern modem-sim` and the tests.
 
 pub mod at;
+pub mod config;
 pub mod bank;
 pub mod device;
 pub mod engine;

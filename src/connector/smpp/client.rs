@@ -13,7 +13,7 @@ use super::pdu_view;
 use super::session::{Outstanding, Session};
 use super::sm_fields::SmFields;
 use crate::codec::{gsm7, segment, ucs2, Coding};
-use crate::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
+use super::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::pacing::Pacer;
 use crate::connector::{HeldPart, HubError,
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
@@ -519,9 +519,9 @@ impl SmppConnector {
     /// How a refused submit is classified: the link's `errors` table, else the defaults.
     fn classify(&self, code: u32) -> ErrorClass {
         match self.cfg.errors.iter().find(|(k, _)| parse_status(k) == Some(code)).map(|(_, v)| *v) {
-            Some(crate::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
-            Some(crate::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
-            Some(crate::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
+            Some(super::config::ErrorClassName::Temporary) => ErrorClass::Temporary,
+            Some(super::config::ErrorClassName::Permanent) => ErrorClass::Permanent,
+            Some(super::config::ErrorClassName::Throttled) => ErrorClass::Throttled,
             None => classify_default(code),
         }
     }

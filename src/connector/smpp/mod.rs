@@ -2,6 +2,7 @@
 //! for downstream ESMEs and the SMSC simulator build on rusmpp 0.4.
 
 pub mod client;
+pub mod config;
 pub mod coalesce;
 pub mod dlr;
 pub mod pdu_view;

@@ -7,7 +7,7 @@
 
 use super::pdu_view;
 use super::sm_fields::SmFields;
-use crate::config::{SmppAccount, SmppServerConfig};
+use super::config::{SmppAccount, SmppServerConfig};
 use crate::connector::ratelimit::TokenBucket;
 use crate::connector::{
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError,

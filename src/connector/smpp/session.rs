@@ -8,7 +8,7 @@
 use super::c;
 use super::client::SmppConnector;
 use super::coalesce::Coalesced;
-use crate::config::BindKind;
+use super::config::BindKind;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter};

@@ -4,7 +4,9 @@
 //! It can also be told to fail: temporary failures by share, permanent ones by prefix, or down.
 
 use super::*;
-use crate::config::SandboxConfig;
+pub mod config;
+
+use config::SandboxConfig;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
