@@ -88,7 +88,7 @@ async fn every_message_delivered_under_drops_throttling_and_early_receipts() {
     loop {
         let inflight: usize = ["trx", "pair"].iter().map(|l| hub.link(l).unwrap().inflight()).sum();
         if hub.outbox.depth() == 0 && inflight == 0 && trx.unanswered() == 0 && pair.unanswered() == 0 {
-            let undelivered = ids.iter().filter(|id| hub.outbox.get(**id).ok().flatten().map(|m| m.state) != Some(State::Delivered)).count();
+            let undelivered = ids.iter().filter(|id| hub.outbox.get(**id).ok().flatten().map(|m| m.delivery.state) != Some(State::Delivered)).count();
             if undelivered == 0 {
                 break;
             }
@@ -96,7 +96,7 @@ async fn every_message_delivered_under_drops_throttling_and_early_receipts() {
         if Instant::now() > deadline {
             let (_, c) = g.get("/v1/connectors").await;
             let states: std::collections::BTreeMap<&str, usize> = ids.iter().fold(Default::default(), |mut m, id| {
-                *m.entry(hub.outbox.get(*id).ok().flatten().map(|m| m.state.as_str()).unwrap_or("missing")).or_default() += 1;
+                *m.entry(hub.outbox.get(*id).ok().flatten().map(|m| m.delivery.state.as_str()).unwrap_or("missing")).or_default() += 1;
                 m
             });
             panic!("no end state: depth {} inflight {inflight} unanswered {} + {}, states {states:?}, connectors {c}", hub.outbox.depth(), trx.unanswered(), pair.unanswered());

@@ -7,9 +7,8 @@
 use super::{read_body, text_response, Api, Resp};
 use crate::codec::{ucs2, Coding};
 use crate::config::SendsmsUser;
-use crate::model::Channel;
-use crate::model::{now_ms, KannelDlr};
-use crate::model::request::{check_body, BodySpec, Draft};
+use crate::model::request::{check_body, BodySpec};
+use crate::model::{now_ms, Address, Channel, Content, Envelope, KannelDlr, Origin};
 use crate::hub::Accepted;
 use crate::secret::{parse_hash, Verifier};
 use hyper::body::Incoming;
@@ -211,8 +210,8 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
             udh: udh.clone(),
         }
     };
-    let (body, coding, segments) = match check_body(spec, api.hub.cfg.sms.max_segments) {
-        Ok(b) => b,
+    let sms = match check_body(spec, api.hub.cfg.sms.max_segments) {
+        Ok(b) => Content::Sms(b),
         Err(i) if i.code == "too_many_segments" => {
             return reply(StatusCode::BAD_REQUEST, "Message too long, rejected")
         }
@@ -278,7 +277,8 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
         .filter(|s| !s.is_empty())
         .map(|s| vec![format!("smsc={s}")])
         .unwrap_or_default();
-    let meta = p.get("meta-data").map(|m| serde_json::json!({"kannel_meta_data": m}).to_string());
+    let meta = p.get("meta-data").map(|m| serde_json::json!({"kannel_meta_data": m}));
+    let from = from.map(Address::sms);
 
     let mut drafts = Vec::with_capacity(receivers.len());
     let mut bad = Vec::new();
@@ -296,22 +296,21 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
             }
         });
         match dest {
-            Ok(to) => drafts.push(Draft {
+            Ok(to) => drafts.push(Envelope {
                 channel: Channel::Sms,
                 from: from.clone(),
-                to,
-                body: body.clone(),
-                udh: udh.clone(),
-                coding,
-                segments,
+                to: Address::Msisdn(to),
+                content: sms.clone(),
                 client_ref: None,
                 metadata: meta.clone(),
                 tags: tags.clone(),
                 priority,
                 send_at,
                 expires_at,
-                callback_url: None,
-                kannel_dlr: kannel_dlr.clone(),
+                origin: Origin::Api {
+                    callback_url: None,
+                    kannel_dlr: kannel_dlr.clone(),
+                },
             }),
             Err(_) => bad.push(r.to_string()),
         }
@@ -327,7 +326,7 @@ pub(super) async fn sendsms(api: &Api, req: Request<Incoming>) -> Resp {
             let failed: Vec<String> = results
                 .iter()
                 .filter_map(|r| match r {
-                    Accepted::NoRoute(d) => Some(d.to.clone()),
+                    Accepted::NoRoute(d) => Some(d.to.to_string()),
                     Accepted::Stored(_) => None,
                 })
                 .chain(bad)

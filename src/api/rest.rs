@@ -3,8 +3,9 @@
 use super::error::{from_json_error, ApiError};
 use super::{json_response, json_response_sized, read_body, Api, Resp};
 use crate::time::rfc3339;
-use crate::model::{Body, Direction, Message, MessageId, State};
-use crate::model::request::{self, Draft, Invalid, MessageRequest, Rules};
+use crate::model::{Body, Content, Direction, Message, MessageId, Origin, State};
+use crate::model::request::{self, Invalid, MessageRequest, Rules};
+use crate::model::Envelope;
 use crate::hub::state::CancelError;
 use crate::hub::Accepted;
 use crate::outbox::ListFilter;
@@ -196,7 +197,7 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     let rules = rules(api);
     let mut items: Vec<Result<(usize, Vec<Value>), ApiError>> =
         Vec::with_capacity(batch.messages.len());
-    let mut drafts: Vec<Draft> = Vec::with_capacity(batch.messages.len());
+    let mut drafts: Vec<Envelope> = Vec::with_capacity(batch.messages.len());
     for v in batch.messages {
         let item = serde_json::from_str::<MessageRequest>(v.get())
             .map_err(from_json_error)
@@ -251,38 +252,63 @@ pub(super) fn message_json(m: &Message) -> Value {
     let mut v = json!({
         "id": m.id.to_string(),
         "direction": match m.direction { Direction::Outbound => "outbound", Direction::Inbound => "inbound" },
-        "channel": m.channel.as_str(),
-        "to": m.to,
-        "from": m.from,
-        "state": m.state.as_str(),
-        "segments": m.segments,
-        "coding": m.coding,
-        "attempts": m.attempts,
-        "client_ref": m.client_ref,
-        "metadata": m.metadata.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-        "tags": m.tags,
-        "priority": m.priority,
-        "send_at": m.send_at.map(rfc3339),
-        "expires_at": if m.direction == Direction::Outbound { Some(rfc3339(m.expires_at)) } else { None },
-        "callback_url": m.callback_url,
-        "connector": m.connector,
-        "remote_ids": m.remote_ids,
+        "channel": m.envelope.channel.as_str(),
+        "to": m.envelope.to.as_str(),
+        "from": m.envelope.from.as_deref(),
+        "state": m.delivery.state.as_str(),
+        "segments": m.envelope.content.parts(),
+        "attempts": m.delivery.attempts,
+        "client_ref": m.envelope.client_ref,
+        "metadata": m.envelope.metadata,
+        "tags": m.envelope.tags,
+        "priority": m.envelope.priority,
+        "send_at": m.envelope.send_at.map(rfc3339),
+        "expires_at": if m.direction == Direction::Outbound { Some(rfc3339(m.envelope.expires_at)) } else { None },
+        "callback_url": m.envelope.callback_url(),
+        "origin": origin_json(&m.envelope.origin),
+        "connector": m.delivery.connector,
+        "remote_ids": m.delivery.remote_ids,
         "created_at": rfc3339(m.created_at),
-        "updated_at": m.history.last().map(|t| rfc3339(t.at)),
-        "history": m.history.iter().map(|t| json!({"state": t.state.as_str(), "at": rfc3339(t.at)})).collect::<Vec<_>>(),
-        "error": m.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "updated_at": m.delivery.history.last().map(|t| rfc3339(t.at)),
+        "history": m.delivery.history.iter().map(|t| json!({"state": t.state.as_str(), "at": rfc3339(t.at)})).collect::<Vec<_>>(),
+        "error": m.delivery.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
     });
-    match &m.body {
-        Body::Text(t) => v["text"] = json!(t),
-        Body::Binary { data, data_coding } => {
-            v["binary"] = json!(hex::encode(data));
-            v["data_coding"] = json!(data_coding);
+    match &m.envelope.content {
+        Content::Sms(sms) => {
+            v["coding"] = json!(sms.coding);
+            match &sms.body {
+                Body::Text(t) => v["text"] = json!(t),
+                Body::Binary { data, data_coding } => {
+                    v["binary"] = json!(hex::encode(data));
+                    v["data_coding"] = json!(data_coding);
+                }
+            }
+            if let Some(u) = &sms.udh {
+                v["udh"] = json!(hex::encode(u));
+            }
+        }
+        Content::Email(e) => {
+            v["subject"] = json!(e.subject);
+            v["text"] = json!(e.text);
+            v["html"] = json!(e.html);
+            v["attachments"] = json!(e
+                .attachments
+                .iter()
+                .map(|a| json!({"digest": a.digest, "size": a.size, "media_type": a.media_type, "filename": a.filename}))
+                .collect::<Vec<_>>());
         }
     }
-    if let Some(u) = &m.udh {
-        v["udh"] = json!(hex::encode(u));
-    }
     v
+}
+
+/// Who handed the message in: `{"type": "api" | "peer" | "network"}` (a peer with its
+/// connector and account).
+fn origin_json(o: &Origin) -> Value {
+    match o {
+        Origin::Api { .. } => json!({"type": "api"}),
+        Origin::Peer { connector, account } => json!({"type": "peer", "connector": connector, "account": account}),
+        Origin::Network => json!({"type": "network"}),
+    }
 }
 
 fn get(api: &Api, id: &str) -> Result<Resp, ApiError> {

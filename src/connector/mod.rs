@@ -58,6 +58,18 @@ impl DeliveryError {
     }
 }
 
+/// The SMS content of a message an SMS connector was handed (a permanent failure for any other
+/// content: the route sent it to the wrong kind of link).
+pub fn sms_of(msg: &Message) -> Result<&crate::model::Sms, DeliveryError> {
+    msg.sms().ok_or_else(|| {
+        DeliveryError::new(
+            ErrorClass::Permanent,
+            "wrong_content",
+            format!("an SMS link cannot send {} content", msg.envelope.channel.as_str()),
+        )
+    })
+}
+
 /// What became of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -127,7 +139,7 @@ pub trait HubSink: Send + Sync {
     /// group commit, which is when the peer may be acknowledged.
     fn submit(
         &self,
-        draft: crate::model::request::Draft,
+        draft: crate::model::Envelope,
     ) -> BoxFuture<'_, Result<MessageId, SubmitError>>;
     /// Register a listener.
     fn listen(&self, listener: Arc<dyn Listener>);

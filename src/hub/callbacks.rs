@@ -53,8 +53,8 @@ pub fn kannel_dlr_type(state: State) -> Option<u8> {
 
 /// The receipt text Kannel passes as `%A` for a final state.
 fn kannel_reply(msg: &Message, state: State) -> String {
-    let rid = msg.remote_ids.first().map(String::as_str).unwrap_or("");
-    let err = msg.error.as_ref();
+    let rid = msg.delivery.remote_ids.first().map(String::as_str).unwrap_or("");
+    let err = msg.delivery.error.as_ref();
     match state {
         State::Submitted => "ACK/".to_string(),
         State::Failed => format!(
@@ -70,13 +70,13 @@ fn kannel_reply(msg: &Message, state: State) -> String {
                 _ => "UNDELIV",
             };
             let n = msg
-                .part_states
+                .delivery.part_states
                 .iter()
                 .filter(|s| **s == State::Delivered)
                 .count();
             format!(
                 "id:{rid} sub:{:03} dlvrd:{n:03} stat:{stat} err:{}",
-                msg.segments,
+                msg.envelope.content.parts(),
                 if state == State::Delivered {
                     "000"
                 } else {
@@ -110,19 +110,19 @@ pub fn kannel_url(template: &str, msg: &Message, state: State, at: Millis, dlr_t
         let t = rfc3339(at);
         match e {
             'd' => out.push_str(&dlr_type.to_string()),
-            'p' => out.push_str(&enc(&msg.to)),
-            'P' => out.push_str(&enc(msg.from.as_deref().unwrap_or(""))),
+            'p' => out.push_str(&enc(&msg.envelope.to)),
+            'P' => out.push_str(&enc(msg.envelope.from.as_deref().unwrap_or(""))),
             'T' => out.push_str(&(at / 1000).to_string()),
             't' => out.push_str(&enc(&format!("{} {}", &t[..10], &t[11..19]))),
             'A' | 'a' | 'b' => out.push_str(&enc(&reply)),
             's' => out.push_str(&enc(reply.split(' ').nth(1).unwrap_or(""))),
             'I' => out.push_str(&msg.id.to_string()),
             'F' => out.push_str(&enc(msg
-                .remote_ids
+                .delivery.remote_ids
                 .first()
                 .map(String::as_str)
                 .unwrap_or(""))),
-            'i' => out.push_str(&enc(msg.connector.as_deref().unwrap_or(""))),
+            'i' => out.push_str(&enc(msg.delivery.connector.as_deref().unwrap_or(""))),
             '%' => out.push('%'),
             other => {
                 out.push('%');
@@ -137,32 +137,32 @@ pub fn kannel_url(template: &str, msg: &Message, state: State, at: Millis, dlr_t
 pub fn status_json(msg: &Message, state: State, at: Millis) -> serde_json::Value {
     serde_json::json!({
         "id": msg.id.to_string(),
-        "to": msg.to,
-        "from": msg.from,
+        "to": msg.envelope.to,
+        "from": msg.envelope.from,
         "state": state.as_str(),
         "at": rfc3339(at),
-        "client_ref": msg.client_ref,
-        "segments": msg.segments,
-        "attempts": msg.attempts,
-        "remote_ids": msg.remote_ids,
-        "connector": msg.connector,
-        "error": msg.error.as_ref().map(|e| serde_json::json!({"code": e.code, "message": e.message})),
+        "client_ref": msg.envelope.client_ref,
+        "segments": msg.envelope.content.parts(),
+        "attempts": msg.delivery.attempts,
+        "remote_ids": msg.delivery.remote_ids,
+        "connector": msg.delivery.connector,
+        "error": msg.delivery.error.as_ref().map(|e| serde_json::json!({"code": e.code, "message": e.message})),
     })
 }
 
 /// Callbacks owed for `msg` entering `state` at `at`.
 pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent> {
     let mut v = Vec::new();
-    if let Some(url) = &msg.callback_url {
+    if let Some(url) = msg.envelope.callback_url() {
         v.push(CallbackEvent {
             msg_id: msg.id,
-            url: url.clone(),
+            url: url.to_string(),
             body: Some(status_json(msg, state, at).to_string()),
             attempts: 0,
             first_at: at,
         });
     }
-    if let (Some(dlr), Some(t)) = (&msg.kannel_dlr, kannel_dlr_type(state)) {
+    if let (Some(dlr), Some(t)) = (msg.envelope.kannel_dlr(), kannel_dlr_type(state)) {
         if dlr.mask & t != 0 {
             v.push(CallbackEvent {
                 msg_id: msg.id,

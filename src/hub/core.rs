@@ -6,8 +6,8 @@ use crate::connector::{BoxFuture, HubError, HubSink, InboundMessage, Link, Recei
 use crate::metrics as m;
 use crate::outbox::{keys, Cf, Op, Outbox, StoreError};
 use crate::model::address::NumberPlan;
-use crate::model::{self as message, now_ms, Direction, IdGen, Message, MessageId, State};
-use crate::model::request::Draft;
+use crate::model::{self as message, now_ms, Address, Content, Direction, IdGen, Message, MessageId, Origin, Sms, State};
+use crate::model::Envelope;
 use router::Router;
 use state::{CancelError, ShardEvent};
 use std::collections::{HashMap, VecDeque};
@@ -39,7 +39,7 @@ pub struct StoredSummary {
 /// Per-draft result of `accept`: the stored message, or why its route was refused.
 pub enum Accepted {
     Stored(StoredSummary),
-    NoRoute(Draft),
+    NoRoute(Envelope),
 }
 
 /// Remote id -> (message, part) for messages submitted and waiting for receipts: lets a receipt
@@ -239,7 +239,7 @@ impl Hub {
     }
 
     /// Store drafts as messages (one per draft), acknowledged after the group commit.
-    pub async fn accept(&self, drafts: Vec<Draft>) -> Result<Vec<Accepted>, AcceptError> {
+    pub async fn accept(&self, drafts: Vec<Envelope>) -> Result<Vec<Accepted>, AcceptError> {
         let depth = self.outbox.depth();
         if depth >= self.cfg.outbox.max_depth as i64 {
             return Err(AcceptError::Saturated(depth));
@@ -269,39 +269,7 @@ impl Hub {
             } else {
                 State::Queued
             };
-            let msg = Box::new(Message {
-                id,
-                direction: Direction::Outbound,
-                channel: d.channel,
-                from: d.from,
-                to: d.to,
-                body: d.body,
-                udh: d.udh,
-                coding: d.coding,
-                segments: d.segments,
-                client_ref: d.client_ref,
-                metadata: d.metadata,
-                tags: d.tags,
-                priority: d.priority,
-                send_at: d.send_at,
-                expires_at: d.expires_at,
-                callback_url: d.callback_url,
-                kannel_dlr: d.kannel_dlr,
-                state,
-                // Room for the usual life (queued, sending, submitted, final): allocated once.
-                history: {
-                    let mut h = Vec::with_capacity(4);
-                    h.push(message::Transition { state, at: now });
-                    h
-                },
-                attempts: 0,
-                error: None,
-                connector: None,
-                remote_ids: Vec::new(),
-                part_states: Vec::new(),
-                due_at: due,
-                created_at: now,
-            });
+            let msg = Box::new(Message::new(id, Direction::Outbound, d, state, now, due));
             let s = id.shard(shards as u32) as usize;
             let slot = &mut per_shard[s];
             slot.0
@@ -314,9 +282,9 @@ impl Hub {
             slot.2 += 1;
             out.push(Accepted::Stored(StoredSummary {
                 id,
-                to: msg.to.clone(),
+                to: msg.envelope.to.to_string(),
                 state,
-                segments: msg.segments,
+                segments: msg.envelope.content.parts(),
             }));
             if due > now {
                 later.push((s, due));
@@ -359,7 +327,7 @@ impl Hub {
     pub fn get(&self, id: MessageId) -> Result<Option<Message>, crate::outbox::OutboxError> {
         let mut msg = self.outbox.get(id)?;
         if let Some(m) = msg.as_mut() {
-            if m.state.is_pending() && self.outbox.shard_of(id).is_inflight(id) {
+            if m.delivery.state.is_pending() && self.outbox.shard_of(id).is_inflight(id) {
                 m.set_state(State::Sending, now_ms());
             }
         }
@@ -424,9 +392,9 @@ impl Hub {
     }
 
     /// Tell listeners about a committed state change of a message that came in through a
-    /// connector (tag `via:…`).
+    /// connector (a peer's `Origin`).
     pub(crate) fn notify_state(&self, msg: &Message, state: State) {
-        if msg.via().is_some() {
+        if msg.envelope.peer().is_some() {
             for l in self.listeners.read().iter() {
                 l.on_state(msg, state);
             }
@@ -514,7 +482,7 @@ async fn retry_unknown_receipts(
 impl HubSink for Hub {
     fn submit(
         &self,
-        draft: Draft,
+        draft: Envelope,
     ) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
         use crate::connector::SubmitError;
         Box::pin(async move {
@@ -648,37 +616,32 @@ impl Hub {
                     metadata["xform"] = crate::codec::xform::from_element(&doc.root).to_json();
                 }
             }
-            let msg = Message {
+            let mut msg = Message::new(
                 id,
-                direction: Direction::Inbound,
-                channel: crate::model::Channel::Sms,
-                from: Some(inbound.from),
-                to: inbound.to,
-                body: inbound.body,
-                udh: None,
-                coding,
-                segments,
-                client_ref: None,
-                metadata: (!metadata.is_null()).then(|| metadata.to_string()),
-                tags: Vec::new(),
-                priority: 0,
-                send_at: None,
-                expires_at: now,
-                callback_url: None,
-                kannel_dlr: None,
-                state: State::Received,
-                history: vec![message::Transition {
-                    state: State::Received,
-                    at: now,
-                }],
-                attempts: 0,
-                error: None,
-                connector: Some(inbound.connector.to_string()),
-                remote_ids: Vec::new(),
-                part_states: Vec::new(),
-                due_at: now,
-                created_at: now,
-            };
+                Direction::Inbound,
+                Envelope {
+                    channel: crate::model::Channel::Sms,
+                    from: Some(Address::sms(inbound.from)),
+                    to: Address::sms(inbound.to),
+                    content: Content::Sms(Sms {
+                        body: inbound.body,
+                        udh: None,
+                        coding,
+                        segments,
+                    }),
+                    client_ref: None,
+                    metadata: (!metadata.is_null()).then_some(metadata),
+                    tags: Vec::new(),
+                    priority: 0,
+                    send_at: None,
+                    expires_at: now,
+                    origin: Origin::Network,
+                },
+                State::Received,
+                now,
+                now,
+            );
+            msg.delivery.connector = Some(inbound.connector.to_string());
             let shard = id.shard(self.outbox.shards().len() as u32);
             let mut ops = vec![Op::put(Cf::Msg, keys::msg_key(id), msg.encode())];
             ops.extend(extra);

@@ -90,7 +90,7 @@ fn scan(hub: &Hub, shard: &ShardState, now: i64, cursor: &mut i64) {
         Ok(found) => {
             let mut resume = found.resume;
             for msg in found.messages {
-                let due = msg.due_at;
+                let due = msg.delivery.due_at;
                 if !shard.offer_scanned(Box::new(msg)) {
                     shard.set_overflow();
                     resume = resume.min(due);
@@ -172,7 +172,7 @@ async fn dispatch(
     handoff: &mut Vec<Handoff>,
 ) {
     let now = now_ms();
-    if msg.expires_at <= now {
+    if msg.envelope.expires_at <= now {
         let error = ErrorInfo {
             code: "expired".into(),
             message: "validity ran out before the message could be sent".into(),
@@ -237,8 +237,8 @@ async fn dispatch(
     if !shard.begin_flight(msg.id) {
         return; // canceled while waiting
     }
-    msg.attempts += 1;
-    msg.connector = Some(link.name.to_string());
+    msg.delivery.attempts += 1;
+    msg.delivery.connector = Some(link.name.to_string());
     msg.set_state(State::Sending, now_ms());
     link.inflight_gauge.increment(1.0);
     handoff.push(Handoff { msg, link, permit });

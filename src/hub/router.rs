@@ -77,7 +77,7 @@ impl Router {
     }
 
     pub fn find_for(&self, m: &Message) -> Option<&Route> {
-        self.find(&m.to, m.from.as_deref(), m.channel, &m.tags)
+        self.find(&m.envelope.to, m.envelope.from.as_deref(), m.envelope.channel, &m.envelope.tags)
     }
 }
 

@@ -117,7 +117,7 @@ pub(super) async fn run(
 fn remove_due(ops: &mut Vec<Op>, shard: u32, msg: &Message) {
     ops.push(Op::delete(
         Cf::Due,
-        keys::due_key(shard, msg.due_at, msg.id),
+        keys::due_key(shard, msg.delivery.due_at, msg.id),
     ));
 }
 
@@ -171,7 +171,7 @@ async fn apply(
                     None => Box::new(hub.outbox.get(id).ok().flatten()?),
                 },
             };
-            let n = m.history.len();
+            let n = m.delivery.history.len();
             work.insert(id, (m, n));
         }
         work.get_mut(&id).map(|(m, _)| &mut **m)
@@ -189,7 +189,7 @@ async fn apply(
                     held.push(p);
                 }
                 let id = msg.id;
-                let connector = msg.connector.clone().unwrap_or_default();
+                let connector = msg.delivery.connector.clone().unwrap_or_default();
                 remove_due(&mut ops, s, &msg);
                 match outcome {
                     Outcome::Submitted { .. } | Outcome::Unconfirmed { .. } => {
@@ -220,9 +220,9 @@ async fn apply(
                                 &keys::remote_value(id, i as u16)[..],
                             ));
                         }
-                        msg.part_states = vec![State::Submitted; remote_ids.len()];
-                        msg.remote_ids = remote_ids;
-                        msg.error = error;
+                        msg.delivery.part_states = vec![State::Submitted; remote_ids.len()];
+                        msg.delivery.remote_ids = remote_ids;
+                        msg.delivery.error = error;
                         msg.set_state(State::Submitted, now);
                         depth_delta -= 1;
                     }
@@ -235,28 +235,28 @@ async fn apply(
                         };
                         metrics::counter!(label, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
                         if throttled {
-                            msg.attempts = msg.attempts.saturating_sub(1);
+                            msg.delivery.attempts = msg.delivery.attempts.saturating_sub(1);
                         }
-                        msg.error = Some(error_info(&error.code, &error.message));
+                        msg.delivery.error = Some(error_info(&error.code, &error.message));
                         let delay = retry_after
-                            .unwrap_or_else(|| retry::backoff(retry_cfg, msg.attempts.max(1)));
+                            .unwrap_or_else(|| retry::backoff(retry_cfg, msg.delivery.attempts.max(1)));
                         let due = now + delay.as_millis() as i64;
-                        if !throttled && msg.attempts >= retry_cfg.max_attempts {
+                        if !throttled && msg.delivery.attempts >= retry_cfg.max_attempts {
                             msg.set_state(State::Failed, now);
                             depth_delta -= 1;
-                        } else if due >= msg.expires_at {
+                        } else if due >= msg.envelope.expires_at {
                             msg.set_state(State::Expired, now);
                             depth_delta -= 1;
                         } else {
                             msg.set_state(State::Queued, now);
-                            msg.due_at = due;
+                            msg.delivery.due_at = due;
                             ops.push(Op::put(Cf::Due, keys::due_key(s, due, id), vec![]));
                             after.push(After::Wake(due));
                         }
                     }
                     Outcome::PermFail { error } => {
                         metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
-                        msg.error = Some(error_info(&error.code, &error.message));
+                        msg.delivery.error = Some(error_info(&error.code, &error.message));
                         msg.set_state(State::Failed, now);
                         depth_delta -= 1;
                     }
@@ -266,10 +266,10 @@ async fn apply(
                 // Its history before this attempt was already stored, minus the unstored
                 // "sending" entry, which the callbacks should also see.
                 let stored = msg
-                    .history
+                    .delivery.history
                     .iter()
                     .rposition(|t| t.state == State::Sending)
-                    .unwrap_or(msg.history.len());
+                    .unwrap_or(msg.delivery.history.len());
                 work.insert(id, (msg, stored));
             }
             ShardEvent::Receipt {
@@ -287,35 +287,35 @@ async fn apply(
                     continue;
                 };
                 m::hot().receipts[state.index()].increment(1);
-                if msg.state.is_final() || msg.state != State::Submitted {
+                if msg.delivery.state.is_final() || msg.delivery.state != State::Submitted {
                     continue; // duplicate or late receipt
                 }
-                if let Some(p) = msg.part_states.get_mut(part as usize) {
+                if let Some(p) = msg.delivery.part_states.get_mut(part as usize) {
                     *p = state;
                 }
                 if let Some(e) = error {
                     if state != State::Delivered {
-                        msg.error = Some(error_info("network_error", &e));
+                        msg.delivery.error = Some(error_info("network_error", &e));
                     }
                 }
-                if msg.part_states.iter().all(|p| p.is_final()) {
-                    let overall = if msg.part_states.iter().all(|p| *p == State::Delivered) {
+                if msg.delivery.part_states.iter().all(|p| p.is_final()) {
+                    let overall = if msg.delivery.part_states.iter().all(|p| *p == State::Delivered) {
                         State::Delivered
-                    } else if msg.part_states.contains(&State::Undelivered)
-                        || msg.part_states.contains(&State::Failed)
+                    } else if msg.delivery.part_states.contains(&State::Undelivered)
+                        || msg.delivery.part_states.contains(&State::Failed)
                     {
                         State::Undelivered
                     } else {
                         State::Expired
                     };
-                    if overall != State::Delivered && msg.error.is_none() {
-                        msg.error = Some(error_info(
+                    if overall != State::Delivered && msg.delivery.error.is_none() {
+                        msg.delivery.error = Some(error_info(
                             "undelivered",
                             "the carrier reported the message not delivered",
                         ));
                     }
                     let submitted_at = msg
-                        .history
+                        .delivery.history
                         .iter()
                         .rev()
                         .find(|t| t.state == State::Submitted)
@@ -325,8 +325,8 @@ async fn apply(
                         .submit_to_final
                         .record((now - submitted_at).max(0) as f64 / 1000.0);
                     msg.set_state(overall, now);
-                    let connector = msg.connector.as_deref().unwrap_or_default();
-                    for rid in &msg.remote_ids {
+                    let connector = msg.delivery.connector.as_deref().unwrap_or_default();
+                    for rid in &msg.delivery.remote_ids {
                         ops.push(Op::delete(Cf::Remote, keys::remote_key(connector, rid)));
                         hub.remote_index.remove(connector, rid);
                     }
@@ -337,8 +337,8 @@ async fn apply(
                     let _ = reply.send(Err(CancelError::NotFound));
                     continue;
                 };
-                if msg.state.is_final() || msg.state == State::Submitted {
-                    let _ = reply.send(Err(CancelError::Final(msg.state.as_str())));
+                if msg.delivery.state.is_final() || msg.delivery.state == State::Submitted {
+                    let _ = reply.send(Err(CancelError::Final(msg.delivery.state.as_str())));
                     continue;
                 }
                 if shard.try_cancel(id).is_err() {
@@ -357,11 +357,11 @@ async fn apply(
                 error,
             } => {
                 remove_due(&mut ops, s, &msg);
-                msg.error = Some(error);
+                msg.delivery.error = Some(error);
                 msg.set_state(state, now);
                 depth_delta -= 1;
                 after.push(After::Unclaim(msg.id));
-                let n = msg.history.len() - 1;
+                let n = msg.delivery.history.len() - 1;
                 work.insert(msg.id, (msg, n));
             }
             ShardEvent::Reconcile { connector, id, part, remote_id } => {
@@ -374,7 +374,7 @@ async fn apply(
                     no_receipts.insert(id);
                 }
                 let Some(msg) = load(hub, cache, turns, &mut work, id) else { continue };
-                let waiting = msg.state.is_pending() && msg.state != State::Sending && msg.segments <= 1 && part == 0 && msg.connector.as_deref() == Some(&*connector);
+                let waiting = msg.delivery.state.is_pending() && msg.delivery.state != State::Sending && msg.envelope.content.parts() <= 1 && part == 0 && msg.delivery.connector.as_deref() == Some(&*connector);
                 // Withdraw it from the schedule like a cancel; if it is being sent again right
                 // now, leave it: receipts of either copy settle it once.
                 if waiting && shard.try_cancel(id).is_ok() {
@@ -383,9 +383,9 @@ async fn apply(
                     if let Some(l) = link {
                         l.submitted.increment(1);
                     }
-                    msg.remote_ids = vec![remote_id];
-                    msg.part_states = vec![State::Submitted];
-                    msg.error = None;
+                    msg.delivery.remote_ids = vec![remote_id];
+                    msg.delivery.part_states = vec![State::Submitted];
+                    msg.delivery.error = None;
                     msg.set_state(State::Submitted, now);
                     depth_delta -= 1;
                 }
@@ -396,8 +396,8 @@ async fn apply(
                 error,
             } => {
                 remove_due(&mut ops, s, &msg);
-                msg.error = Some(error);
-                msg.due_at = until;
+                msg.delivery.error = Some(error);
+                msg.delivery.due_at = until;
                 ops.push(Op::put(
                     Cf::Due,
                     keys::due_key(s, until, msg.id),
@@ -405,7 +405,7 @@ async fn apply(
                 ));
                 after.push(After::Unclaim(msg.id));
                 after.push(After::Wake(until));
-                let n = msg.history.len();
+                let n = msg.delivery.history.len();
                 work.insert(msg.id, (msg, n));
             }
         }
@@ -423,7 +423,7 @@ async fn apply(
     work.sort_unstable_by_key(|(id, _)| *id);
     for (id, (msg, stored)) in work {
         ops.push(Op::put(Cf::Msg, keys::msg_key(id), msg.encode()));
-        for t in msg.history.iter().skip(stored) {
+        for t in msg.delivery.history.iter().skip(stored) {
             m::hot().transitions[t.state.index()].increment(1);
             for ev in callbacks::events_for(&msg, t.state, t.at) {
                 let eid = hub.ids.next();
@@ -435,10 +435,10 @@ async fn apply(
                 events += 1;
             }
         }
-        if stored < msg.history.len() && msg.via().is_some() {
-            notify.push((Message::clone(&msg), msg.history[stored..].iter().map(|t| t.state).collect()));
+        if stored < msg.delivery.history.len() && msg.envelope.peer().is_some() {
+            notify.push((Message::clone(&msg), msg.delivery.history[stored..].iter().map(|t| t.state).collect()));
         }
-        if msg.state == State::Submitted && !no_receipts.contains(&id) {
+        if msg.delivery.state == State::Submitted && !no_receipts.contains(&id) {
             cache.put(msg);
             cached.push(id);
         } else {

@@ -1,8 +1,64 @@
-//! Addresses of the SMS channel: destination (E.164 or a configured national format) and sender
-//! (E.164, short code, or alphanumeric of at most 11 GSM characters).
+//! Addresses: the typed [`Address`] every channel uses, and the checks of the SMS channel's
+//! destination (E.164 or a configured national format) and sender (E.164, short code, or
+//! alphanumeric of at most 11 GSM characters).
 
 use crate::codec::gsm7;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// Where a message goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Address {
+    /// A phone number (E.164 with `+`) or a short code (digits).
+    Msisdn(String),
+    /// An alphanumeric SMS sender.
+    Alphanumeric(String),
+    Email(String),
+    /// An XMPP address.
+    Jid(String),
+    /// An HTTP endpoint.
+    Url(String),
+    /// A Postern user (an inbox).
+    User(String),
+}
+
+impl Address {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Address::Msisdn(s)
+            | Address::Alphanumeric(s)
+            | Address::Email(s)
+            | Address::Jid(s)
+            | Address::Url(s)
+            | Address::User(s) => s,
+        }
+    }
+    /// An SMS address as it is: `+` and digits, or digits, is a number; anything else is an
+    /// alphanumeric sender.
+    pub fn sms(s: impl Into<String>) -> Address {
+        let s = s.into();
+        let digits = s.strip_prefix('+').unwrap_or(&s);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Address::Msisdn(s)
+        } else {
+            Address::Alphanumeric(s)
+        }
+    }
+}
+
+/// An address reads as its text (`+447700900123`, `alerts@example.org`).
+impl std::ops::Deref for Address {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,8 +1,7 @@
-//! The message model: ids, states with history, bodies, and the compact binary form the outbox
-//! stores (a version octet followed by postcard; no JSON on the hot path).
+//! Messages: ids, states, the message record (envelope + delivery), and the compact binary form
+//! the outbox stores (a version octet followed by postcard; no JSON on the hot path).
 
-use crate::codec::Coding;
-use super::Channel;
+use super::{Delivery, Envelope, Transition};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
@@ -193,68 +192,14 @@ pub enum Direction {
     Inbound,
 }
 
-/// What a message carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Body {
-    Text(String),
-    Binary { data: Vec<u8>, data_coding: u8 },
-}
-
-/// One entry of the state history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transition {
-    pub state: State,
-    pub at: Millis,
-}
-
-/// The last error a message met.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    /// Stable, bounded code (also a metric label).
-    pub code: String,
-    pub message: String,
-}
-
-/// Kannel-style delivery report request (`dlr-url` with `%` escapes, `dlr-mask`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KannelDlr {
-    pub url: String,
-    pub mask: u8,
-}
-
-/// A message and everything known about it.
+/// A message: what was asked ([`Envelope`]) and what became of it ([`Delivery`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub direction: Direction,
-    pub channel: Channel,
-    pub from: Option<String>,
-    pub to: String,
-    pub body: Body,
-    /// User data header given by the client (Kannel `udh`), sent before the body.
-    pub udh: Option<Vec<u8>>,
-    pub coding: Coding,
-    pub segments: u16,
-    pub client_ref: Option<String>,
-    /// A JSON object, as text.
-    pub metadata: Option<String>,
-    pub tags: Vec<String>,
-    pub priority: u8,
-    pub send_at: Option<Millis>,
-    pub expires_at: Millis,
-    pub callback_url: Option<String>,
-    pub kannel_dlr: Option<KannelDlr>,
-    pub state: State,
-    pub history: Vec<Transition>,
-    pub attempts: u32,
-    pub error: Option<ErrorInfo>,
-    pub connector: Option<String>,
-    pub remote_ids: Vec<String>,
-    /// Receipt state per part of a multipart message (same order as `remote_ids`).
-    pub part_states: Vec<State>,
-    /// When the schedule entry of a pending message is due.
-    pub due_at: Millis,
     pub created_at: Millis,
+    pub envelope: Envelope,
+    pub delivery: Delivery,
 }
 
 /// A stored value this version cannot read.
@@ -268,14 +213,39 @@ pub enum DecodeError {
     Corrupt(#[from] postcard::Error),
 }
 
-const VALUE_VERSION: u8 = 1;
+/// The stored form's version: 1 was the flat SMS-only record (read by [`super::legacy`]).
+const VALUE_VERSION: u8 = 2;
 
 impl Message {
+    /// A message made at `now`, starting in `state`, its schedule entry due at `due_at`.
+    pub fn new(
+        id: MessageId,
+        direction: Direction,
+        envelope: Envelope,
+        state: State,
+        now: Millis,
+        due_at: Millis,
+    ) -> Message {
+        Message {
+            id,
+            direction,
+            created_at: now,
+            envelope,
+            delivery: Delivery::new(state, now, due_at),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.delivery.state
+    }
+
     /// Record a state change.
     pub fn set_state(&mut self, state: State, at: Millis) {
-        if self.state != state || self.history.is_empty() {
-            self.state = state;
-            self.history.push(Transition { state, at });
+        let d = &mut self.delivery;
+        if d.state != state || d.history.is_empty() {
+            d.state = state;
+            d.history.push(Transition { state, at });
         }
     }
 
@@ -288,26 +258,24 @@ impl Message {
         v
     }
 
+    /// Read a stored value of this version or an earlier one.
     pub fn decode(b: &[u8]) -> Result<Message, DecodeError> {
         match b.first() {
             None => Err(DecodeError::Empty),
             Some(&VALUE_VERSION) => Ok(postcard::from_bytes(&b[1..])?),
+            Some(&1) => super::legacy::decode_v1(&b[1..]),
             Some(&v) => Err(DecodeError::Version(v)),
         }
     }
 
-    /// For a message that came in through a connector, the rest of its `via:` tag (the
-    /// connector and account it came from, which receipts go back to).
-    pub fn via(&self) -> Option<&str> {
-        self.tags.iter().find_map(|t| t.strip_prefix("via:"))
+    /// The SMS content, if this is an SMS.
+    pub fn sms(&self) -> Option<&super::Sms> {
+        self.envelope.content.sms()
     }
 
-    /// The text of the body, if it is text.
+    /// The plain text of the content, if it has one.
     pub fn text(&self) -> Option<&str> {
-        match &self.body {
-            Body::Text(t) => Some(t),
-            Body::Binary { .. } => None,
-        }
+        self.envelope.content.text()
     }
 }
 

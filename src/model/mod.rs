@@ -1,11 +1,19 @@
 //! The message model every channel shares: ids, states with their history, bodies, the
 //! channel a message travels on, and the compact binary form the outbox stores; plus the
-//! validation that turns API or connector input into a [`request::Draft`].
+//! validation that turns API or connector input into a [`request::Envelope`].
 
 pub mod address;
+pub mod content;
+pub mod delivery;
+pub mod envelope;
+mod legacy;
 pub mod message;
 pub mod request;
 
+pub use address::Address;
+pub use content::{BlobRef, Body, Content, Email, Sms};
+pub use delivery::{Delivery, ErrorInfo, Transition};
+pub use envelope::{Envelope, KannelDlr, Origin};
 pub use message::*;
 
 use serde::{Deserialize, Serialize};

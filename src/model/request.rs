@@ -3,7 +3,8 @@
 //! code and the field they concern.
 
 use super::address::{validate_sender, NumberPlan};
-use super::message::{now_ms, Body, KannelDlr, Millis};
+use super::message::{now_ms, Millis};
+use super::{Address, Body, Content, Envelope, Origin, Sms};
 use crate::time::parse_rfc3339;
 use crate::codec::{gsm7, segment, Coding};
 use super::{Channel, OneOrMany};
@@ -90,30 +91,10 @@ impl Invalid {
     }
 }
 
-/// A validated message for one recipient, before it has an id.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub channel: Channel,
-    pub from: Option<String>,
-    pub to: String,
-    pub body: Body,
-    pub udh: Option<Vec<u8>>,
-    pub coding: Coding,
-    pub segments: u16,
-    pub client_ref: Option<String>,
-    pub metadata: Option<String>,
-    pub tags: Vec<String>,
-    pub priority: u8,
-    pub send_at: Option<Millis>,
-    pub expires_at: Millis,
-    pub callback_url: Option<String>,
-    pub kannel_dlr: Option<KannelDlr>,
-}
-
 /// The result of validating one request: drafts per good recipient, rejections per bad one.
 #[derive(Debug)]
 pub struct Validated {
-    pub drafts: Vec<Draft>,
+    pub drafts: Vec<Envelope>,
     pub rejected: Vec<(String, Invalid)>,
 }
 
@@ -148,8 +129,8 @@ fn check_url(u: &str, field: &'static str) -> Result<(), Invalid> {
     }
 }
 
-/// Measure and check the body; returns (body, coding, segments).
-pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, u16), Invalid> {
+/// Measure and check an SMS body (with its UDH, if any).
+pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<Sms, Invalid> {
     let udh_len = spec.udh.as_ref().map_or(0, |u| u.len());
     if udh_len > 0 && udh_len >= segment::USER_DATA_OCTETS {
         return Err(Invalid::new(
@@ -251,7 +232,12 @@ pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<(Body, Coding, 
             ),
         ));
     }
-    Ok((body, coding, segments as u16))
+    Ok(Sms {
+        body,
+        udh: spec.udh,
+        coding,
+        segments: segments as u16,
+    })
 }
 
 /// Parse `validity`: seconds from now (number) or an RFC 3339 expiry.
@@ -281,7 +267,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         Some(f) => {
             validate_sender(&f)
                 .map_err(|e| Invalid::new("invalid_sender", "from", e.to_string()))?;
-            Some(f)
+            Some(Address::sms(f))
         }
         None => None,
     };
@@ -311,7 +297,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
             "data_coding goes with binary",
         ));
     }
-    let (body, coding, segments) = check_body(
+    let content = Content::Sms(check_body(
         BodySpec {
             text: req.text,
             binary,
@@ -320,7 +306,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
             udh: None,
         },
         rules.sms.max_segments,
-    )?;
+    )?);
     let send_at = match &req.send_at {
         Some(s) => Some(parse_rfc3339(s).ok_or_else(|| {
             Invalid::new(
@@ -356,7 +342,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
                     "metadata is larger than 4096 bytes",
                 ));
             }
-            Some(s)
+            Some(v)
         }
         Some(_) => {
             return Err(Invalid::new(
@@ -412,22 +398,21 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
                     ));
                     continue;
                 }
-                drafts.push(Draft {
+                drafts.push(Envelope {
                     channel,
                     from: from.clone(),
-                    to,
-                    body: body.clone(),
-                    udh: None,
-                    coding,
-                    segments,
+                    to: Address::Msisdn(to),
+                    content: content.clone(),
                     client_ref: req.client_ref.clone(),
                     metadata: metadata.clone(),
                     tags: req.tags.clone(),
                     priority,
                     send_at,
                     expires_at,
-                    callback_url: req.callback_url.clone(),
-                    kannel_dlr: None,
+                    origin: Origin::Api {
+                        callback_url: req.callback_url.clone(),
+                        kannel_dlr: None,
+                    },
                 });
             }
             Err(e) => rejected.push((

@@ -378,7 +378,7 @@ impl Outbox {
         let mut stale = Vec::new();
         for ((id, k), m) in due.into_iter().zip(found) {
             match m {
-                Some(m) if m.state.is_pending() => scan.messages.push(m),
+                Some(m) if m.delivery.state.is_pending() => scan.messages.push(m),
                 m => {
                     if m.is_none() {
                         tracing::warn!(%id, "schedule entry without message; removing");
@@ -465,9 +465,9 @@ impl Outbox {
                 return Ok((out, last));
             }
             let Ok(m) = Message::decode(&v) else { continue };
-            if filter.state.is_some_and(|s| s != m.state)
+            if filter.state.is_some_and(|s| s != m.delivery.state)
                 || filter.direction.is_some_and(|d| d != m.direction)
-                || filter.to.as_ref().is_some_and(|t| *t != m.to)
+                || filter.to.as_ref().is_some_and(|t| t.as_str() != m.envelope.to.as_str())
             {
                 continue;
             }
@@ -551,37 +551,12 @@ fn events_from(from: Option<&[u8]>) -> IteratorMode<'_> {
 mod tests {
     use super::*;
     use crate::codec::Coding;
-    use crate::model::{Body, IdGen, Transition};
+    use crate::model::{Address, Body, Channel, Content, Envelope, IdGen, Sms};
 
     fn queued(id: MessageId, due: Millis) -> Message {
-        Message {
-            id,
-            direction: Direction::Outbound,
-            channel: crate::model::Channel::Sms,
-            from: None,
-            to: "+447700900123".into(),
-            body: Body::Text("hi".into()),
-            udh: None,
-            coding: Coding::Gsm7,
-            segments: 1,
-            client_ref: None,
-            metadata: None,
-            tags: Vec::new(),
-            priority: 0,
-            send_at: None,
-            expires_at: due + 60_000,
-            callback_url: None,
-            kannel_dlr: None,
-            state: State::Queued,
-            history: vec![Transition { state: State::Queued, at: due }],
-            attempts: 0,
-            error: None,
-            connector: None,
-            remote_ids: Vec::new(),
-            part_states: Vec::new(),
-            due_at: due,
-            created_at: due,
-        }
+        let sms = Sms { body: Body::Text("hi".into()), udh: None, coding: Coding::Gsm7, segments: 1 };
+        let env = Envelope::new(Channel::Sms, Address::sms("+447700900123"), Content::Sms(sms), due + 60_000);
+        Message::new(id, Direction::Outbound, env, State::Queued, due, due)
     }
 
     /// An outbox of one shard with a ready queue of 16, in a temporary directory.
@@ -595,7 +570,7 @@ mod tests {
     /// The writes that store messages and their schedule entries (shard 0).
     fn stored(msgs: &[Message]) -> Vec<Op> {
         msgs.iter()
-            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, m.due_at, m.id), Vec::new())])
+            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, m.delivery.due_at, m.id), Vec::new())])
             .collect()
     }
 
@@ -628,7 +603,7 @@ mod tests {
         let ids = IdGen::default();
         let due = crate::model::now_ms() - 5_000;
         let mut done = queued(ids.next(), due);
-        done.state = State::Delivered;
+        done.delivery.state = State::Delivered;
         let pending = queued(ids.next(), due);
         ob.write(0, stored(&[done.clone(), pending.clone()]), vec![], 2).await.unwrap();
         let now = crate::model::now_ms();

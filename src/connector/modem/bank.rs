@@ -10,7 +10,7 @@ use crate::codec::national;
 use crate::codec::segment::Coding;
 use crate::codec::sms_pdu::{self, EncodedPdu, SubmitBody, SubmitSpec, Validity};
 use super::config::{ModemBankConfig, ModemStrategy};
-use crate::connector::{BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Outcome};
+use crate::connector::{sms_of, BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Outcome};
 use crate::model::{Body, Message};
 use parking_lot::RwLock;
 use std::collections::BTreeSet;
@@ -126,18 +126,19 @@ impl ModemBank {
     /// The SMS-SUBMIT parts of a message.
     fn encode(&self, msg: &Message) -> Result<(Vec<EncodedPdu>, String), DeliveryError> {
         let bad = |e: String| DeliveryError::new(ErrorClass::Permanent, "unencodable", e);
-        let to = if msg.to.starts_with('+') || msg.to.chars().any(|c| !c.is_ascii_digit()) {
-            msg.to.clone()
+        let sms = sms_of(msg)?;
+        let to = if msg.envelope.to.starts_with('+') || msg.envelope.to.chars().any(|c| !c.is_ascii_digit()) {
+            msg.envelope.to.to_string()
         } else {
-            format!("+{}", msg.to)
+            format!("+{}", msg.envelope.to)
         };
-        let body = match &msg.body {
-            Body::Text(t) => match msg.coding {
+        let body = match &sms.body {
+            Body::Text(t) => match sms.coding {
                 Coding::Gsm7 => SubmitBody::Gsm7(t.clone(), national::Shift::DEFAULT),
                 _ => SubmitBody::Ucs2(t.clone()),
             },
             Body::Binary { data, .. } => {
-                let udh = match &msg.udh {
+                let udh = match &sms.udh {
                     Some(u) => Some(
                         crate::codec::udh::Udh::parse(u)
                             .map_err(|e| bad(format!("udh: {e}")))?
@@ -148,7 +149,7 @@ impl ModemBank {
                 SubmitBody::Binary(data.clone(), udh)
             }
         };
-        let left_s = ((msg.expires_at - crate::model::now_ms()) / 1000).max(300) as u64;
+        let left_s = ((msg.envelope.expires_at - crate::model::now_ms()) / 1000).max(300) as u64;
         let spec = SubmitSpec {
             to,
             body,
@@ -163,7 +164,7 @@ impl ModemBank {
             ref16: false,
         };
         let parts = sms_pdu::encode_submit(&spec).map_err(|e| bad(e.to_string()))?;
-        Ok((parts, msg.to.clone()))
+        Ok((parts, msg.envelope.to.to_string()))
     }
 
     /// Modems to try, best first.

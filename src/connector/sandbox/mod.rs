@@ -119,7 +119,7 @@ impl Connector for Sandbox {
                 .cfg
                 .reject_prefixes
                 .iter()
-                .any(|p| msg.to.starts_with(p.as_str()))
+                .any(|p| msg.envelope.to.starts_with(p.as_str()))
             {
                 return Outcome::PermFail {
                     error: DeliveryError::new(
@@ -129,7 +129,7 @@ impl Connector for Sandbox {
                     ),
                 };
             }
-            if msg.attempts <= self.cfg.temp_fail_first
+            if msg.delivery.attempts <= self.cfg.temp_fail_first
                 || (self.cfg.temp_fail_share > 0.0
                     && rand::random::<f64>() < self.cfg.temp_fail_share)
             {
@@ -142,7 +142,7 @@ impl Connector for Sandbox {
                     retry_after: None,
                 };
             }
-            let parts = msg.segments.max(1) as usize;
+            let parts = msg.envelope.content.parts().max(1) as usize;
             let remote_ids: Vec<String> = (0..parts)
                 .map(|_| format!("{:x}", self.next_id.fetch_add(1, Ordering::Relaxed)))
                 .collect();

@@ -15,7 +15,7 @@ use super::sm_fields::SmFields;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use super::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::pacing::Pacer;
-use crate::connector::{HeldPart, HubError,
+use crate::connector::{sms_of, HeldPart, HubError,
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
 };
 use crate::model::{Body, Message};
@@ -383,9 +383,10 @@ impl SmppConnector {
     /// The submit_sm PDUs for a message, in order.
     fn build(&self, msg: &Message) -> Result<Vec<SubmitSm>, DeliveryError> {
         let bad = |m: String| DeliveryError::new(ErrorClass::Permanent, "unencodable", m);
-        let (dc, parts, udhs): (u8, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = match &msg.body {
+        let sms = sms_of(msg)?;
+        let (dc, parts, udhs): (u8, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = match &sms.body {
             Body::Text(t) => {
-                let coding = msg.coding;
+                let coding = sms.coding;
                 let encode = |s: &str| -> Result<Vec<u8>, DeliveryError> {
                     match coding {
                         Coding::Gsm7 => {
@@ -400,7 +401,7 @@ impl SmppConnector {
                     }
                 };
                 let dc = if coding == Coding::Gsm7 { 0x00 } else { 0x08 };
-                if let Some(udh) = &msg.udh {
+                if let Some(udh) = &sms.udh {
                     (dc, vec![encode(t)?], vec![Some(udh.clone())])
                 } else if self.cfg.long_messages == LongMessages::Payload {
                     (dc, vec![encode(t)?], vec![None])
@@ -421,7 +422,7 @@ impl SmppConnector {
             }
             Body::Binary { data, data_coding } => {
                 let pieces: Vec<Vec<u8>> =
-                    if msg.udh.is_some() || self.cfg.long_messages == LongMessages::Payload {
+                    if sms.udh.is_some() || self.cfg.long_messages == LongMessages::Payload {
                         vec![data.clone()]
                     } else {
                         segment::split_binary(data, segment::ConcatRef::Bits8)
@@ -430,12 +431,12 @@ impl SmppConnector {
                             .collect()
                     };
                 let n = pieces.len();
-                (*data_coding, pieces, vec![msg.udh.clone(); n])
+                (*data_coding, pieces, vec![sms.udh.clone(); n])
             }
         };
         let total = parts.len();
         let reference = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        let from = msg.from.as_deref().unwrap_or("");
+        let from = msg.envelope.from.as_deref().unwrap_or("");
         let (src_ton, src_npi, src) = if let Some(d) = from.strip_prefix('+') {
             (Ton::International, Npi::Isdn, d.to_string())
         } else if !from.is_empty() && from.bytes().all(|b| b.is_ascii_digit()) {
@@ -443,7 +444,7 @@ impl SmppConnector {
         } else {
             (Ton::Alphanumeric, Npi::Unknown, from.to_string())
         };
-        let dst = msg.to.trim_start_matches('+').to_string();
+        let dst = msg.envelope.to.trim_start_matches('+').to_string();
         let mut out = Vec::with_capacity(total);
         for (i, (part, udh)) in parts.into_iter().zip(udhs).enumerate() {
             let mut esm = 0u8;
@@ -488,7 +489,7 @@ impl SmppConnector {
             if short.len() > 254
                 || self.cfg.long_messages == LongMessages::Payload
                     && total == 1
-                    && msg.udh.is_none()
+                    && sms.udh.is_none()
             {
                 tlvs.push(MessageSubmissionRequestTlvValue::MessagePayload(
                     MessagePayload::new(AnyOctetString::from_vec(short)),

@@ -12,8 +12,8 @@ use crate::connector::ratelimit::TokenBucket;
 use crate::connector::{
     BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError,
 };
-use crate::model::{now_ms, Body, Message, State};
-use crate::model::request::{check_body, BodySpec, Draft};
+use crate::model::request::{check_body, BodySpec};
+use crate::model::{now_ms, Address, Body, Content, Envelope, Message, Origin, State};
 use crate::secret::{parse_hash, Verifier};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -350,27 +350,26 @@ impl SmppServer {
                 udh: udh.clone(),
             },
         };
-        let Ok((body, coding, segments)) = check_body(spec, 255) else {
+        let Ok(sms) = check_body(spec, 255) else {
             return (CommandStatus::EsmeRinvmsglen, String::new());
         };
         let rd = f.registered_delivery;
         let now = now_ms();
-        let draft = Draft {
+        let draft = Envelope {
             channel: crate::model::Channel::Sms,
-            from,
-            to,
-            body,
-            udh,
-            coding,
-            segments,
+            from: from.map(Address::sms),
+            to: Address::sms(to),
+            content: Content::Sms(sms),
             client_ref: None,
-            metadata: Some(serde_json::json!({"smpp": {"registered_delivery": rd}}).to_string()),
-            tags: vec![format!("via:{}:{account}", self.name)],
+            metadata: Some(serde_json::json!({"smpp": {"registered_delivery": rd}})),
+            tags: Vec::new(),
             priority: f.priority.min(3),
             send_at: None,
             expires_at: now + 48 * 3600 * 1000,
-            callback_url: None,
-            kannel_dlr: None,
+            origin: Origin::Peer {
+                connector: self.name.to_string(),
+                account: account.to_string(),
+            },
         };
         match hub.submit(draft).await {
             Ok(id) => {
@@ -392,25 +391,28 @@ fn receipt_for(msg: &Message, state: State) -> DeliverSm {
         _ => ("UNDELIV", MessageState::Undeliverable),
     };
     let id = msg.id.to_string();
-    let sub = msg.segments;
+    let sub = msg.envelope.content.parts();
     let dlvrd = if state == State::Delivered { sub } else { 0 };
     let date = super::dlr::receipt_date;
-    let done = msg.history.last().map(|t| t.at).unwrap_or(msg.created_at);
+    let done = msg.delivery.history.last().map(|t| t.at).unwrap_or(msg.created_at);
     let preview: String = msg.text().unwrap_or("").chars().take(20).collect();
     let text = format!("id:{id} sub:{sub:03} dlvrd:{dlvrd:03} submit date:{} done date:{} stat:{stat} err:{} text:{preview}", date(msg.created_at), date(done), if state == State::Delivered { "000" } else { "001" });
     let septets = crate::codec::gsm7::to_septets(&text).unwrap_or_else(|_| text.clone().into_bytes());
-    super::receipt_deliver_sm(&id, msg.to.trim_start_matches('+'), msg.from.as_deref().unwrap_or("").trim_start_matches('+'), Some(septets), Some(ms))
+    super::receipt_deliver_sm(&id, msg.envelope.to.trim_start_matches('+'), msg.envelope.from.as_deref().unwrap_or("").trim_start_matches('+'), Some(septets), Some(ms))
 }
 
 fn mo_for(msg: &Message) -> DeliverSm {
-    let (dc, bytes) = match &msg.body {
-        Body::Text(t) => match crate::codec::gsm7::to_septets(t) {
-            Ok(s) => (0u8, s),
-            Err(_) => (8u8, crate::codec::ucs2::encode(t)),
-        },
-        Body::Binary { data, data_coding } => (*data_coding, data.clone()),
+    let (dc, bytes) = match msg.sms().map(|s| &s.body) {
+        Some(Body::Binary { data, data_coding }) => (*data_coding, data.clone()),
+        _ => {
+            let t = msg.text().unwrap_or("");
+            match crate::codec::gsm7::to_septets(t) {
+                Ok(s) => (0u8, s),
+                Err(_) => (8u8, crate::codec::ucs2::encode(t)),
+            }
+        }
     };
-    let from = msg.from.as_deref().unwrap_or("");
+    let from = msg.envelope.from.as_deref().unwrap_or("");
     DeliverSm::builder()
         .source_addr_ton(if from.starts_with('+') {
             Ton::International
@@ -421,7 +423,7 @@ fn mo_for(msg: &Message) -> DeliverSm {
         .source_addr(c(from.trim_start_matches('+')))
         .dest_addr_ton(Ton::Unknown)
         .dest_addr_npi(Npi::Isdn)
-        .destination_addr(c(msg.to.trim_start_matches('+')))
+        .destination_addr(c(msg.envelope.to.trim_start_matches('+')))
         .data_coding(DataCoding::from(dc))
         .short_message(
             OctetString::from_vec(bytes.into_iter().take(254).collect())
@@ -435,19 +437,16 @@ impl Listener for SmppServer {
         if !state.is_final() || state == State::Received {
             return;
         }
-        let Some(tag) = msg.via() else {
-            return;
-        };
-        let Some((conn, account)) = tag.split_once(':') else {
+        let Some((conn, account)) = msg.envelope.peer() else {
             return;
         };
         if conn != &*self.name {
             return;
         }
         let wants = msg
+            .envelope
             .metadata
-            .as_deref()
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .as_ref()
             .and_then(|m| m["smpp"]["registered_delivery"].as_u64())
             .unwrap_or(0);
         // registered_delivery bits 0-1: 1 = receipt on success and failure, 2 = on failure only.
@@ -463,7 +462,7 @@ impl Listener for SmppServer {
     }
 
     fn on_inbound(&self, msg: &Message) {
-        let to = msg.to.as_str();
+        let to = msg.envelope.to.as_str();
         if let Some(acct) = self.accounts.iter().find(|a| {
             a.cfg
                 .numbers
