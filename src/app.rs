@@ -27,6 +27,11 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("connector {name}: {source}")]
+    Connector {
+        name: String,
+        source: connector::StartError,
+    },
 }
 
 /// A running gateway.
@@ -59,7 +64,8 @@ impl Gateway {
         let outbox = Arc::new(Outbox::open(&cfg.outbox)?);
         let cfg = Arc::new(cfg);
         let links = connector::build_all(&cfg.connectors, &cfg.outbox.path);
-        let hub = Hub::start(cfg.clone(), outbox.clone(), links);
+        let hub = Hub::start(cfg.clone(), outbox.clone(), links)
+            .map_err(|(name, source)| StartError::Connector { name, source })?;
         let (shutdown, rx) = watch::channel(false);
         let api = Arc::new(Api::new(hub.clone()));
         if api.auth.is_open() {
@@ -80,9 +86,15 @@ impl Gateway {
     pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         self.hub.drain();
+        // In flight = permits taken from a link's window: holding all of them back means the
+        // link is idle (and no dispatcher starts another attempt).
         let deadline = tokio::time::Instant::now() + grace;
-        while self.hub.inflight() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut idle = Vec::new();
+        for l in &self.hub.links {
+            let n = l.window_size as u32;
+            if let Ok(Ok(p)) = tokio::time::timeout_at(deadline, l.window.clone().acquire_many_owned(n)).await {
+                idle.push(p);
+            }
         }
         // Give state actors a moment to commit the outcomes they received.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -317,3 +317,56 @@ async fn a_broken_frame_closes_only_that_session() {
         "{m}"
     );
 }
+
+/// Shutdown: once the gateway drains, a bound ESME's submit_sm is answered "queue full"
+/// (ESME_RMSGQFUL: come back later) and nothing is stored; no new connection is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_submits_and_connections() {
+    let hash = postern::secret::hash_secret("pw123");
+    let g = gateway(&server_cfg(&hash, "")).await;
+    let addr = server_addr(&g);
+    let (client, _events) = bind(&addr, "pw123").await.unwrap();
+    client.submit_sm(submit("before the drain")).await.unwrap();
+    let depth = g.gw.hub.outbox.depth();
+    g.gw.hub.drain();
+    match client.submit_sm(submit("during the drain")).await {
+        Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
+            assert_eq!(response.status(), CommandStatus::EsmeRmsgqful)
+        }
+        other => panic!("submit during the drain: {other:?}"),
+    }
+    assert!(g.gw.hub.outbox.depth() <= depth, "nothing stored while draining");
+    // The listener closes once the drain has begun.
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "new connections still accepted while draining");
+}
+
+/// A port another process holds: the gateway does not start (the connector is not silently
+/// absent), and the error names the connector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_stops_the_gateway_from_starting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let hash = postern::secret::hash_secret("pw123");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[outbox]\npath = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\n{}",
+        dir.path().display().to_string(),
+        server_cfg(&hash, "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+    );
+    let cfg = postern::config::Config::from_toml(&text).unwrap();
+    match postern::app::Gateway::start(cfg).await {
+        Err(e) => {
+            let s = e.to_string();
+            assert!(s.contains("connector esme") && s.contains(&port.to_string()), "{s}");
+        }
+        Ok(_) => panic!("started with its SMPP port taken"),
+    }
+}

@@ -38,23 +38,79 @@ pub enum ErrorClass {
     Unknown,
 }
 
-/// A failure to deliver, with a stable code.
+/// What went wrong with an attempt: a bounded set, usable as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The link is down or has no session.
+    LinkDown,
+    /// The link failed while sending (I/O, a device error).
+    LinkError,
+    /// The session ended before the peer answered.
+    SessionLost,
+    /// No answer in time: whether the peer took it is unknown.
+    Timeout,
+    /// The peer refused the message.
+    Rejected,
+    /// The peer asked us to slow down.
+    Throttled,
+    /// The peer failed for now.
+    Temporary,
+    /// The content cannot be encoded for this link.
+    Unencodable,
+    /// This link cannot carry this message (an SMS link given an email, a receiver-only bind).
+    WrongLink,
+    /// Every device of the link reached its daily cap.
+    DailyCap,
+    /// No device of the link could take it.
+    NoDevice,
+    /// Some parts went out and some did not.
+    PartlySent,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::LinkDown => "link_down",
+            ErrorKind::LinkError => "link_error",
+            ErrorKind::SessionLost => "session_lost",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Temporary => "temporary",
+            ErrorKind::Unencodable => "unencodable",
+            ErrorKind::WrongLink => "wrong_link",
+            ErrorKind::DailyCap => "daily_cap",
+            ErrorKind::NoDevice => "no_device",
+            ErrorKind::PartlySent => "partly_sent",
+        }
+    }
+}
+
+/// A failure to deliver: how to treat it, what kind it is, the peer's (or link's) own code for
+/// it (`smpp_0x0b`, `cms_500`, `response_timeout`; the kind's name when there is none).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{code}: {message}")]
 pub struct DeliveryError {
     pub class: ErrorClass,
-    /// Stable and bounded (a metric label): e.g. `throttled`, `link_down`, `rejected`.
+    pub kind: ErrorKind,
+    /// Stable; kept with the message and shown by the API.
     pub code: String,
     pub message: String,
 }
 
 impl DeliveryError {
-    pub fn new(class: ErrorClass, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(class: ErrorClass, kind: ErrorKind, message: impl Into<String>) -> Self {
         DeliveryError {
             class,
-            code: code.into(),
+            kind,
+            code: kind.as_str().to_string(),
             message: message.into(),
         }
+    }
+    /// With the peer's or link's own, finer code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = code.into();
+        self
     }
 }
 
@@ -64,9 +120,10 @@ pub fn sms_of(msg: &Message) -> Result<&crate::model::Sms, DeliveryError> {
     msg.sms().ok_or_else(|| {
         DeliveryError::new(
             ErrorClass::Permanent,
-            "wrong_content",
+            ErrorKind::WrongLink,
             format!("an SMS link cannot send {} content", msg.envelope.channel.as_str()),
         )
+        .with_code("wrong_content")
     })
 }
 
@@ -200,10 +257,45 @@ pub struct InboundMessage {
     pub dest_port: Option<u16>,
 }
 
+/// The gateway's shutdown as a connector sees it: once draining, inbound sides take no new
+/// work (no new connections or binds; the hub refuses submits) while what is in flight ends;
+/// [`Connector::stop`] follows.
+#[derive(Clone, Debug)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A signal and the sender that starts the drain.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+    /// Resolves once the drain has begun (or the gateway is gone).
+    pub async fn draining(&mut self) {
+        let _ = self.0.wait_for(|d| *d).await;
+    }
+}
+
+/// Why a connector could not start (the gateway does not start without it).
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// An outbound connector.
 pub trait Connector: Send + Sync {
-    /// Start background work (sessions, receipt timers). Called once, with the hub.
-    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>);
+    /// Start background work (sessions, listeners, receipt timers). Called once, with the hub
+    /// and the shutdown signal; an error (a port taken by another process, unreadable TLS
+    /// files) stops the gateway from starting.
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, shutdown: Shutdown) -> Result<(), StartError>;
     /// Deliver one message (all its segments, in order, on one session).
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome>;
     /// Can it take messages now?

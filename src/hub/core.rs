@@ -142,11 +142,19 @@ pub struct Hub {
     early: early::EarlyReceipts,
     /// Set on shutdown: dispatchers stop taking new work.
     pub draining: AtomicBool,
+    /// Tells connectors the drain has begun.
+    drain_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
-    /// Build the hub over an open outbox and built links, and start every task.
-    pub fn start(cfg: Arc<Config>, outbox: Arc<Outbox>, links: Vec<Arc<Link>>) -> Arc<Hub> {
+    /// Build the hub over an open outbox and built links, and start every task and connector;
+    /// fails with the first connector that cannot start (its name and why).
+    pub fn start(
+        cfg: Arc<Config>,
+        outbox: Arc<Outbox>,
+        links: Vec<Arc<Link>>,
+    ) -> Result<Arc<Hub>, (String, crate::connector::StartError)> {
+        let (drain_signal, shutdown) = crate::connector::Shutdown::new();
         let link_index: HashMap<Arc<str>, usize> = links
             .iter()
             .enumerate()
@@ -196,6 +204,7 @@ impl Hub {
             unknown,
             early: Default::default(),
             draining: AtomicBool::new(false),
+            drain_signal,
         });
         let weak = Arc::downgrade(&hub);
         for (shard, rx) in outbox.shards().iter().zip(actor_rx) {
@@ -210,9 +219,14 @@ impl Hub {
         tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
         tokio::spawn(release_early_receipts(weak.clone()));
         for link in &hub.links {
-            link.connector
+            if let Err(e) = link
+                .connector
                 .clone()
-                .start(hub.clone() as Arc<dyn HubSink>);
+                .start(hub.clone() as Arc<dyn HubSink>, shutdown.clone())
+            {
+                hub.drain();
+                return Err((link.name.to_string(), e));
+            }
             match hub.outbox.outstanding_remote_ids(&link.name) {
                 Ok(ids) => link.connector.resume(ids),
                 Err(e) => {
@@ -220,7 +234,7 @@ impl Hub {
                 }
             }
         }
-        hub
+        Ok(hub)
     }
 
     pub fn link(&self, name: &str) -> Option<&Arc<Link>> {
@@ -404,6 +418,7 @@ impl Hub {
     /// Stop taking new work; dispatchers finish what they hold.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.drain_signal.send_replace(true);
         for s in self.outbox.shards() {
             s.notify.notify_one();
         }
@@ -486,6 +501,10 @@ impl HubSink for Hub {
     ) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
         use crate::connector::SubmitError;
         Box::pin(async move {
+            // Draining: a peer is told to come back later (its queue is "full").
+            if self.draining.load(Ordering::Relaxed) {
+                return Err(SubmitError::Busy);
+            }
             match self.accept(vec![draft]).await {
                 Ok(mut v) => match v.pop() {
                     Some(Accepted::Stored(s)) => Ok(s.id),

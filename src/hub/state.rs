@@ -196,7 +196,7 @@ async fn apply(
                         let (remote_ids, error) = match outcome {
                             Outcome::Submitted { remote_ids } => (remote_ids, None),
                             Outcome::Unconfirmed { remote_ids, error } => {
-                                metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                                metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone(), m::L_KIND => error.kind.as_str()).increment(1);
                                 (remote_ids, Some(error_info(&error.code, &error.message)))
                             }
                             _ => (Vec::new(), None),
@@ -233,7 +233,7 @@ async fn apply(
                         } else {
                             m::CONNECTOR_FAILED_TOTAL
                         };
-                        metrics::counter!(label, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                        metrics::counter!(label, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone(), m::L_KIND => error.kind.as_str()).increment(1);
                         if throttled {
                             msg.delivery.attempts = msg.delivery.attempts.saturating_sub(1);
                         }
@@ -255,7 +255,7 @@ async fn apply(
                         }
                     }
                     Outcome::PermFail { error } => {
-                        metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone()).increment(1);
+                        metrics::counter!(m::CONNECTOR_FAILED_TOTAL, m::L_CONNECTOR => connector.clone(), m::L_CODE => error.code.clone(), m::L_KIND => error.kind.as_str()).increment(1);
                         msg.delivery.error = Some(error_info(&error.code, &error.message));
                         msg.set_state(State::Failed, now);
                         depth_delta -= 1;

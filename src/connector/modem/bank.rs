@@ -10,7 +10,7 @@ use crate::codec::national;
 use crate::codec::segment::Coding;
 use crate::codec::sms_pdu::{self, EncodedPdu, SubmitBody, SubmitSpec, Validity};
 use super::config::{ModemBankConfig, ModemStrategy};
-use crate::connector::{sms_of, BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Outcome};
+use crate::connector::{sms_of, Shutdown, StartError, BoxFuture, Connector, DeliveryError, ErrorClass, ErrorKind, HubSink, Outcome};
 use crate::model::{Body, Message};
 use parking_lot::RwLock;
 use std::collections::BTreeSet;
@@ -125,7 +125,7 @@ impl ModemBank {
 
     /// The SMS-SUBMIT parts of a message.
     fn encode(&self, msg: &Message) -> Result<(Vec<EncodedPdu>, String), DeliveryError> {
-        let bad = |e: String| DeliveryError::new(ErrorClass::Permanent, "unencodable", e);
+        let bad = |e: String| DeliveryError::new(ErrorClass::Permanent, ErrorKind::Unencodable, e);
         let sms = sms_of(msg)?;
         let to = if msg.envelope.to.starts_with('+') || msg.envelope.to.chars().any(|c| !c.is_ascii_digit()) {
             msg.envelope.to.to_string()
@@ -215,7 +215,7 @@ impl ModemBank {
 }
 
 impl Connector for ModemBank {
-    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, _shutdown: Shutdown) -> Result<(), StartError> {
         let _ = self.hub.set(hub.clone());
         self.rescan(&hub);
         let me = self.clone();
@@ -227,6 +227,7 @@ impl Connector for ModemBank {
                 me.rescan(&hub);
             }
         });
+        Ok(())
     }
 
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
@@ -238,10 +239,10 @@ impl Connector for ModemBank {
             let candidates = self.candidates(&to);
             if candidates.is_empty() && self.modems.read().iter().any(|m| m.ready.load(Ordering::Acquire) && m.capped()) {
                 // Every ready SIM reached its daily cap: wait without spending attempts.
-                let error = DeliveryError::new(ErrorClass::Throttled, "daily_cap", "every ready modem reached its daily cap");
+                let error = DeliveryError::new(ErrorClass::Throttled, ErrorKind::DailyCap, "every ready modem reached its daily cap");
                 return Outcome::TempFail { error, retry_after: Some(Duration::from_secs(60)) };
             }
-            let mut last = DeliveryError::new(ErrorClass::Temporary, "no_modem", "no modem of the bank is ready");
+            let mut last = DeliveryError::new(ErrorClass::Temporary, ErrorKind::NoDevice, "no modem of the bank is ready").with_code("no_modem");
             for modem in candidates {
                 let (reply, rx) = tokio::sync::oneshot::channel();
                 if modem
@@ -267,9 +268,9 @@ impl Connector for ModemBank {
                     Err(_) => {
                         last = DeliveryError::new(
                             ErrorClass::Temporary,
-                            "modem_gone",
+                            ErrorKind::NoDevice, 
                             format!("{} went away", modem.label),
-                        )
+                        ).with_code("modem_gone")
                     }
                 }
             }

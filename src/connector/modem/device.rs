@@ -11,7 +11,7 @@ use super::engine::{AtError, AtPort, Stage, Urc};
 use super::hwdb::{CmsClass, Hwdb, MatchedBy, Profile};
 use crate::codec::reassembly::{PartBody, PartInfo, PartKey, Reassembler};
 use crate::codec::sms_pdu::{self, EncodedPdu, Tpdu};
-use crate::connector::{DeliveryError, ErrorClass, HubSink, InboundMessage, Receipt};
+use crate::connector::{DeliveryError, ErrorClass, ErrorKind, HubSink, InboundMessage, Receipt};
 use crate::model::{Body, State};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -424,9 +424,9 @@ impl Modem {
         while let Some(j) = self.take_job(rx) {
             let _ = j.reply.send(SendResult::TryOther(DeliveryError::new(
                 ErrorClass::Temporary,
-                "modem_unavailable",
+                ErrorKind::NoDevice, 
                 format!("{}: {why}", self.label),
-            )));
+            ).with_code("modem_unavailable")));
         }
     }
 
@@ -1021,7 +1021,7 @@ impl Modem {
             return (
                 SendResult::TryOther(DeliveryError::new(
                     ErrorClass::Temporary,
-                    "daily_cap",
+                    ErrorKind::DailyCap,
                     format!("{}: daily cap reached", self.label),
                 )),
                 None,
@@ -1074,21 +1074,21 @@ impl Modem {
                         ids.push(format!("{}:{}:{}", ss.sim_key, next, to));
                         let err = DeliveryError::new(
                             ErrorClass::Unknown,
-                            "send_timeout",
+                            ErrorKind::Timeout, 
                             format!(
                                 "{}: no +CMGS result within {:?}; outcome unknown, not resent",
                                 self.label, result_t
                             ),
-                        );
+                        ).with_code("send_timeout");
                         let stop = self.check_alive(port, ss, "a send").await;
                         return (SendResult::Unknown(ids, err), stop);
                     }
                     Err(AtError::Timeout { .. }) => {
                         let err = DeliveryError::new(
                             ErrorClass::Temporary,
-                            "prompt_timeout",
+                            ErrorKind::Timeout, 
                             format!("{}: no > prompt", self.label),
-                        );
+                        ).with_code("prompt_timeout");
                         let stop = self.check_alive(port, ss, "AT+CMGS").await;
                         return (self.partial(ids, err), stop);
                     }
@@ -1122,17 +1122,17 @@ impl Modem {
                             }
                             CmsClass::Fatal => {
                                 return (
-                                    SendResult::Failed(DeliveryError::new(
-                                        ErrorClass::Permanent,
-                                        &code,
-                                        text,
-                                    )),
+                                    SendResult::Failed(
+                                        DeliveryError::new(ErrorClass::Permanent, ErrorKind::Rejected, text)
+                                            .with_code(code),
+                                    ),
                                     None,
                                 )
                             }
                             CmsClass::Config => {
                                 let err =
-                                    DeliveryError::new(ErrorClass::Temporary, &code, text.clone());
+                                    DeliveryError::new(ErrorClass::Temporary, ErrorKind::LinkError, text.clone())
+                                        .with_code(code);
                                 return (
                                     self.partial(ids, err),
                                     Some(Stop::Fatal(format!("configuration problem: {text}"))),
@@ -1142,7 +1142,8 @@ impl Modem {
                                 return (
                                     self.partial(
                                         ids,
-                                        DeliveryError::new(ErrorClass::Temporary, &code, text),
+                                        DeliveryError::new(ErrorClass::Temporary, ErrorKind::Temporary, text)
+                                            .with_code(code),
                                     ),
                                     None,
                                 )
@@ -1153,9 +1154,9 @@ impl Modem {
                         let stop: Stop = e.into();
                         let err = DeliveryError::new(
                             ErrorClass::Temporary,
-                            "modem_io",
+                            ErrorKind::LinkError, 
                             format!("{}: {stop:?}", self.label),
-                        );
+                        ).with_code("modem_io");
                         return (self.partial(ids, err), Some(stop));
                     }
                 }
@@ -1172,7 +1173,7 @@ impl Modem {
         } else {
             SendResult::Unknown(
                 ids,
-                DeliveryError::new(ErrorClass::Unknown, "partly_sent", err.message),
+                DeliveryError::new(ErrorClass::Unknown, ErrorKind::PartlySent, err.message),
             )
         }
     }

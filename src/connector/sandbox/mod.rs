@@ -96,8 +96,9 @@ impl Sandbox {
 }
 
 impl Connector for Sandbox {
-    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, _shutdown: Shutdown) -> Result<(), StartError> {
         tokio::spawn(self.receipt_loop(hub));
+        Ok(())
     }
 
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
@@ -106,7 +107,7 @@ impl Connector for Sandbox {
                 return Outcome::TempFail {
                     error: DeliveryError::new(
                         ErrorClass::Temporary,
-                        "link_down",
+                        ErrorKind::LinkDown,
                         "sandbox link is down",
                     ),
                     retry_after: None,
@@ -124,7 +125,7 @@ impl Connector for Sandbox {
                 return Outcome::PermFail {
                     error: DeliveryError::new(
                         ErrorClass::Permanent,
-                        "rejected",
+                        ErrorKind::Rejected,
                         "destination rejected by the sandbox carrier",
                     ),
                 };
@@ -136,7 +137,7 @@ impl Connector for Sandbox {
                 return Outcome::TempFail {
                     error: DeliveryError::new(
                         ErrorClass::Temporary,
-                        "temporary",
+                        ErrorKind::Temporary,
                         "sandbox temporary failure",
                     ),
                     retry_after: None,

@@ -15,8 +15,8 @@ use super::sm_fields::SmFields;
 use crate::codec::{gsm7, segment, ucs2, Coding};
 use super::config::{BindKind, Gsm7Wire, LongMessages, SmppConfig};
 use crate::connector::pacing::Pacer;
-use crate::connector::{sms_of, HeldPart, HubError,
-    BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, InboundMessage, Outcome, Receipt,
+use crate::connector::{sms_of, HeldPart, HubError, Shutdown, StartError,
+    BoxFuture, Connector, DeliveryError, ErrorClass, ErrorKind, HubSink, InboundMessage, Outcome, Receipt,
 };
 use crate::model::{Body, Message};
 use parking_lot::Mutex;
@@ -382,7 +382,7 @@ impl SmppConnector {
 
     /// The submit_sm PDUs for a message, in order.
     fn build(&self, msg: &Message) -> Result<Vec<SubmitSm>, DeliveryError> {
-        let bad = |m: String| DeliveryError::new(ErrorClass::Permanent, "unencodable", m);
+        let bad = |m: String| DeliveryError::new(ErrorClass::Permanent, ErrorKind::Unencodable, m);
         let sms = sms_of(msg)?;
         let (dc, parts, udhs): (u8, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = match &sms.body {
             Body::Text(t) => {
@@ -552,12 +552,13 @@ enum SubmitFailure {
 }
 
 impl Connector for SmppConnector {
-    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, _shutdown: Shutdown) -> Result<(), StartError> {
         let _ = self.hub.set(hub.clone());
         tokio::spawn(self.clone().restore_parts(hub));
         for (i, s) in self.sessions.iter().enumerate() {
             tokio::spawn(self.clone().supervise(s.clone(), i, self.stop.clone()));
         }
+        Ok(())
     }
 
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
@@ -566,9 +567,9 @@ impl Connector for SmppConnector {
                 return Outcome::PermFail {
                     error: DeliveryError::new(
                         ErrorClass::Permanent,
-                        "receiver_only",
+                        ErrorKind::WrongLink, 
                         "this link is bound as a receiver",
-                    ),
+                    ).with_code("receiver_only"),
                 };
             }
             let pdus = match self.build(msg) {
@@ -578,7 +579,7 @@ impl Connector for SmppConnector {
             // All parts on one session, in order.
             let Some((session, client, lost)) = self.pick() else {
                 return Outcome::TempFail {
-                    error: DeliveryError::new(ErrorClass::Temporary, "link_down", "no SMPP session is bound"),
+                    error: DeliveryError::new(ErrorClass::Temporary, ErrorKind::LinkDown, "no SMPP session is bound"),
                     retry_after: None,
                 };
             };
@@ -598,7 +599,13 @@ impl Connector for SmppConnector {
                         } else {
                             self.pacer.accepted(); // answered: not congestion
                         }
-                        let error = DeliveryError::new(class, &format!("smpp_0x{:02x}", u32::from(status)), format!("{status:?}"));
+                        let kind = match class {
+                            ErrorClass::Permanent => ErrorKind::Rejected,
+                            ErrorClass::Throttled => ErrorKind::Throttled,
+                            _ => ErrorKind::Temporary,
+                        };
+                        let error = DeliveryError::new(class, kind, format!("{status:?}"))
+                            .with_code(format!("smpp_0x{:02x}", u32::from(status)));
                         return match class {
                             ErrorClass::Permanent => Outcome::PermFail { error },
                             _ => Outcome::TempFail {
@@ -616,7 +623,7 @@ impl Connector for SmppConnector {
                         late.insert((session, sequence_number), (msg.id, part as u16, std::time::Instant::now()));
                         drop(late);
                         return Outcome::TempFail {
-                            error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "no submit_sm_resp in time"),
+                            error: DeliveryError::new(ErrorClass::Unknown, ErrorKind::Timeout, "no submit_sm_resp in time").with_code("response_timeout"),
                             retry_after: Some(Duration::from_secs(self.cfg.response_timeout_s)),
                         };
                     }
@@ -625,19 +632,19 @@ impl Connector for SmppConnector {
                         // session's window is sent twice.
                         self.lost_in_flight.fetch_add(1, Ordering::Relaxed);
                         return Outcome::TempFail {
-                            error: DeliveryError::new(ErrorClass::Unknown, "session_lost", "the SMPP connection ended before the submit_sm_resp"),
+                            error: DeliveryError::new(ErrorClass::Unknown, ErrorKind::SessionLost, "the SMPP connection ended before the submit_sm_resp"),
                             retry_after: Some(Duration::from_millis(250)),
                         };
                     }
                     Err(SubmitFailure::Stuck) => {
                         return Outcome::TempFail {
-                            error: DeliveryError::new(ErrorClass::Unknown, "response_timeout", "the submit_sm was neither written nor answered in time"),
+                            error: DeliveryError::new(ErrorClass::Unknown, ErrorKind::Timeout, "the submit_sm was neither written nor answered in time").with_code("response_timeout"),
                             retry_after: Some(Duration::from_secs(self.cfg.response_timeout_s)),
                         };
                     }
                     Err(SubmitFailure::Smpp(e)) => {
                         return Outcome::TempFail {
-                            error: DeliveryError::new(ErrorClass::Temporary, "link_error", e.to_string()),
+                            error: DeliveryError::new(ErrorClass::Temporary, ErrorKind::LinkError, e.to_string()),
                             retry_after: None,
                         };
                     }

@@ -10,7 +10,7 @@ use super::sm_fields::SmFields;
 use super::config::{SmppAccount, SmppServerConfig};
 use crate::connector::ratelimit::TokenBucket;
 use crate::connector::{
-    BoxFuture, Connector, DeliveryError, ErrorClass, HubSink, Listener, Outcome, SubmitError,
+    BoxFuture, Shutdown, StartError, Connector, DeliveryError, ErrorClass, ErrorKind, HubSink, Listener, Outcome, SubmitError,
 };
 use crate::model::request::{check_body, BodySpec};
 use crate::model::{now_ms, Address, Body, Content, Envelope, Message, Origin, State};
@@ -475,37 +475,40 @@ impl Listener for SmppServer {
 }
 
 impl Connector for SmppServer {
-    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>) {
-        let _ = self.hub.set(hub.clone());
-        hub.listen(self.clone());
+    fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, mut shutdown: Shutdown) -> Result<(), StartError> {
         // Bind synchronously so the address is known (and conflicts fail) at start.
-        let listener = match std::net::TcpListener::bind(&self.cfg.listen).and_then(|l| {
-            l.set_nonblocking(true)?;
-            tokio::net::TcpListener::from_std(l)
-        }) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(connector = %self.name, listen = %self.cfg.listen, error = %e, "SMPP server cannot listen");
-                return;
-            }
-        };
+        let listener = std::net::TcpListener::bind(&self.cfg.listen)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|source| StartError::Listen {
+                addr: self.cfg.listen.clone(),
+                source,
+            })?;
         let acceptor = match &self.cfg.tls {
             None => None,
-            Some(t) => match super::tls::server_config(&t.cert, &t.key) {
-                Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
-                Err(e) => {
-                    tracing::error!(connector = %self.name, error = %e, "SMPP server TLS setup failed; not listening");
-                    return;
-                }
-            },
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                super::tls::server_config(&t.cert, &t.key)
+                    .map_err(|e| StartError::Setup(format!("SMPP server TLS: {e}")))?,
+            )),
         };
+        let _ = self.hub.set(hub.clone());
+        hub.listen(self.clone());
         if let Ok(a) = listener.local_addr() {
             let _ = self.local.set(a);
             tracing::info!(connector = %self.name, listen = %a, tls = acceptor.is_some(), "SMPP server listening");
         }
         tokio::spawn(async move {
             loop {
-                match listener.accept().await {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = shutdown.draining() => {
+                        tracing::info!(connector = %self.name, "draining: no new SMPP connections");
+                        return;
+                    }
+                };
+                match accepted {
                     Ok((s, _)) => {
                         let _ = s.set_nodelay(true);
                         let this = self.clone();
@@ -537,6 +540,7 @@ impl Connector for SmppServer {
                 }
             }
         });
+        Ok(())
     }
 
     fn deliver<'a>(&'a self, _msg: &'a Message) -> BoxFuture<'a, Outcome> {
@@ -544,9 +548,9 @@ impl Connector for SmppServer {
             Outcome::PermFail {
                 error: DeliveryError::new(
                     ErrorClass::Permanent,
-                    "not_outbound",
+                    ErrorKind::WrongLink, 
                     "an SMPP server takes messages in; route MO to it by account numbers",
-                ),
+                ).with_code("not_outbound"),
             }
         })
     }
