@@ -416,7 +416,7 @@ async fn weighted_route_spreads_by_weight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_the_shard_count_keeps_every_queued_message() {
     use postern::model::IdGen;
-    use postern::outbox::{keys, Cf, Op, Outbox};
+    use postern::outbox::{Changes, Outbox};
     let dir = tempfile::tempdir().unwrap();
     let cfg = |shards: u32| {
         postern::config::Config::from_toml(&format!("[outbox]\npath = {:?}\nshards = {shards}\n{SANDBOX}", dir.path().display().to_string())).unwrap().outbox
@@ -427,7 +427,9 @@ async fn changing_the_shard_count_keeps_every_queued_message() {
         for _ in 0..40 {
             let id = ids.next();
             let s = id.shard(4);
-            ob.write(s, vec![Op::put(Cf::Due, keys::due_key(s, 1_000, id), Vec::new())], vec![], 1).await.unwrap();
+            let mut c = Changes::new();
+            c.schedule(s, 1_000, id);
+            ob.write(s, c, vec![], 1).await.unwrap();
         }
     }
     for n in [4, 1, 3] {

@@ -344,9 +344,9 @@ async fn held_mo_parts_survive_a_restart() {
         let outbox = postern::outbox::Outbox::open(&cfg.outbox).unwrap();
         for (seq, t) in [(1, "one, "), (3, "three"), (2, "two, ")] {
             let p = part(seq, t);
-            let key = postern::outbox::keys::part_key("op", &p.sender, &p.receiver, p.reference, p.total, p.seq);
-            let op = postern::outbox::Op::put(postern::outbox::Cf::Parts, key, postcard::to_allocvec(&p).unwrap());
-            outbox.write(0, vec![op], vec![], 0).await.unwrap();
+            let mut changes = postern::outbox::Changes::new();
+            changes.hold_part("op", &p, postcard::to_allocvec(&p).unwrap());
+            outbox.write(0, changes, vec![], 0).await.unwrap();
         }
     }
 

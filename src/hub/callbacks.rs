@@ -7,7 +7,7 @@ use crate::time::rfc3339;
 use crate::model::{now_ms, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::metrics as m;
-use crate::outbox::{keys, Cf, Op};
+use crate::outbox::{Changes, EventKey};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
@@ -243,14 +243,14 @@ async fn send(
 /// How many callbacks are sent at once; the worker refills when half of them are done.
 const MAX_IN_FLIGHT: usize = 256;
 /// The outcome of one send: its event key, the event (unless it did not decode), the result.
-type Sent = (Vec<u8>, Option<CallbackEvent>, Result<(), String>);
+type Sent = (EventKey, Option<CallbackEvent>, Result<(), String>);
 
 /// The bookkeeping for one finished send: delete the event, and on a failure inside the retry
 /// period put it back with its next attempt's time.
-fn settle(h: &Hub, (k, ev, r): Sent, ops: &mut Vec<Op>) {
+fn settle(h: &Hub, (k, ev, r): Sent, ops: &mut Changes) {
     let now = now_ms();
     let max_age = h.cfg.api.callback_max_age_s as i64 * 1000;
-    ops.push(Op::delete(Cf::Events, k));
+    ops.settle_callback(k);
     match (ev, r) {
         (_, Ok(())) => metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "ok").increment(1),
         (Some(mut ev), Err(e)) if now - ev.first_at < max_age => {
@@ -258,11 +258,7 @@ fn settle(h: &Hub, (k, ev, r): Sent, ops: &mut Vec<Op>) {
             let delay = (1000i64 << ev.attempts.min(12)).min(600_000);
             tracing::debug!(url = %ev.url, error = %e, attempt = ev.attempts, "callback failed; will retry");
             metrics::counter!(m::CALLBACKS_TOTAL, m::L_OUTCOME => "retry").increment(1);
-            ops.push(Op::put(
-                Cf::Events,
-                keys::event_key(now + delay, h.ids.next()),
-                ev.encode(),
-            ));
+            ops.owe_callback(now + delay, h.ids.next(), ev.encode());
         }
         (ev, Err(e)) => {
             tracing::warn!(url = ev.map(|e| e.url).unwrap_or_default(), error = %e, "callback dropped after its retry period");
@@ -291,7 +287,7 @@ pub(super) async fn run(hub: Weak<Hub>) {
     let mut task_keys: std::collections::HashMap<tokio::task::Id, Vec<u8>> = Default::default();
     let (written_tx, mut written_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Vec<u8>>>();
     let mut writing = false;
-    let mut settled_ops: Vec<Op> = Vec::new();
+    let mut settled_ops = Changes::new();
     let mut settled_keys: Vec<Vec<u8>> = Vec::new();
     loop {
         let Some(h) = hub.upgrade() else { return };

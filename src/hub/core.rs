@@ -4,7 +4,7 @@ use super::*;
 use crate::config::Config;
 use crate::connector::{BoxFuture, HubError, HubSink, InboundMessage, Link, Receipt};
 use crate::metrics as m;
-use crate::outbox::{keys, Cf, Op, Outbox, StoreError};
+use crate::outbox::{Changes, Outbox, StoreError};
 use crate::model::address::NumberPlan;
 use crate::model::{self as message, now_ms, Address, Content, Direction, IdGen, Message, MessageId, Origin, Sms, State};
 use crate::model::Envelope;
@@ -263,8 +263,8 @@ impl Hub {
         // Ids spread evenly over the shards: each shard's share, with some slack, so that the
         // lists are not grown (and copied) on the way.
         let share = drafts.len().div_ceil(shards) + 4;
-        let mut per_shard: Vec<(Vec<Op>, Vec<Box<Message>>, usize)> =
-            (0..shards).map(|_| (Vec::with_capacity(2 * share), Vec::with_capacity(share), 0)).collect();
+        let mut per_shard: Vec<(Changes, Vec<Box<Message>>, usize)> =
+            (0..shards).map(|_| (Changes::with_capacity(2 * share), Vec::with_capacity(share), 0)).collect();
         let mut out = Vec::with_capacity(drafts.len());
         let mut later: Vec<(usize, i64)> = Vec::new();
         for d in drafts {
@@ -286,13 +286,8 @@ impl Hub {
             let msg = Box::new(Message::new(id, Direction::Outbound, d, state, now, due));
             let s = id.shard(shards as u32) as usize;
             let slot = &mut per_shard[s];
-            slot.0
-                .push(Op::put(Cf::Msg, keys::msg_key(id), msg.encode()));
-            slot.0.push(Op::put(
-                Cf::Due,
-                keys::due_key(s as u32, due, id),
-                Vec::new(),
-            ));
+            slot.0.store(&msg);
+            slot.0.schedule(s as u32, due, id);
             slot.2 += 1;
             out.push(Accepted::Stored(StoredSummary {
                 id,
@@ -577,15 +572,16 @@ impl HubSink for Hub {
     }
 
     fn receive(&self, inbound: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>> {
-        Box::pin(self.store_inbound(inbound, Vec::new()))
+        Box::pin(self.store_inbound(inbound, Changes::new()))
     }
 
     fn hold_part(&self, connector: Arc<str>, part: crate::connector::HeldPart) -> BoxFuture<'_, Result<(), HubError>> {
         Box::pin(async move {
-            let key = keys::part_key(&connector, &part.sender, &part.receiver, part.reference, part.total, part.seq);
             let value = postcard::to_allocvec(&part).map_err(|e| HubError::Store(e.to_string()))?;
             let shard = (part.reference as u32) % self.outbox.shards().len() as u32;
-            self.outbox.write(shard, vec![Op::put(Cf::Parts, key, value)], vec![], 0).await.map_err(|e| match e {
+            let mut changes = Changes::new();
+            changes.hold_part(&connector, &part, value);
+            self.outbox.write(shard, changes, vec![], 0).await.map_err(|e| match e {
                 StoreError::Busy => HubError::Busy,
                 e => HubError::Store(e.to_string()),
             })
@@ -603,14 +599,15 @@ impl HubSink for Hub {
     }
 
     fn receive_assembled(&self, inbound: InboundMessage, key: crate::codec::reassembly::PartKey) -> BoxFuture<'_, Result<MessageId, HubError>> {
-        let drops = (1..=key.total).map(|seq| Op::delete(Cf::Parts, keys::part_key(&inbound.connector, &key.sender, &key.receiver, key.reference, key.total, seq))).collect();
+        let mut drops = Changes::new();
+        drops.drop_parts(&inbound.connector, &key);
         Box::pin(self.store_inbound(inbound, drops))
     }
 }
 
 impl Hub {
-    /// Store an inbound message (with `extra` operations in the same write).
-    async fn store_inbound(&self, inbound: InboundMessage, extra: Vec<Op>) -> Result<MessageId, HubError> {
+    /// Store an inbound message (with `extra` changes in the same write).
+    async fn store_inbound(&self, inbound: InboundMessage, extra: Changes) -> Result<MessageId, HubError> {
         {
             let now = now_ms();
             let id = self.ids.next();
@@ -662,7 +659,8 @@ impl Hub {
             );
             msg.delivery.connector = Some(inbound.connector.to_string());
             let shard = id.shard(self.outbox.shards().len() as u32);
-            let mut ops = vec![Op::put(Cf::Msg, keys::msg_key(id), msg.encode())];
+            let mut ops = Changes::new();
+            ops.store(&msg);
             ops.extend(extra);
             self.outbox
                 .write(shard, ops, vec![], 1)

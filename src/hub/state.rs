@@ -12,7 +12,7 @@ use crate::model::{now_ms, ErrorInfo, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::connector::{ErrorClass, Outcome};
 use crate::metrics as m;
-use crate::outbox::{keys, retry, Cf, Op, ShardState};
+use crate::outbox::{retry, Changes, ShardState};
 use foldhash::HashMap;
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -114,13 +114,6 @@ pub(super) async fn run(
     }
 }
 
-fn remove_due(ops: &mut Vec<Op>, shard: u32, msg: &Message) {
-    ops.push(Op::delete(
-        Cf::Due,
-        keys::due_key(shard, msg.delivery.due_at, msg.id),
-    ));
-}
-
 fn error_info(code: &str, message: &str) -> ErrorInfo {
     ErrorInfo {
         code: code.to_string(),
@@ -142,7 +135,7 @@ async fn apply(
     let retry_cfg = &hub.cfg.outbox.retry;
     // Sized for the turn up front: growing a map of messages moves every one of them again.
     let mut work: HashMap<MessageId, (Box<Message>, usize)> = HashMap::with_capacity_and_hasher(events.len(), Default::default());
-    let mut ops = Vec::with_capacity(events.len() * 3);
+    let mut ops = Changes::with_capacity(events.len() * 3);
     let mut after = Vec::with_capacity(events.len());
     let mut depth_delta = 0i64;
     let mut cancels: Vec<MessageId> = Vec::new();
@@ -190,7 +183,7 @@ async fn apply(
                 }
                 let id = msg.id;
                 let connector = msg.delivery.connector.clone().unwrap_or_default();
-                remove_due(&mut ops, s, &msg);
+                ops.unschedule(s, &msg);
                 match outcome {
                     Outcome::Submitted { .. } | Outcome::Unconfirmed { .. } => {
                         let (remote_ids, error) = match outcome {
@@ -214,11 +207,7 @@ async fn apply(
                             no_receipts.insert(id);
                         }
                         for (i, rid) in remote_ids.iter().enumerate().filter(|_| receipts) {
-                            ops.push(Op::put(
-                                Cf::Remote,
-                                keys::remote_key(&connector, rid),
-                                &keys::remote_value(id, i as u16)[..],
-                            ));
+                            ops.expect_receipt(&connector, rid, id, i as u16);
                         }
                         msg.delivery.part_states = vec![State::Submitted; remote_ids.len()];
                         msg.delivery.remote_ids = remote_ids;
@@ -250,7 +239,7 @@ async fn apply(
                         } else {
                             msg.set_state(State::Queued, now);
                             msg.delivery.due_at = due;
-                            ops.push(Op::put(Cf::Due, keys::due_key(s, due, id), vec![]));
+                            ops.schedule(s, due, id);
                             after.push(After::Wake(due));
                         }
                     }
@@ -327,7 +316,7 @@ async fn apply(
                     msg.set_state(overall, now);
                     let connector = msg.delivery.connector.as_deref().unwrap_or_default();
                     for rid in &msg.delivery.remote_ids {
-                        ops.push(Op::delete(Cf::Remote, keys::remote_key(connector, rid)));
+                        ops.forget_receipt(connector, rid);
                         hub.remote_index.remove(connector, rid);
                     }
                 }
@@ -346,7 +335,7 @@ async fn apply(
                     continue;
                 }
                 cancels.push(id);
-                remove_due(&mut ops, s, msg);
+                ops.unschedule(s, msg);
                 msg.set_state(State::Canceled, now);
                 depth_delta -= 1;
                 after.push(After::Reply(reply, Message::clone(msg)));
@@ -356,7 +345,7 @@ async fn apply(
                 state,
                 error,
             } => {
-                remove_due(&mut ops, s, &msg);
+                ops.unschedule(s, &msg);
                 msg.delivery.error = Some(error);
                 msg.set_state(state, now);
                 depth_delta -= 1;
@@ -369,7 +358,7 @@ async fn apply(
                 // link that waits for receipts; on one that does not, nothing is kept).
                 let link = hub.link(&connector);
                 if Hub::link_keeps_receipts(link) {
-                    ops.push(Op::put(Cf::Remote, keys::remote_key(&connector, &remote_id), &keys::remote_value(id, part)[..]));
+                    ops.expect_receipt(&connector, &remote_id, id, part);
                 } else {
                     no_receipts.insert(id);
                 }
@@ -379,7 +368,7 @@ async fn apply(
                 // now, leave it: receipts of either copy settle it once.
                 if waiting && shard.try_cancel(id).is_ok() {
                     cancels.push(id);
-                    remove_due(&mut ops, s, msg);
+                    ops.unschedule(s, msg);
                     if let Some(l) = link {
                         l.submitted.increment(1);
                     }
@@ -395,14 +384,10 @@ async fn apply(
                 until,
                 error,
             } => {
-                remove_due(&mut ops, s, &msg);
+                ops.unschedule(s, &msg);
                 msg.delivery.error = Some(error);
                 msg.delivery.due_at = until;
-                ops.push(Op::put(
-                    Cf::Due,
-                    keys::due_key(s, until, msg.id),
-                    vec![],
-                ));
+                ops.schedule(s, until, msg.id);
                 after.push(After::Unclaim(msg.id));
                 after.push(After::Wake(until));
                 let n = msg.delivery.history.len();
@@ -422,16 +407,12 @@ async fn apply(
     let mut work: Vec<_> = work.into_iter().collect();
     work.sort_unstable_by_key(|(id, _)| *id);
     for (id, (msg, stored)) in work {
-        ops.push(Op::put(Cf::Msg, keys::msg_key(id), msg.encode()));
+        ops.store(&msg);
         for t in msg.delivery.history.iter().skip(stored) {
             m::hot().transitions[t.state.index()].increment(1);
             for ev in callbacks::events_for(&msg, t.state, t.at) {
                 let eid = hub.ids.next();
-                ops.push(Op::put(
-                    Cf::Events,
-                    keys::event_key(now, eid),
-                    CallbackEvent::encode(&ev),
-                ));
+                ops.owe_callback(now, eid, CallbackEvent::encode(&ev));
                 events += 1;
             }
         }

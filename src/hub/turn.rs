@@ -7,7 +7,7 @@
 use crate::model::{Message, MessageId, Millis, State};
 use super::Hub;
 use crate::metrics as m;
-use crate::outbox::{Op, ShardState, StoreError, TurnFailure};
+use crate::outbox::{Changes, ShardState, StoreError, TurnFailure};
 use foldhash::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -111,7 +111,7 @@ async fn recover(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache
     metrics::counter!(m::STATE_TURNS_HELD_TOTAL).increment(1);
     tracing::warn!(shard = shard.index, error = %failure.error, "state change not committed: holding it until the store writes again");
     let mut held = vec![first];
-    let mut ops: Vec<Op> = failure.unwritten.unwrap_or_default();
+    let mut ops: Changes = failure.unwritten.unwrap_or_default();
     let mut messages = held[0].messages;
     let mut last_error = failure.error;
     while let Some(mut t) = turns.pop_front() {

@@ -2,15 +2,19 @@
 //! remote-id index and pending callbacks; S shards, each with a group-commit writer thread and
 //! an in-memory ready queue. Restart recovery rebuilds the ready queues from the schedule.
 
+mod changes;
 pub mod health;
-pub mod keys;
+mod keys;
+mod queries;
 pub mod retry;
 pub mod shard;
 pub mod store;
 pub mod writer;
 
 pub use shard::{Popped, ShardState};
-pub use writer::{Cf, Key, Op, StoreError, TurnFailure, Value, WriteReq};
+pub use changes::{Changes, EventKey};
+pub use writer::{StoreError, TurnFailure};
+use writer::{Cf, Op, WriteReq};
 
 use crate::config::OutboxConfig;
 use crate::model::{Direction, Message, MessageId, Millis, State};
@@ -83,7 +87,7 @@ fn cf_of<'d>(db: &'d DB, name: &'static str) -> Result<&'d rocksdb::ColumnFamily
 /// The answer to a turn that could not be queued: not written, the store is closing.
 fn closed_turn(req: WriteReq) -> oneshot::Receiver<Result<(), TurnFailure>> {
     let (tx, rx) = oneshot::channel();
-    let _ = tx.send(Err(TurnFailure { error: StoreError::Closed, unwritten: Some(req.ops) }));
+    let _ = tx.send(Err(TurnFailure { error: StoreError::Closed, unwritten: Some(Changes(req.ops)) }));
     rx
 }
 
@@ -251,14 +255,14 @@ impl Outbox {
     pub fn submit(
         &self,
         shard: u32,
-        ops: Vec<Op>,
+        changes: Changes,
         enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         if let Some(e) = self.health.error() {
             return Err(StoreError::Unavailable(e));
         }
-        let (req, rx) = WriteReq::new(ops, enqueue, messages, true);
+        let (req, rx) = WriteReq::new(changes.0, enqueue, messages, true);
         let w = self.writers.get(shard as usize).ok_or(StoreError::Closed)?;
         w.try_send(req).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
@@ -273,12 +277,12 @@ impl Outbox {
     pub async fn submit_turn(
         &self,
         shard: u32,
-        ops: Vec<Op>,
+        changes: Changes,
         messages: usize,
         sync: bool,
         epoch: u64,
     ) -> oneshot::Receiver<Result<(), TurnFailure>> {
-        let (mut req, rx) = WriteReq::turn(ops, messages, sync, epoch);
+        let (mut req, rx) = WriteReq::turn(changes.0, messages, sync, epoch);
         let Some(w) = self.writers.get(shard as usize) else {
             return closed_turn(req);
         };
@@ -298,11 +302,11 @@ impl Outbox {
     pub async fn write(
         &self,
         shard: u32,
-        ops: Vec<Op>,
+        changes: Changes,
         enqueue: Vec<Box<Message>>,
         messages: usize,
     ) -> Result<(), StoreError> {
-        let rx = self.submit(shard, ops, enqueue, messages)?;
+        let rx = self.submit(shard, changes, enqueue, messages)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -388,131 +392,9 @@ impl Outbox {
             }
         }
         if !stale.is_empty() {
-            let _ = self.submit(shard.index, stale, vec![], 0);
+            let _ = self.submit(shard.index, Changes(stale), vec![], 0);
         }
         Ok(scan)
-    }
-
-    /// The message a connector's remote id belongs to.
-    pub fn lookup_remote(
-        &self,
-        connector: &str,
-        remote_id: &str,
-    ) -> Result<Option<(MessageId, u16)>, OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_REMOTE)?;
-        let found = db.get_pinned_cf(cf, remote_key(connector, remote_id))?.and_then(|v| parse_remote_value(&v));
-        Ok(found)
-    }
-
-    /// Held MO parts of `connector` (values as stored).
-    pub fn held_parts(&self, connector: &str) -> Result<Vec<Vec<u8>>, OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_PARTS)?;
-        let prefix = remote_key(connector, "");
-        let mut out = Vec::new();
-        for kv in db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward)) {
-            let (k, v) = kv?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            out.push(v.to_vec());
-        }
-        Ok(out)
-    }
-
-    /// Remote ids of `connector` still waiting for a receipt.
-    pub fn outstanding_remote_ids(&self, connector: &str) -> Result<Vec<String>, OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_REMOTE)?;
-        let prefix = remote_key(connector, "");
-        let mut out = Vec::new();
-        for kv in db.iterator_cf(cf, IteratorMode::From(&prefix, IterDir::Forward))
-        {
-            let (k, _) = kv?;
-            let Some(rid) = k.strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            out.push(String::from_utf8_lossy(rid).into_owned());
-        }
-        Ok(out)
-    }
-
-    /// Newest first, starting below `cursor`. Examines at most `scan_limit` records; returns the
-    /// matches and the cursor to continue from (None at the end).
-    pub fn list(
-        &self,
-        filter: &ListFilter,
-        cursor: Option<MessageId>,
-        limit: usize,
-        scan_limit: usize,
-    ) -> Result<(Vec<Message>, Option<MessageId>), OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_MSG)?;
-        let start = cursor.map(|c| MessageId(c.0.saturating_sub(1)).to_be_bytes());
-        let mode = match &start {
-            Some(k) if cursor.map(|c| c.0) != Some(0) => IteratorMode::From(k, IterDir::Reverse),
-            Some(_) => return Ok((vec![], None)),
-            None => IteratorMode::End,
-        };
-        let mut out = Vec::new();
-        let mut last;
-        for (scanned, kv) in db.iterator_cf(cf, mode).enumerate() {
-            let (k, v) = kv?;
-            let id = MessageId::from_be_slice(&k);
-            last = id;
-            if scanned >= scan_limit {
-                return Ok((out, last));
-            }
-            let Ok(m) = Message::decode(&v) else { continue };
-            if filter.state.is_some_and(|s| s != m.delivery.state)
-                || filter.direction.is_some_and(|d| d != m.direction)
-                || filter.to.as_ref().is_some_and(|t| t.as_str() != m.envelope.to.as_str())
-            {
-                continue;
-            }
-            out.push(m);
-            if out.len() >= limit {
-                return Ok((out, last));
-            }
-        }
-        Ok((out, None))
-    }
-
-    /// Pending callback events due at or before `now`: (key, value).
-    ///
-    /// `from` (a key, inclusive) skips what lies before it: the events below it were sent and
-    /// deleted, and a scan from the start would step over every one of their tombstones until
-    /// RocksDB compacts them (at thousands of callbacks a second, most of a core).
-    pub fn due_events(
-        &self,
-        from: Option<&[u8]>,
-        now: Millis,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_EVENTS)?;
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(event_upto(now).to_vec());
-        let mut out = Vec::new();
-        for kv in db.iterator_cf_opt(cf, ro, events_from(from))
-            .take(limit)
-        {
-            let (k, v) = kv?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// Due time of the earliest pending event at or after `from` (see [`Outbox::due_events`]).
-    pub fn next_event_at(&self, from: Option<&[u8]>) -> Result<Option<Millis>, OutboxError> {
-        let db = self.db()?;
-        let cf = cf_of(&db, CF_EVENTS)?;
-        let mut it = db.iterator_cf(cf, events_from(from));
-        Ok(match it.next() {
-            Some(kv) => parse_event_key(&kv?.0).map(|(t, _)| t),
-            None => None,
-        })
     }
 }
 
@@ -539,13 +421,6 @@ impl Outbox {
     }
 }
 
-/// Where a scan of the events column family starts: at `from` (inclusive), else the first key.
-fn events_from(from: Option<&[u8]>) -> IteratorMode<'_> {
-    match from {
-        Some(k) => IteratorMode::From(k, IterDir::Forward),
-        None => IteratorMode::Start,
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -568,10 +443,13 @@ mod tests {
     }
 
     /// The writes that store messages and their schedule entries (shard 0).
-    fn stored(msgs: &[Message]) -> Vec<Op> {
-        msgs.iter()
-            .flat_map(|m| [Op::put(Cf::Msg, msg_key(m.id), m.encode()), Op::put(Cf::Due, due_key(0, m.delivery.due_at, m.id), Vec::new())])
-            .collect()
+    fn stored(msgs: &[Message]) -> Changes {
+        let mut c = Changes::new();
+        for m in msgs {
+            c.store(m);
+            c.schedule(0, m.delivery.due_at, m.id);
+        }
+        c
     }
 
     /// Every column family inserts into its memtable with a hint (see `Outbox::open`): the
@@ -610,7 +488,7 @@ mod tests {
         let first = ob.scan_due(&shard, due, now, 100).unwrap();
         assert_eq!(first.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![pending.id]);
         // The removal is queued on the shard's writer; a write behind it is committed after it.
-        ob.write(0, vec![], vec![], 0).await.unwrap();
+        ob.write(0, Changes::new(), vec![], 0).await.unwrap();
         let db = ob.db().unwrap();
         let cf = cf_of(&db, CF_DUE).unwrap();
         assert!(db.get_cf(cf, due_key(0, due, done.id)).unwrap().is_none(), "stale entry removed");

@@ -35,7 +35,7 @@ pub struct TurnFailure {
     /// The turn's operations when none of them were written (to be written again, in order,
     /// before any later turn); `None` when they were written but the sync after them failed:
     /// they are readable, and durable once the store has recovered (its recovery flushes them).
-    pub unwritten: Option<Vec<Op>>,
+    pub unwritten: Option<super::Changes>,
 }
 
 /// Where a request's answer goes.
@@ -382,7 +382,7 @@ fn answer(shard: &ShardState, mut group: Vec<WriteReq>, result: Result<(), Store
                 let _ = done.send(result.clone());
             }
             Some(Done::Turn(done)) => {
-                let _ = done.send(result.clone().map_err(|error| TurnFailure { error, unwritten: (!written).then_some(req.ops) }));
+                let _ = done.send(result.clone().map_err(|error| TurnFailure { error, unwritten: (!written).then_some(super::Changes(req.ops)) }));
             }
             None => {}
         }
