@@ -95,6 +95,12 @@ impl From<crate::hub::AcceptError> for ApiError {
     }
 }
 
+impl From<crate::outbox::StoreError> for ApiError {
+    fn from(e: crate::outbox::StoreError) -> Self {
+        crate::hub::AcceptError::Store(e).into()
+    }
+}
+
 /// Classify a serde_json error on a request body.
 pub fn from_json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;

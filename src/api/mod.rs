@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod blobs;
 mod kannel;
 mod rest;
 

@@ -46,6 +46,8 @@ pub struct OutboxConfig {
     pub ready_queue: usize,
     /// Messages waiting for dispatch above which the API answers 429.
     pub max_depth: u64,
+    /// Seconds an uploaded blob no message refers to is kept before it is removed.
+    pub blob_grace_s: u64,
     pub retry: RetryConfig,
 }
 
@@ -69,6 +71,7 @@ impl Default for OutboxConfig {
             group_commit_max: 2048,
             ready_queue: 20_000,
             max_depth: 2_000_000,
+            blob_grace_s: 24 * 3600,
             retry: RetryConfig::default(),
         }
     }

@@ -218,6 +218,7 @@ impl Hub {
         tokio::spawn(callbacks::run(weak.clone()));
         tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
         tokio::spawn(release_early_receipts(weak.clone()));
+        tokio::spawn(sweep_blobs(weak.clone()));
         for link in &hub.links {
             if let Err(e) = link
                 .connector
@@ -485,6 +486,21 @@ async fn retry_unknown_receipts(
                     q.push_back((now + delay, tries + 1, r));
                 }
             }
+        }
+    }
+}
+
+/// Every ten minutes, remove the blobs no message refers to that are older than
+/// `outbox.blob_grace_s`.
+async fn sweep_blobs(hub: std::sync::Weak<Hub>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let Some(h) = hub.upgrade() else { return };
+        let before = now_ms() - h.cfg.outbox.blob_grace_s as i64 * 1000;
+        match h.outbox.sweep_blobs(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "unreferenced blobs removed"),
+            Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
         }
     }
 }

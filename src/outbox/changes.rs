@@ -60,6 +60,14 @@ impl Changes {
     pub fn settle_callback(&mut self, key: EventKey) {
         self.0.push(Op::delete(Cf::Events, key));
     }
+    /// Message `id` refers to blob `digest` (it is kept while any message does).
+    pub fn ref_blob(&mut self, digest: &super::Digest, id: MessageId) {
+        self.0.push(Op::put(Cf::BlobRefs, keys::blob_ref_key(&digest.0, id), Vec::new()));
+    }
+    /// Message `id` no longer refers to blob `digest`.
+    pub fn unref_blob(&mut self, digest: &super::Digest, id: MessageId) {
+        self.0.push(Op::delete(Cf::BlobRefs, keys::blob_ref_key(&digest.0, id)));
+    }
     /// Hold one part of a concatenated inbound message (`value` encoded by the caller).
     pub fn hold_part(&mut self, connector: &str, p: &crate::connector::HeldPart, value: Vec<u8>) {
         let key = keys::part_key(connector, &p.sender, &p.receiver, p.reference, p.total, p.seq);

@@ -9,7 +9,17 @@ pub const CF_DUE: &str = "due";
 pub const CF_REMOTE: &str = "remote";
 pub const CF_EVENTS: &str = "events";
 pub const CF_PARTS: &str = "parts";
-pub const ALL_CFS: [&str; 5] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS];
+pub const CF_BLOBS: &str = "blobs";
+pub const CF_BLOB_REFS: &str = "blob_refs";
+pub const ALL_CFS: [&str; 7] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS];
+
+/// `blob_refs`: digest ‖ message id -> nothing: one entry per message that refers to a blob.
+pub fn blob_ref_key(digest: &[u8; 32], id: MessageId) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(digest);
+    k[32..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
 
 /// `msg`: id.
 pub fn msg_key(id: MessageId) -> [u8; 8] {

@@ -2,6 +2,7 @@
 //! remote-id index and pending callbacks; S shards, each with a group-commit writer thread and
 //! an in-memory ready queue. Restart recovery rebuilds the ready queues from the schedule.
 
+mod blobs;
 mod changes;
 pub mod health;
 mod keys;
@@ -12,6 +13,7 @@ pub mod store;
 pub mod writer;
 
 pub use shard::{Popped, ShardState};
+pub use blobs::Digest;
 pub use changes::{Changes, EventKey};
 pub use writer::{StoreError, TurnFailure};
 use writer::{Cf, Op, WriteReq};
@@ -44,6 +46,8 @@ pub enum OutboxError {
     /// The database is closed for a moment (reopened after a failed write).
     #[error("outbox unavailable: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Write(#[from] StoreError),
 }
 
 /// What one scan of a shard's schedule found.

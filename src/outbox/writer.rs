@@ -53,6 +53,8 @@ pub enum Cf {
     Remote = 2,
     Events = 3,
     Parts = 4,
+    Blobs = 5,
+    BlobRefs = 6,
 }
 
 impl Cf {
