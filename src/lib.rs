@@ -16,4 +16,5 @@ pub mod model;
 pub mod outbox;
 pub mod sdnotify;
 pub mod secret;
+pub mod sim;
 pub mod time;

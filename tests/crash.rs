@@ -212,7 +212,7 @@ async fn sigterm_drains_and_exits_cleanly() {
 /// of duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
-    use postern::connector::smpp::sim::{SimConfig, SmscSim};
+    use postern::sim::smsc::{SimConfig, SmscSim};
     const SMPP_WINDOW: u64 = 16;
     let sim = SmscSim::start(SimConfig {
         ack_delay: Duration::from_millis(100),

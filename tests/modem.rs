@@ -5,7 +5,7 @@ mod common;
 
 use common::{gateway_full, TestGateway};
 use postern::connector::modem::hwdb::{Hwdb, Profile};
-use postern::connector::modem::sim::{Hang, SimModem, SimSettings};
+use postern::sim::modem::{Hang, SimModem, SimSettings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -325,7 +325,7 @@ async fn hot_plug_adds_and_removes_modems_and_the_daily_cap_holds() {
 async fn transcript_replay_drives_the_engine_byte_for_byte() {
     use postern::connector::modem::at::AtParser;
     use postern::connector::modem::engine::AtPort;
-    use postern::connector::modem::sim::{parse_transcript, replay};
+    use postern::sim::modem::{parse_transcript, replay};
     // A Huawei-style exchange: \r\r\n endings, a ^RSSI inside the answer, a prompt without a
     // space, COMMAND NOT SUPPORT.
     let t = parse_transcript(

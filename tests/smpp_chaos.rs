@@ -10,7 +10,7 @@
 
 mod common;
 use common::*;
-use postern::connector::smpp::sim::{SimConfig, SmscSim};
+use postern::sim::smsc::{SimConfig, SmscSim};
 use postern::model::{MessageId, State};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;

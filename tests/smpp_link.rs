@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use postern::connector::smpp::sim::{SimConfig, SmscSim};
+use postern::sim::smsc::{SimConfig, SmscSim};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -120,7 +120,7 @@ async fn reconnects_after_the_smsc_drops_the_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_receipts() {
-    use postern::connector::smpp::sim::DlrAs;
+    use postern::sim::smsc::DlrAs;
     // The error is the text's `err:` when there is one, else the network_error_code TLV.
     for (form, error) in [(DlrAs::Both, "001"), (DlrAs::Text, "001"), (DlrAs::Tlv, "001 (network type 3)")] {
         let s = sim(SimConfig {

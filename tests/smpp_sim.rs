@@ -5,7 +5,7 @@ mod common;
 
 use futures::StreamExt;
 use postern::connector::smpp::dlr;
-use postern::connector::smpp::sim::{DlrAs, SimConfig, SmscSim};
+use postern::sim::smsc::{DlrAs, SimConfig, SmscSim};
 use rusmpp::pdus::SubmitSm;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{Npi, RegisteredDelivery, Ton};

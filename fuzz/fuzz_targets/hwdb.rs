@@ -3,7 +3,7 @@
 //! `--transcript`): any text must give entries or precise errors, never a panic.
 use libfuzzer_sys::fuzz_target;
 use postern::connector::modem::hwdb;
-use postern::connector::modem::sim::parse_transcript;
+use postern::sim::modem::parse_transcript;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

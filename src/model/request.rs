@@ -132,7 +132,7 @@ fn check_url(u: &str, field: &'static str) -> Result<(), Invalid> {
 /// Measure and check an SMS body (with its UDH, if any).
 pub fn check_body(spec: BodySpec, max_segments: usize) -> Result<Sms, Invalid> {
     let udh_len = spec.udh.as_ref().map_or(0, |u| u.len());
-    if udh_len > 0 && udh_len >= segment::USER_DATA_OCTETS {
+    if udh_len >= segment::USER_DATA_OCTETS {
         return Err(Invalid::new(
             "invalid_field",
             "udh",

@@ -8,4 +8,3 @@ pub mod bank;
 pub mod device;
 pub mod engine;
 pub mod hwdb;
-pub mod sim;

@@ -9,7 +9,6 @@ pub mod pdu_view;
 pub mod sm_fields;
 pub mod server;
 mod session;
-pub mod sim;
 pub mod tls;
 
 use futures::{SinkExt, StreamExt};

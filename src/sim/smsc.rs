@@ -9,7 +9,7 @@
 
 use futures::StreamExt;
 use parking_lot::Mutex;
-use super::c;
+use crate::connector::smpp::c;
 use rusmpp::pdus::{
     BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSmResp,
 };
@@ -311,7 +311,7 @@ fn pick_stat(mix: &[u32; 4]) -> (&'static str, MessageState) {
 
 fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command {
     let (stat, state) = pick_stat(&shared.cfg.dlr_mix);
-    let now = super::dlr::receipt_date(crate::model::now_ms());
+    let now = crate::connector::smpp::dlr::receipt_date(crate::model::now_ms());
     let err = if stat == "DELIVRD" { "000" } else { "001" };
     let text = format!(
         "id:{id} sub:001 dlvrd:{} submit date:{now} done date:{now} stat:{stat} err:{err} text:",
@@ -319,7 +319,7 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
     );
     let text = (shared.cfg.dlr_as != DlrAs::Tlv).then(|| text.into_bytes());
     let state = (shared.cfg.dlr_as != DlrAs::Text).then_some(state);
-    let mut b = super::receipt_deliver_sm(id, src, dst, text, state);
+    let mut b = crate::connector::smpp::receipt_deliver_sm(id, src, dst, text, state);
     if state.is_some() && stat != "DELIVRD" {
         use rusmpp::values::{ErrorCodeNetworkType, NetworkErrorCode};
         b.push_tlv(rusmpp::tlvs::MessageDeliveryRequestTlvValue::NetworkErrorCode(NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, 1)));
@@ -328,7 +328,7 @@ fn receipt(shared: &Shared, id: &str, src: &str, dst: &str, seq: u32) -> Command
 }
 
 async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
-    let (mut reader, tx, writer) = super::split_session(stream);
+    let (mut reader, tx, writer) = crate::connector::smpp::split_session(stream);
     let seq = Arc::new(AtomicU32::new(1));
     let unacked: Unacked = Arc::default();
     let mut pdus = 0u64;
