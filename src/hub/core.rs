@@ -2,18 +2,18 @@
 
 use super::*;
 use crate::config::Config;
-use crate::connector::{BoxFuture, HubError, HubSink, InboundMessage, Link, Receipt};
+use crate::connector::{HubSink, Link, Receipt};
 use crate::metrics as m;
 use crate::outbox::{Changes, Outbox, StoreError};
 use crate::model::address::NumberPlan;
-use crate::model::{self as message, now_ms, Address, Content, Direction, IdGen, Message, MessageId, Origin, Sms, State};
+use crate::model::{now_ms, Direction, IdGen, Message, MessageId, State};
 use crate::model::Envelope;
 use router::Router;
 use state::{CancelError, ShardEvent};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -126,24 +126,24 @@ impl RemoteIndex {
 /// The hub.
 pub struct Hub {
     pub remote_index: RemoteIndex,
-    listeners: parking_lot::RwLock<Vec<Arc<dyn crate::connector::Listener>>>,
+    pub(super) listeners: parking_lot::RwLock<Vec<Arc<dyn crate::connector::Listener>>>,
     pub cfg: Arc<Config>,
     pub outbox: Arc<Outbox>,
     pub ids: IdGen,
     pub router: Router,
     pub links: Vec<Arc<Link>>,
-    link_index: HashMap<Arc<str>, usize>,
-    actors: Vec<mpsc::Sender<ShardEvent>>,
+    pub(super) link_index: HashMap<Arc<str>, usize>,
+    pub(super) actors: Vec<mpsc::Sender<ShardEvent>>,
     pub plan: NumberPlan,
     pub callback_secret: Option<Vec<u8>>,
     pub callbacks_wake: Notify,
-    unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
+    pub(super) unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
     /// Receipts that came before their submit's answer (see [`early`]).
-    early: early::EarlyReceipts,
+    pub(super) early: early::EarlyReceipts,
     /// Set on shutdown: dispatchers stop taking new work.
     pub draining: AtomicBool,
     /// Tells connectors the drain has begun.
-    drain_signal: tokio::sync::watch::Sender<bool>,
+    pub(super) drain_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -216,9 +216,9 @@ impl Hub {
             ));
         }
         tokio::spawn(callbacks::run(weak.clone()));
-        tokio::spawn(retry_unknown_receipts(weak.clone(), unknown_rx));
-        tokio::spawn(release_early_receipts(weak.clone()));
-        tokio::spawn(sweep_blobs(weak.clone()));
+        tokio::spawn(super::intake::retry_unknown_receipts(weak.clone(), unknown_rx));
+        tokio::spawn(super::intake::release_early_receipts(weak.clone()));
+        tokio::spawn(super::intake::sweep_blobs(weak.clone()));
         for link in &hub.links {
             if let Err(e) = link
                 .connector
@@ -356,11 +356,11 @@ impl Hub {
             .map_err(|_| CancelError::Store("shutting down".into()))?
     }
 
-    fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
+    pub(super) fn route_receipt(&self, r: Receipt) -> Result<(), Receipt> {
         self.route_receipt_acked(r, None).map_err(|(r, _)| r)
     }
 
-    fn route_receipt_acked(
+    pub(super) fn route_receipt_acked(
         &self,
         r: Receipt,
         ack: Option<oneshot::Sender<()>>,
@@ -383,7 +383,7 @@ impl Hub {
     }
 
     /// Queue a receipt for a known message on its shard's actor.
-    fn apply_receipt(&self, id: MessageId, part: u16, r: Receipt, ack: Option<oneshot::Sender<()>>) {
+    pub(super) fn apply_receipt(&self, id: MessageId, part: u16, r: Receipt, ack: Option<oneshot::Sender<()>>) {
         let shard = id.shard(self.actors.len() as u32) as usize;
         let ev = ShardEvent::Receipt { id, part, state: r.state, error: r.error, ack };
         if let Err(mpsc::error::TrySendError::Full(ev)) = self.actors[shard].try_send(ev) {
@@ -426,275 +426,6 @@ impl Hub {
     }
 }
 
-/// Every 100 ms: receipts held for their submit's answer that will not get one (the link has
-/// nothing in flight, or they waited [`early::HOLD_MAX`]) are matched once more, else
-/// acknowledged and retried in memory like any receipt for an unknown id.
-async fn release_early_receipts(hub: std::sync::Weak<Hub>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(h) = hub.upgrade() else { return };
-        let expired = h.early.expired(Instant::now(), |c| h.link(c).is_none_or(|l| l.inflight() == 0));
-        for held in expired {
-            if let Err((r, ack)) = h.route_receipt_acked(held.receipt, Some(held.ack)) {
-                if let Some(ack) = ack {
-                    let _ = ack.send(()); // the peer is answered now
-                }
-                let _ = h.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
-            }
-        }
-    }
-}
-
-/// A receipt whose remote id is not (yet) known is retried with backoff for about two minutes:
-/// a receipt can overtake the commit of the submit that recorded its id when the link is fast
-/// and the hub busy. Only then is it counted as unknown.
-async fn retry_unknown_receipts(
-    hub: std::sync::Weak<Hub>,
-    mut rx: mpsc::UnboundedReceiver<(Instant, u8, Receipt)>,
-) {
-    const TRIES: u8 = 14; // 100 ms doubling, capped at 10 s: about 2 minutes in all
-    const MAX_QUEUED: usize = 1_000_000;
-    let mut q: VecDeque<(Instant, u8, Receipt)> = VecDeque::new();
-    loop {
-        let wait = q
-            .front()
-            .map(|(t, ..)| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            item = rx.recv() => match item {
-                Some(i) if q.len() < MAX_QUEUED => q.push_back(i),
-                Some((_, _, r)) => {
-                    metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
-                    tracing::warn!(connector = %r.connector, remote_id = %r.remote_id, "receipt dropped: too many receipts waiting for their message");
-                }
-                None => return,
-            },
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let Some(h) = hub.upgrade() else { return };
-        let now = Instant::now();
-        while q.front().is_some_and(|(t, ..)| *t <= now) {
-            let Some((_, tries, r)) = q.pop_front() else {
-                break;
-            };
-            if let Err(r) = h.route_receipt(r) {
-                if tries + 1 >= TRIES {
-                    metrics::counter!(m::RECEIPTS_UNKNOWN_TOTAL, m::L_CONNECTOR => r.connector.to_string()).increment(1);
-                    tracing::warn!(connector = %r.connector, remote_id = %r.remote_id, "receipt for an unknown message id");
-                } else {
-                    let delay = Duration::from_millis((100u64 << tries.min(7)).min(10_000));
-                    q.push_back((now + delay, tries + 1, r));
-                }
-            }
-        }
-    }
-}
-
-/// Every ten minutes, remove the blobs no message refers to that are older than
-/// `outbox.blob_grace_s`.
-async fn sweep_blobs(hub: std::sync::Weak<Hub>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        let Some(h) = hub.upgrade() else { return };
-        let before = now_ms() - h.cfg.outbox.blob_grace_s as i64 * 1000;
-        match h.outbox.sweep_blobs(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "unreferenced blobs removed"),
-            Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
-        }
-    }
-}
-
-impl HubSink for Hub {
-    fn submit(
-        &self,
-        draft: Envelope,
-    ) -> BoxFuture<'_, Result<MessageId, crate::connector::SubmitError>> {
-        use crate::connector::SubmitError;
-        Box::pin(async move {
-            // Draining: a peer is told to come back later (its queue is "full").
-            if self.draining.load(Ordering::Relaxed) {
-                return Err(SubmitError::Busy);
-            }
-            match self.accept(vec![draft]).await {
-                Ok(mut v) => match v.pop() {
-                    Some(Accepted::Stored(s)) => Ok(s.id),
-                    _ => Err(SubmitError::NoRoute),
-                },
-                Err(AcceptError::Saturated(_)) | Err(AcceptError::Store(StoreError::Busy)) => {
-                    Err(SubmitError::Busy)
-                }
-                Err(AcceptError::Store(e)) => Err(SubmitError::Store(e.to_string())),
-            }
-        })
-    }
-
-    fn listen(&self, listener: Arc<dyn crate::connector::Listener>) {
-        self.listeners.write().push(listener);
-    }
-
-    fn report_and_wait(&self, receipt: Receipt) -> BoxFuture<'_, bool> {
-        let (tx, rx) = oneshot::channel();
-        // The ack is dropped unsent when the change could not be committed.
-        let wait = Box::pin(async move { rx.await.is_ok() });
-        match self.route_receipt_acked(receipt, Some(tx)) {
-            Ok(()) => wait,
-            // Its submit may still be waiting for its answer: hold it (unacknowledged) until
-            // the remote id is known. Checked again once held, so an id indexed meanwhile is
-            // not missed.
-            Err((r, Some(ack))) if self.link(&r.connector).is_some_and(|l| l.inflight() > 0) => {
-                let (connector, remote_id) = (r.connector.clone(), r.remote_id.clone());
-                match self.early.hold(r, ack) {
-                    Ok(()) => {
-                        if let Some((id, part)) = self.remote_index.get(&connector, &remote_id) {
-                            for h in self.early.take(&connector, &remote_id) {
-                                self.apply_receipt(id, part, h.receipt, Some(h.ack));
-                            }
-                        }
-                        wait
-                    }
-                    Err((r, _)) => {
-                        let _ = self.unknown.send((Instant::now() + Duration::from_millis(100), 0, r));
-                        Box::pin(async { true })
-                    }
-                }
-            }
-            // Not (yet) known: queue it for retries and ack the peer now; the receipt is kept
-            // in memory only, which is what every gateway does with receipts it cannot match.
-            Err((r, _)) => {
-                let _ = self
-                    .unknown
-                    .send((Instant::now() + Duration::from_millis(100), 0, r));
-                Box::pin(async { true })
-            }
-        }
-    }
-
-    fn reconcile(&self, connector: Arc<str>, id: MessageId, part: u16, remote_id: String) {
-        if self.keeps_receipts(&connector) {
-            self.index_remote(&connector, &remote_id, id, part);
-        }
-        let shard = id.shard(self.actors.len() as u32) as usize;
-        let tx = self.actors[shard].clone();
-        tokio::spawn(async move { tx.send(ShardEvent::Reconcile { connector, id, part, remote_id }).await });
-    }
-
-    fn report(&self, receipt: Receipt) {
-        if let Err(r) = self.route_receipt(receipt) {
-            let _ = self
-                .unknown
-                .send((Instant::now() + Duration::from_millis(100), 0, r));
-        }
-    }
-
-    fn receive(&self, inbound: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>> {
-        Box::pin(self.store_inbound(inbound, Changes::new()))
-    }
-
-    fn hold_part(&self, connector: Arc<str>, part: crate::connector::HeldPart) -> BoxFuture<'_, Result<(), HubError>> {
-        Box::pin(async move {
-            let value = postcard::to_allocvec(&part).map_err(|e| HubError::Store(e.to_string()))?;
-            let shard = (part.reference as u32) % self.outbox.shards().len() as u32;
-            let mut changes = Changes::new();
-            changes.hold_part(&connector, &part, value);
-            self.outbox.write(shard, changes, vec![], 0).await.map_err(|e| match e {
-                StoreError::Busy => HubError::Busy,
-                e => HubError::Store(e.to_string()),
-            })
-        })
-    }
-
-    fn held_parts(&self, connector: &str) -> Vec<crate::connector::HeldPart> {
-        match self.outbox.held_parts(connector) {
-            Ok(values) => values.iter().filter_map(|v| postcard::from_bytes(v).ok()).collect(),
-            Err(e) => {
-                tracing::error!(connector, error = %e, "cannot read held MO parts");
-                Vec::new()
-            }
-        }
-    }
-
-    fn receive_assembled(&self, inbound: InboundMessage, key: crate::codec::reassembly::PartKey) -> BoxFuture<'_, Result<MessageId, HubError>> {
-        let mut drops = Changes::new();
-        drops.drop_parts(&inbound.connector, &key);
-        Box::pin(self.store_inbound(inbound, drops))
-    }
-}
-
-impl Hub {
-    /// Store an inbound message (with `extra` changes in the same write).
-    async fn store_inbound(&self, inbound: InboundMessage, extra: Changes) -> Result<MessageId, HubError> {
-        {
-            let now = now_ms();
-            let id = self.ids.next();
-            let (coding, segments) = match &inbound.body {
-                message::Body::Text(t) => {
-                    let m = crate::codec::measure(t);
-                    (m.coding, m.segments as u16)
-                }
-                message::Body::Binary { .. } => (crate::codec::Coding::Binary, 1),
-            };
-            // A binary payload carrying WBXML (bare, or in a WAP Push) is decoded; an XForms
-            // submission is kept as structured JSON next to the raw bytes.
-            let mut metadata = inbound.metadata.unwrap_or(serde_json::Value::Null);
-            if let message::Body::Binary { data, .. } = &inbound.body {
-                if let Some(doc) = crate::codec::wbxml::find_in_sms(data, inbound.dest_port)
-                    .and_then(|b| crate::codec::wbxml::decode(b).ok())
-                {
-                    if !metadata.is_object() {
-                        metadata = serde_json::json!({});
-                    }
-                    metadata["xml"] = serde_json::Value::String(doc.to_xml());
-                    metadata["xform"] = crate::codec::xform::from_element(&doc.root).to_json();
-                }
-            }
-            let mut msg = Message::new(
-                id,
-                Direction::Inbound,
-                Envelope {
-                    channel: crate::model::Channel::Sms,
-                    from: Some(Address::sms(inbound.from)),
-                    to: Address::sms(inbound.to),
-                    content: Content::Sms(Sms {
-                        body: inbound.body,
-                        udh: None,
-                        coding,
-                        segments,
-                    }),
-                    client_ref: None,
-                    metadata: (!metadata.is_null()).then_some(metadata),
-                    tags: Vec::new(),
-                    priority: 0,
-                    send_at: None,
-                    expires_at: now,
-                    origin: Origin::Network,
-                },
-                State::Received,
-                now,
-                now,
-            );
-            msg.delivery.connector = Some(inbound.connector.to_string());
-            let shard = id.shard(self.outbox.shards().len() as u32);
-            let mut ops = Changes::new();
-            ops.store(&msg);
-            ops.extend(extra);
-            self.outbox
-                .write(shard, ops, vec![], 1)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Busy => HubError::Busy,
-                    e => HubError::Store(e.to_string()),
-                })?;
-            metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string())
-                .increment(1);
-            for l in self.listeners.read().iter() {
-                l.on_inbound(&msg);
-            }
-            Ok(id)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,7 +433,7 @@ mod tests {
     /// (connector, id) pairs find their message, long ids too, and pairs whose
     /// concatenations agree stay apart.
     #[test]
-    fn remote_index_keys() {
+    pub(super) fn remote_index_keys() {
         let ix = RemoteIndex::new();
         let long = "0123456789abcdef0123456789abcdef-uuid";
         ix.insert("op-a", "1a2b", MessageId(1), 0);

@@ -14,6 +14,8 @@ pub mod dispatch;
 #[cfg(feature = "server")]
 pub mod early;
 #[cfg(feature = "server")]
+mod intake;
+#[cfg(feature = "server")]
 pub mod state;
 #[cfg(feature = "server")]
 mod turn;

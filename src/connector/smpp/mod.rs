@@ -9,6 +9,7 @@ pub mod pdu_view;
 pub mod sm_fields;
 pub mod server;
 mod session;
+mod submit;
 pub mod tls;
 
 use futures::{SinkExt, StreamExt};
