@@ -6,6 +6,8 @@
 pub mod router;
 
 #[cfg(feature = "server")]
+mod apply;
+#[cfg(feature = "server")]
 pub mod callbacks;
 #[cfg(feature = "server")]
 mod core;
