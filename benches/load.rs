@@ -202,81 +202,19 @@ fn dlr_query() -> &'static str {
     })
 }
 
-/// `--mode sink --listen ADDR`: an HTTP server that answers every request `200` and counts
-/// them (receipt callbacks from Kannel's smsbox or from Postern), printing once a second
-/// `callbacks N first_ms F last_ms L` (ms since the epoch). Runs until killed.
+/// `--mode sink --listen ADDR`: the project's HTTP receiver (`postern::sim::http`), answering
+/// every request `200` and counting them (receipt callbacks from Kannel's smsbox or from
+/// Postern), printing once a second `callbacks N first_ms F last_ms L` (ms since the epoch).
+/// Runs until killed.
 fn sink(listen: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async move {
-        let count = Arc::new(AtomicU64::new(0));
-        let span = Arc::new(parking_lot::Mutex::new((0u64, 0u64)));
-        let l = tokio::net::TcpListener::bind(listen).await.expect("bind --listen");
-        {
-            let (count, span) = (count.clone(), span.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let (f, l) = *span.lock();
-                    println!("callbacks {} first_ms {f} last_ms {l}", count.load(Ordering::Relaxed));
-                }
-            });
-        }
+        let opts = postern::sim::http::SinkOptions { fail_first: 0, keep: false };
+        let sink = postern::sim::http::HttpSink::start(listen, opts).await.expect("bind --listen");
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
-            let (count, span) = (count.clone(), span.clone());
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = TokioBufReader::new(r);
-                let mut line = String::new();
-                loop {
-                    // Request line and headers; a body by Content-Length.
-                    let mut len = 0usize;
-                    let mut first = true;
-                    let mut close = false;
-                    loop {
-                        line.clear();
-                        match r.read_line(&mut line).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
-                        }
-                        let t = line.trim_end();
-                        if t.is_empty() {
-                            if first {
-                                continue;
-                            }
-                            break;
-                        }
-                        if first && t.ends_with("HTTP/1.0") {
-                            close = true;
-                        }
-                        first = false;
-                        if let Some((k, v)) = t.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            } else if k.eq_ignore_ascii_case("connection") {
-                                close = v.trim().eq_ignore_ascii_case("close");
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-                    {
-                        let mut sp = span.lock();
-                        if sp.0 == 0 {
-                            sp.0 = now;
-                        }
-                        sp.1 = now;
-                    }
-                    count.fetch_add(1, Ordering::Relaxed);
-                    let answer: &[u8] = if close { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" } else { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" };
-                    if w.write_all(answer).await.is_err() || close {
-                        return;
-                    }
-                }
-            });
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (f, l) = sink.span();
+            println!("callbacks {} first_ms {f} last_ms {l}", sink.count());
         }
     });
 }

@@ -158,7 +158,12 @@ async fn retry_with_backoff_after_temp_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_exhausted_fail_and_permanent_errors_fail_at_once() {
-    let g = gateway_cfg("max_attempts = 2", "", "[connectors.sb]\ntype = \"sandbox\"\ntemp_fail_first = 5\nreject_prefixes = [\"+1555\"]\n[[routes]]\nto = [\"sb\"]\n").await;
+    let g = Scenario::new()
+        .retry("max_attempts = 2")
+        .sandbox("sb", &["temp_fail_first = 5", "reject_prefixes = [\"+1555\"]"])
+        .route(&["sb"], &[])
+        .start()
+        .await;
     let id = g.send(json!({"to": "+447700900123", "text": "x"})).await;
     let v = g.wait_state(&id, "failed", 10).await;
     assert_eq!(v["attempts"], 2);
@@ -319,10 +324,11 @@ async fn status_callbacks_are_signed_and_retried() {
 async fn many_status_callbacks_all_arrive_once() {
     const N: usize = 700;
     let sink = HttpSink::start(0).await;
-    let g = gateway(
-        "[connectors.sb]\ntype = \"sandbox\"\nwindow = 1024\ndlr_delay_ms = 0\n[[routes]]\nto = [\"sb\"]\n",
-    )
-    .await;
+    let g = Scenario::new()
+        .sandbox("sb", &["window = 1024", "dlr_delay_ms = 0"])
+        .route(&["sb"], &[])
+        .start()
+        .await;
     let url = sink.url("/status");
     for chunk in 0..N / 100 {
         let items: Vec<_> = (0..100)
@@ -334,7 +340,7 @@ async fn many_status_callbacks_all_arrive_once() {
     }
     sink.wait_for(3 * N, 60).await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // any duplicate would arrive by now
-    let seen = sink.seen.lock().clone();
+    let seen = sink.requests();
     let mut count: std::collections::HashMap<(String, String), usize> = Default::default();
     for r in &seen {
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -445,13 +451,12 @@ async fn changing_the_shard_count_keeps_every_queued_message() {
 /// found. Every message ends `delivered` exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_beyond_the_ready_queue_is_all_delivered() {
-    let g = gateway_with(
-        "ready_queue = 16",
-        "",
-        "",
-        "[connectors.sb]\ntype = \"sandbox\"\nwindow = 8\ndlr_delay_ms = 10\ntemp_fail_share = 0.2\n[[routes]]\nto = [\"sb\"]\n",
-    )
-    .await;
+    let g = Scenario::new()
+        .outbox("ready_queue = 16")
+        .sandbox("sb", &["window = 8", "dlr_delay_ms = 10", "temp_fail_share = 0.2"])
+        .route(&["sb"], &[])
+        .start()
+        .await;
     let soon = postern::time::rfc3339(postern::model::now_ms() + 400);
     let mut sends = Vec::new();
     for b in 0..16 {

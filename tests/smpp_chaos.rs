@@ -39,17 +39,15 @@ async fn every_message_delivered_under_drops_throttling_and_early_receipts() {
     let link = |name: &str, addr: std::net::SocketAddr, extra: &str| {
         format!("[connectors.{name}]\ntype = \"smpp\"\nurl = \"smpp://{addr}\"\nsystem_id = \"postern\"\npassword = \"secret\"\nwindow = {WINDOW}\nresponse_timeout_s = 5\n{extra}\n")
     };
-    let g = gateway_with(
-        "max_depth = 1000000",
-        "max_attempts = 50",
-        "max_batch = 1000",
-        &format!(
-            "{}{}[[routes]]\nto = [\"trx\", \"pair\"]\nstrategy = \"round_robin\"\n",
-            link("trx", trx.addr, "binds = 2"),
-            link("pair", pair.addr, "bind = \"pair\"")
-        ),
-    )
-    .await;
+    let g = Scenario::new()
+        .outbox("max_depth = 1000000")
+        .retry("max_attempts = 50")
+        .api("max_batch = 1000")
+        .raw(&link("trx", trx.addr, "binds = 2"))
+        .raw(&link("pair", pair.addr, "bind = \"pair\""))
+        .route(&["trx", "pair"], &["strategy = \"round_robin\""])
+        .start()
+        .await;
     for name in ["trx", "pair"] {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !g.gw.hub.link(name).unwrap().connector.is_up() {

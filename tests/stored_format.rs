@@ -15,37 +15,14 @@ use std::time::Duration;
 
 const FIXTURE: &str = "tests/fixtures/stored-v1";
 
-fn config(dir: &Path, down: bool) -> postern::config::Config {
-    let text = format!(
-        "[outbox]\npath = {:?}\nshards = 2\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n[api]\nlisten = \"127.0.0.1:0\"\n\
-         [connectors.up]\ntype = \"sandbox\"\ndlr_delay_ms = 0\n\
-         [connectors.down]\ntype = \"sandbox\"\ndlr_delay_ms = 0\ndown = {down}\n\
-         [[routes]]\nmatch = {{ prefix = \"+4477009002\" }}\nto = [\"down\"]\n[[routes]]\nto = [\"up\"]\n",
-        dir.display().to_string()
-    );
-    postern::config::Config::from_toml(&text).unwrap()
-}
-
-async fn post(http: &reqwest::Client, base: &str, body: Value) -> String {
-    let r = http.post(format!("{base}/v1/messages")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 202);
-    let v: Value = r.json().await.unwrap();
-    v["messages"][0]["id"].as_str().unwrap().to_string()
-}
-
-async fn get(http: &reqwest::Client, base: &str, id: &str) -> Value {
-    http.get(format!("{base}/v1/messages/{id}")).send().await.unwrap().json().await.unwrap()
-}
-
-async fn wait(http: &reqwest::Client, base: &str, id: &str, state: &str) -> Value {
-    for _ in 0..500 {
-        let v = get(http, base, id).await;
-        if v["state"] == state {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{id} never reached {state}: {:?}", get(http, base, id).await);
+/// Two sandbox links: `+4477009002…` goes to `down` (down while the fixture was written),
+/// the rest to `up`.
+fn scenario(down: bool) -> Scenario {
+    Scenario::new()
+        .sandbox("up", &["dlr_delay_ms = 0"])
+        .sandbox("down", &["dlr_delay_ms = 0", &format!("down = {down}")])
+        .raw("[[routes]]\nmatch = { prefix = \"+4477009002\" }\nto = [\"down\"]\n")
+        .route(&["up"], &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,24 +31,24 @@ async fn make_fixture() {
     let out = PathBuf::from(FIXTURE);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let gw = postern::app::Gateway::start(config(&out.join("data"), true)).await.unwrap();
-    let base = format!("http://{}", gw.api_addr);
-    let http = reqwest::Client::new();
-    let delivered = post(&http, &base, json!({"to": "+447700900100", "from": "Postern", "text": "delivered one", "client_ref": "ref-1", "tags": ["a", "b"], "metadata": {"k": "v"}})).await;
-    let multipart = post(&http, &base, json!({"to": "+447700900101", "text": "€ ".repeat(80)})).await;
-    let binary = post(&http, &base, json!({"to": "+447700900102", "binary": "0102ff", "data_coding": 4})).await;
-    wait(&http, &base, &delivered, "delivered").await;
-    wait(&http, &base, &multipart, "delivered").await;
-    wait(&http, &base, &binary, "delivered").await;
-    let queued = post(&http, &base, json!({"to": "+447700900200", "text": "queued behind a down link", "priority": 1})).await;
-    let scheduled = post(&http, &base, json!({"to": "+447700900103", "text": "for later", "send_at": "2099-01-01T00:00:00Z", "validity": "2099-01-02T00:00:00Z"})).await;
-    let canceled = post(&http, &base, json!({"to": "+447700900104", "text": "never", "send_at": "2099-01-01T00:00:00Z", "validity": "2099-01-02T00:00:00Z"})).await;
-    let r = http.delete(format!("{base}/v1/messages/{canceled}")).send().await.unwrap();
+    let cfg = postern::config::Config::from_toml(&scenario(true).toml(&out.join("data"))).unwrap();
+    let gw = postern::app::Gateway::start(cfg).await.unwrap();
+    let g = TestGateway { base: format!("http://{}", gw.api_addr), gw, dir: tempfile::tempdir().unwrap(), http: reqwest::Client::new() };
+    let delivered = g.send(json!({"to": "+447700900100", "from": "Postern", "text": "delivered one", "client_ref": "ref-1", "tags": ["a", "b"], "metadata": {"k": "v"}})).await;
+    let multipart = g.send(json!({"to": "+447700900101", "text": "€ ".repeat(80)})).await;
+    let binary = g.send(json!({"to": "+447700900102", "binary": "0102ff", "data_coding": 4})).await;
+    for id in [&delivered, &multipart, &binary] {
+        g.wait_state(id, "delivered", 10).await;
+    }
+    let queued = g.send(json!({"to": "+447700900200", "text": "queued behind a down link", "priority": 1})).await;
+    let scheduled = g.send(json!({"to": "+447700900103", "text": "for later", "send_at": "2099-01-01T00:00:00Z", "validity": "2099-01-02T00:00:00Z"})).await;
+    let canceled = g.send(json!({"to": "+447700900104", "text": "never", "send_at": "2099-01-01T00:00:00Z", "validity": "2099-01-02T00:00:00Z"})).await;
+    let r = g.http.delete(format!("{}/v1/messages/{canceled}", g.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // A callback owed to an address that does not answer: the event stays in the store.
-    let callback = post(&http, &base, json!({"to": "+447700900201", "text": "cb", "callback_url": "http://127.0.0.1:9/status"})).await;
+    let callback = g.send(json!({"to": "+447700900201", "text": "cb", "callback_url": "http://127.0.0.1:9/status"})).await;
     use postern::connector::{HubSink, InboundMessage};
-    let hub: std::sync::Arc<dyn HubSink> = gw.hub.clone();
+    let hub: std::sync::Arc<dyn HubSink> = g.gw.hub.clone();
     let inbound = hub
         .receive(InboundMessage {
             connector: "up".into(),
@@ -85,7 +62,7 @@ async fn make_fixture() {
         .unwrap()
         .to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    gw.stop(Duration::from_millis(500)).await;
+    g.gw.stop(Duration::from_millis(500)).await;
     let ids = json!({"delivered": delivered, "multipart": multipart, "binary": binary, "queued": queued,
         "scheduled": scheduled, "canceled": canceled, "callback": callback, "inbound": inbound});
     std::fs::write(out.join("ids.json"), serde_json::to_string_pretty(&ids).unwrap()).unwrap();
@@ -115,15 +92,17 @@ fn copy_dir(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_written_by_the_previous_build_reads() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(FIXTURE).join("data"), &tmp.path().join("data"));
+    copy_dir(&Path::new(FIXTURE).join("data"), tmp.path());
     let ids: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURE).join("ids.json")).unwrap()).unwrap();
     let id = |k: &str| ids[k].as_str().unwrap().to_string();
     // Both links up now: what was queued goes out.
-    let gw = postern::app::Gateway::start(config(&tmp.path().join("data"), false)).await.unwrap();
-    let base = format!("http://{}", gw.api_addr);
-    let http = reqwest::Client::new();
+    let g = scenario(false).start_in(tmp).await;
+    let get = |k: &str| {
+        let (g, id) = (&g, id(k));
+        async move { g.get(&format!("/v1/messages/{id}")).await.1 }
+    };
 
-    let d = get(&http, &base, &id("delivered")).await;
+    let d = get("delivered").await;
     assert_eq!(d["state"], "delivered", "{d}");
     assert_eq!(d["to"], "+447700900100");
     assert_eq!(d["from"], "Postern");
@@ -133,30 +112,31 @@ async fn data_written_by_the_previous_build_reads() {
     assert_eq!(d["metadata"], json!({"k": "v"}));
     assert_eq!(states(&d), ["queued", "sending", "submitted", "delivered"]);
     assert_eq!(d["remote_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(d["origin"]["type"], "api");
 
-    let m = get(&http, &base, &id("multipart")).await;
+    let m = get("multipart").await;
     assert_eq!(m["state"], "delivered");
     assert_eq!(m["text"], "€ ".repeat(80));
     assert_eq!(m["segments"], 2); // GSM 7-bit: € is an escape, 240 septets
     assert_eq!(m["remote_ids"].as_array().unwrap().len(), 2);
 
-    let b = get(&http, &base, &id("binary")).await;
+    let b = get("binary").await;
     assert_eq!(b["state"], "delivered", "{b}");
     assert_eq!(b["binary"], "0102ff", "{b}");
 
-    let s = get(&http, &base, &id("scheduled")).await;
+    let s = get("scheduled").await;
     assert_eq!(s["state"], "scheduled");
     assert_eq!(s["send_at"], "2099-01-01T00:00:00.000Z");
-    let c = get(&http, &base, &id("canceled")).await;
-    assert_eq!(c["state"], "canceled");
-    let i = get(&http, &base, &id("inbound")).await;
+    assert_eq!(get("canceled").await["state"], "canceled");
+    let i = get("inbound").await;
     assert_eq!(i["state"], "received");
     assert_eq!(i["text"], "hello in");
     assert_eq!(i["direction"], "inbound");
+    assert_eq!(i["origin"]["type"], "network");
 
-    // Pending work resumes: the queued message is delivered, the owed callback is still owed.
-    let q = wait(&http, &base, &id("queued"), "delivered").await;
+    // Pending work resumes: the queued message is delivered, and so is the one whose
+    // callback was owed.
+    let q = g.wait_state(&id("queued"), "delivered", 10).await;
     assert_eq!(q["text"], "queued behind a down link");
-    wait(&http, &base, &id("callback"), "delivered").await;
-    gw.stop(Duration::from_millis(500)).await;
+    g.wait_state(&id("callback"), "delivered", 10).await;
 }

@@ -2,15 +2,9 @@
 //! and small helpers to wait for a message's state.
 #![allow(dead_code)]
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use parking_lot::Mutex;
 use postern::app::Gateway;
 use postern::config::Config;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -21,38 +15,93 @@ pub struct TestGateway {
     pub http: reqwest::Client,
 }
 
-/// Start a gateway with `extra` TOML appended to a base (temp data dir, port 0, fast receipts).
-pub async fn gateway(extra: &str) -> TestGateway {
-    gateway_full("", extra).await
+/// A scenario's configuration, said section by section (instead of positional TOML strings):
+/// a temporary data directory, 2 shards, fast retries without jitter, an API on a free
+/// loopback port; then the connectors and routes it adds.
+#[derive(Debug, Clone, Default)]
+pub struct Scenario {
+    outbox: Vec<String>,
+    retry: Vec<String>,
+    api: Vec<String>,
+    rest: Vec<String>,
 }
 
-/// As [`gateway`], with extra keys for the `[api]` section.
-pub async fn gateway_full(api_extra: &str, extra: &str) -> TestGateway {
-    gateway_cfg("", api_extra, extra).await
-}
-
-/// As [`gateway_full`], with extra keys for `[outbox.retry]` too.
-pub async fn gateway_cfg(retry_extra: &str, api_extra: &str, extra: &str) -> TestGateway {
-    gateway_with("", retry_extra, api_extra, extra).await
-}
-
-/// As [`gateway_cfg`], with extra keys for `[outbox]` too.
-pub async fn gateway_with(outbox_extra: &str, retry_extra: &str, api_extra: &str, extra: &str) -> TestGateway {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[outbox]\npath = {:?}\nshards = 2\n{outbox_extra}\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{retry_extra}\n[api]\nlisten = \"127.0.0.1:0\"\n{api_extra}\n{extra}",
-        dir.path().display().to_string()
-    );
-    let cfg = Config::from_toml_with_env(&text, &|k| std::env::var(k).ok())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let gw = Gateway::start(cfg).await.unwrap();
-    let base = format!("http://{}", gw.api_addr);
-    TestGateway {
-        gw,
-        base,
-        dir,
-        http: reqwest::Client::new(),
+impl Scenario {
+    pub fn new() -> Scenario {
+        Scenario::default()
     }
+    /// A `key = value` line for `[outbox]`.
+    pub fn outbox(mut self, kv: &str) -> Self {
+        self.outbox.push(kv.to_string());
+        self
+    }
+    /// A `key = value` line for `[outbox.retry]`.
+    pub fn retry(mut self, kv: &str) -> Self {
+        self.retry.push(kv.to_string());
+        self
+    }
+    /// A `key = value` line for `[api]`.
+    pub fn api(mut self, kv: &str) -> Self {
+        self.api.push(kv.to_string());
+        self
+    }
+    /// `[connectors.NAME]` of `kind` with `kv` lines.
+    pub fn connector(mut self, name: &str, kind: &str, kv: &[&str]) -> Self {
+        self.rest.push(format!("[connectors.{name}]\ntype = {kind:?}\n{}\n", kv.join("\n")));
+        self
+    }
+    /// A sandbox carrier `name` with `kv` lines.
+    pub fn sandbox(self, name: &str, kv: &[&str]) -> Self {
+        self.connector(name, "sandbox", kv)
+    }
+    /// A route for every message to `to`, with extra `kv` lines (`strategy = …`).
+    pub fn route(mut self, to: &[&str], kv: &[&str]) -> Self {
+        self.rest.push(format!("[[routes]]\nto = {to:?}\n{}\n", kv.join("\n")));
+        self
+    }
+    /// TOML appended as it is (connectors with nested tables, matched routes).
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.rest.push(toml.to_string());
+        self
+    }
+    /// The configuration text for a data directory.
+    pub fn toml(&self, dir: &std::path::Path) -> String {
+        format!(
+            "[outbox]\npath = {:?}\nshards = 2\n{}\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{}\n[api]\nlisten = \"127.0.0.1:0\"\n{}\n{}",
+            dir.display().to_string(),
+            self.outbox.join("\n"),
+            self.retry.join("\n"),
+            self.api.join("\n"),
+            self.rest.join("\n")
+        )
+    }
+    /// Start the gateway in-process on a new temporary directory.
+    pub async fn start(self) -> TestGateway {
+        self.start_in(tempfile::tempdir().unwrap()).await
+    }
+    /// Start the gateway in-process with its data in `dir` (which may hold earlier data).
+    pub async fn start_in(self, dir: tempfile::TempDir) -> TestGateway {
+        let cfg = Config::from_toml_with_env(&self.toml(dir.path()), &|k| std::env::var(k).ok())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gw = Gateway::start(cfg).await.unwrap();
+        let base = format!("http://{}", gw.api_addr);
+        TestGateway {
+            gw,
+            base,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Start a gateway with `extra` TOML appended to the [`Scenario`] defaults.
+pub async fn gateway(extra: &str) -> TestGateway {
+    Scenario::new().raw(extra).start().await
+}
+
+/// As [`gateway`], with one extra line for the `[api]` section.
+pub async fn gateway_full(api_extra: &str, extra: &str) -> TestGateway {
+    Scenario::new().api(api_extra).raw(extra).start().await
 }
 
 /// The usual sandbox + catch-all route.
@@ -112,93 +161,31 @@ pub fn states(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A recorded HTTP request.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub uri: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use postern::sim::http::Recorded;
 
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An HTTP server that records every request and answers `status` (the first `fail_first`
-/// requests get 500).
-pub struct HttpSink {
-    pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<Recorded>>>,
-}
+/// The project's HTTP receiver (`postern::sim::http`), keeping every request; the first
+/// `fail_first` are answered 500.
+pub struct HttpSink(pub postern::sim::http::HttpSink);
 
 impl HttpSink {
     pub async fn start(fail_first: usize) -> HttpSink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let seen2 = seen.clone();
-        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                let seen = seen2.clone();
-                let count = count.clone();
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    let seen = seen.clone();
-                    let count = count.clone();
-                    async move {
-                        let method = req.method().to_string();
-                        let uri = req.uri().to_string();
-                        let headers = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                            .collect();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes().to_vec())
-                            .unwrap_or_default();
-                        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let status = if n < fail_first { 500 } else { 200 };
-                        seen.lock().push(Recorded {
-                            method,
-                            uri,
-                            headers,
-                            body,
-                        });
-                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
-                        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc),
-                );
-            }
-        });
-        HttpSink { addr, seen }
+        let opts = postern::sim::http::SinkOptions { fail_first, keep: true };
+        HttpSink(postern::sim::http::HttpSink::start("127.0.0.1:0", opts).await.unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.0.url(path)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.0.requests()
     }
 
     /// Wait until at least `n` requests were recorded.
     pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Recorded> {
         let until = Instant::now() + Duration::from_secs(secs);
         loop {
-            let v = self.seen.lock().clone();
+            let v = self.0.requests();
             if v.len() >= n {
                 return v;
             }
