@@ -305,7 +305,7 @@ async fn status_callbacks_are_signed_and_retried() {
             sig,
             format!(
                 "sha256={}",
-                postern::hub::callbacks::sign(b"topsecret", &r.body)
+                postern::connector::http::sign(b"topsecret", &r.body)
             )
         );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();

@@ -3,6 +3,8 @@
 //! whose `receive` resolves only after the outbox write (that is when a peer may be acked).
 //! A [`Link`] wraps each connector with its window of in-flight messages and token bucket.
 
+#[cfg(feature = "server")]
+pub mod http;
 pub mod modem;
 pub mod pacing;
 pub mod ratelimit;

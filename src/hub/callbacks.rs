@@ -1,20 +1,16 @@
 //! Status callbacks, durably queued in the outbox's `events` column family (written in the same
 //! commit as the state change): JSON POSTs to a message's `callback_url`, signed with
 //! HMAC-SHA256 (`X-Postern-Signature: sha256=<hex>`), and Kannel-style `dlr-url` GETs with
-//! `%` escapes filtered by `dlr-mask`. Retried with backoff until `callback_max_age_s`.
+//! `%` escapes filtered by `dlr-mask`. Retried with backoff until `callback_max_age_s`. What is
+//! owed and the queue are here; the requests are made by `connector::http`.
 
 use crate::time::rfc3339;
 use crate::model::{now_ms, Message, MessageId, Millis, State};
 use super::Hub;
 use crate::metrics as m;
 use crate::outbox::{Changes, EventKey};
-use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use crate::connector::http::{client, send};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -176,70 +172,6 @@ pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent>
     v
 }
 
-/// HMAC-SHA256 of `body` as lowercase hex.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-type HttpClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-fn client() -> HttpClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https)
-}
-
-async fn send(
-    client: &HttpClient,
-    ev: &CallbackEvent,
-    secret: Option<&[u8]>,
-) -> Result<(), String> {
-    let mut req = hyper::Request::builder()
-        .uri(&ev.url)
-        .header("user-agent", "postern");
-    let body = match &ev.body {
-        Some(b) => {
-            req = req
-                .method("POST")
-                .header("content-type", "application/json");
-            if let Some(s) = secret {
-                req = req.header(
-                    "x-postern-signature",
-                    format!("sha256={}", sign(s, b.as_bytes())),
-                );
-            }
-            Full::new(Bytes::from(b.clone()))
-        }
-        None => {
-            req = req.method("GET");
-            Full::new(Bytes::new())
-        }
-    };
-    let req = req.body(body).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "timeout".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let _ = resp.into_body().collect().await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {status}"))
-    }
-}
-
 /// How many callbacks are sent at once; the worker refills when half of them are done.
 const MAX_IN_FLIGHT: usize = 256;
 /// The outcome of one send: its event key, the event (unless it did not decode), the result.
@@ -323,7 +255,7 @@ pub(super) async fn run(hub: Weak<Hub>) {
                     let Some(ev) = CallbackEvent::decode(&v) else {
                         return (k, None, Err("undecodable".to_string()));
                     };
-                    let r = send(&client, &ev, secret.as_deref()).await;
+                    let r = send(&client, &ev.url, ev.body.as_deref(), secret.as_deref()).await;
                     (k, Some(ev), r)
                 });
                 task_keys.insert(task.id(), key);
