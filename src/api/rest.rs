@@ -136,9 +136,45 @@ pub(super) fn split_results(
     (messages, rejected)
 }
 
+/// Email attachments given as bytes are stored as blobs (synced) and become references;
+/// references must name a stored blob. (Bytes stored for a request that is then refused are
+/// swept after `outbox.blob_grace_s`.)
+async fn store_attachments(api: &Api, mr: &mut MessageRequest) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    for a in &mut mr.attachments {
+        if let Some(b64) = a.content_base64.take() {
+            if a.digest.is_some() {
+                return Err(ApiError::bad_request("invalid_field", "give an attachment's digest or its content_base64, not both").field("attachments"));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| ApiError::bad_request("invalid_field", format!("content_base64: {e}")).field("attachments"))?;
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("invalid_field", "an attachment is empty").field("attachments"));
+            }
+            let d = api.hub.outbox.put_blob(&bytes).await?;
+            a.digest = Some(d.to_string());
+            a.size = Some(bytes.len() as u64);
+        } else if let Some(d) = &a.digest {
+            let digest: crate::outbox::Digest = d.parse().map_err(|_| {
+                ApiError::bad_request("invalid_field", "an attachment digest is 64 hex digits (POST /v1/blobs)").field("attachments")
+            })?;
+            match api.hub.outbox.get_blob(&digest) {
+                Ok(Some(b)) => a.size = Some(b.len() as u64),
+                Ok(None) => {
+                    return Err(ApiError::unprocessable("unknown_attachment", format!("no blob {d}: upload it with POST /v1/blobs")).field("attachments"))
+                }
+                Err(e) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let body = json_body(api, req).await?;
-    let mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
+    let mut mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
+    store_attachments(api, &mut mr).await?;
     let v = request::validate(mr, &rules(api))?;
     let rejected: Vec<Value> = v
         .rejected
@@ -201,8 +237,13 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
         Vec::with_capacity(batch.messages.len());
     let mut drafts: Vec<Envelope> = Vec::with_capacity(batch.messages.len());
     for v in batch.messages {
-        let item = serde_json::from_str::<MessageRequest>(v.get())
-            .map_err(from_json_error)
+        let mut item = serde_json::from_str::<MessageRequest>(v.get()).map_err(from_json_error);
+        if let Ok(mr) = &mut item {
+            if let Err(e) = store_attachments(api, mr).await {
+                item = Err(e);
+            }
+        }
+        let item = item
             .and_then(|mr| request::validate(mr, &rules).map_err(ApiError::from))
             .and_then(|val| match (val.drafts.is_empty(), val.rejected.first()) {
                 // Every recipient refused: the item fails as a single send would.

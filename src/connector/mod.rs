@@ -11,8 +11,9 @@ pub mod ratelimit;
 pub mod registry;
 pub mod sandbox;
 pub mod smpp;
+pub mod smtp;
 
-pub use registry::{ConnectorConfig, Limits, Resource};
+pub use registry::{ConnectorConfig, Limits, Resource, Settings};
 
 use crate::model::{Message, MessageId, State};
 use crate::metrics as m;
@@ -215,6 +216,10 @@ pub trait HubSink: Send + Sync {
     /// had given up waiting and requeued it. Its receipt must find the message; if it has not
     /// been sent again yet, it is submitted now instead (no duplicate, counted once).
     fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
+    /// The bytes of a stored blob (an email attachment), by its hex SHA-256.
+    fn blob(&self, _digest: &str) -> Option<Vec<u8>> {
+        None
+    }
     /// Store an inbound message; resolves after the outbox write.
     fn receive(&self, msg: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>>;
     /// Hold one part of a concatenated MO durably; resolves after the (synced) write.
@@ -298,6 +303,11 @@ pub trait Connector: Send + Sync {
     /// and the shutdown signal; an error (a port taken by another process, unreadable TLS
     /// files) stops the gateway from starting.
     fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, shutdown: Shutdown) -> Result<(), StartError>;
+    /// The channels it carries: a route sends a message only to connectors that carry its
+    /// channel (unless the route names a channel itself).
+    fn channels(&self) -> &'static [crate::model::Channel] {
+        &[crate::model::Channel::Sms]
+    }
     /// Deliver one message (all its segments, in order, on one session).
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome>;
     /// Can it take messages now?

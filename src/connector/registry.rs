@@ -2,7 +2,7 @@
 //! (`connector/<name>/config.rs`), how it is checked, what it takes for itself, and how it is
 //! built. Adding a connector is its folder plus one arm here.
 
-use super::{modem, sandbox, smpp, Connector};
+use super::{modem, sandbox, smpp, smtp, Connector};
 use crate::check::Check;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -34,7 +34,25 @@ impl Resource {
     }
 }
 
-/// `[connectors.NAME]`, by `type`.
+/// What every connector's config section answers (implemented in `connector/<name>/config.rs`).
+pub trait Settings {
+    /// The `type = "…"` that selects it.
+    fn type_name(&self) -> &'static str;
+    /// The window and rate the dispatcher applies to the link.
+    fn limits(&self) -> Limits;
+    /// Check the section (`p` is its key path).
+    fn validate(&self, p: &str, c: &mut Check);
+    /// What it takes for itself (ports it listens on, serial devices, files it writes), with
+    /// the key path that names each: two connectors may not share one.
+    fn resources(&self, _p: &str) -> Vec<(Resource, String)> {
+        Vec::new()
+    }
+    /// Build the connector (not started); `data_dir` is the outbox's directory, where a
+    /// connector may keep state of its own (a modem bank's daily counts).
+    fn build(&self, name: &str, data_dir: &Path) -> Arc<dyn Connector>;
+}
+
+/// `[connectors.NAME]`, by `type`: one variant per connector, and one line in `settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ConnectorConfig {
@@ -42,96 +60,43 @@ pub enum ConnectorConfig {
     Smpp(smpp::config::SmppConfig),
     SmppServer(smpp::config::SmppServerConfig),
     Modem(modem::config::ModemBankConfig),
+    Smtp(smtp::config::SmtpConfig),
 }
 
 impl ConnectorConfig {
-    /// Dispatch limits every connector has.
-    pub fn limits(&self) -> Limits {
+    /// The section as its connector's [`Settings`].
+    pub fn settings(&self) -> &dyn Settings {
         match self {
-            ConnectorConfig::Sandbox(s) => Limits {
-                window: s.window,
-                tps: s.tps,
-                burst: s.burst,
-            },
-            // The dispatcher's window spans all sessions; the connector paces with its own
-            // adaptive bucket (throttling halves it), so the dispatcher does not rate-limit.
-            ConnectorConfig::Smpp(s) => Limits {
-                window: s.window * s.binds as usize,
-                tps: 0.0,
-                burst: 0,
-            },
-            ConnectorConfig::SmppServer(s) => Limits {
-                window: s.window,
-                tps: 0.0,
-                burst: 0,
-            },
-            // Each modem paces itself (rate_per_min, daily_cap); `tps` caps the whole bank.
-            ConnectorConfig::Modem(s) => Limits {
-                window: s.window,
-                tps: s.tps,
-                burst: 0,
-            },
+            ConnectorConfig::Sandbox(s) => s,
+            ConnectorConfig::Smpp(s) => s,
+            ConnectorConfig::SmppServer(s) => s,
+            ConnectorConfig::Modem(s) => s,
+            ConnectorConfig::Smtp(s) => s,
         }
     }
-    /// Check this connector's section (`p` is its key path), the limits every connector has
-    /// first.
+    pub fn limits(&self) -> Limits {
+        self.settings().limits()
+    }
+    pub fn type_name(&self) -> &'static str {
+        self.settings().type_name()
+    }
+    pub fn resources(&self, p: &str) -> Vec<(Resource, String)> {
+        self.settings().resources(p)
+    }
+    pub fn build(&self, name: &str, data_dir: &Path) -> Arc<dyn Connector> {
+        self.settings().build(name, data_dir)
+    }
+    /// Check this connector's section: the limits every connector has, then its own checks.
     pub fn validate(&self, p: &str, c: &mut Check) {
         let l = self.limits();
         let window = match self {
+            // The dispatcher's window spans all sessions; each session has `window`.
             ConnectorConfig::Smpp(s) => s.window,
             _ => l.window,
         };
         c.range(&format!("{p}.window"), window, 1, 1024);
         c.range(&format!("{p}.tps"), l.tps, 0.0, 1_000_000.0);
-        match self {
-            ConnectorConfig::Sandbox(s) => s.validate(p, c),
-            ConnectorConfig::Smpp(s) => s.validate(p, c),
-            ConnectorConfig::SmppServer(s) => s.validate(p, c),
-            ConnectorConfig::Modem(s) => s.validate(p, c),
-        }
-    }
-    /// What this connector takes for itself (ports it listens on, serial devices, files it
-    /// writes), with the key path that names each: two connectors may not share one.
-    pub fn resources(&self, p: &str) -> Vec<(Resource, String)> {
-        match self {
-            ConnectorConfig::Sandbox(s) => s
-                .journal
-                .iter()
-                .map(|f| (Resource::File(f.clone()), format!("{p}.journal")))
-                .collect(),
-            ConnectorConfig::Smpp(_) => Vec::new(),
-            ConnectorConfig::SmppServer(s) => s
-                .listen
-                .parse()
-                .map(|a| vec![(Resource::Listen(a), format!("{p}.listen"))])
-                .unwrap_or_default(),
-            ConnectorConfig::Modem(s) => s
-                .devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (Resource::Device(d.clone()), format!("{p}.devices[{i}]")))
-                .collect(),
-        }
-    }
-    /// Build the connector (not started); `data_dir` is the outbox's directory, where a
-    /// connector may keep state of its own (a modem bank's daily counts).
-    pub fn build(&self, name: &str, data_dir: &Path) -> Arc<dyn Connector> {
-        match self {
-            ConnectorConfig::Sandbox(s) => Arc::new(sandbox::Sandbox::new(name, s.clone())),
-            ConnectorConfig::Smpp(s) => Arc::new(smpp::client::SmppConnector::new(name, s.clone())),
-            ConnectorConfig::SmppServer(s) => Arc::new(smpp::server::SmppServer::new(name, s.clone())),
-            ConnectorConfig::Modem(s) => {
-                Arc::new(modem::bank::ModemBank::new(name, s.clone(), Some(data_dir.to_path_buf())))
-            }
-        }
-    }
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ConnectorConfig::Sandbox(_) => "sandbox",
-            ConnectorConfig::Smpp(_) => "smpp",
-            ConnectorConfig::SmppServer(_) => "smpp-server",
-            ConnectorConfig::Modem(_) => "modem",
-        }
+        self.settings().validate(p, c);
     }
 }
 

@@ -160,7 +160,7 @@ impl Hub {
             .enumerate()
             .map(|(i, l)| (l.name.clone(), i))
             .collect();
-        let router = Router::new(&cfg.routes, &|n| link_index.get(n).copied());
+        let router = Router::new(&cfg.routes, &|n| link_index.get(n).copied(), &|i| links[i].connector.channels().to_vec());
         let plan = NumberPlan {
             country_code: cfg.sms.country_code.clone(),
             trunk_prefix: cfg.sms.trunk_prefix.clone(),
@@ -289,6 +289,13 @@ impl Hub {
             let slot = &mut per_shard[s];
             slot.0.store(&msg);
             slot.0.schedule(s as u32, due, id);
+            if let crate::model::Content::Email(e) = &msg.envelope.content {
+                for a in &e.attachments {
+                    if let Ok(d) = a.digest.parse::<crate::outbox::Digest>() {
+                        slot.0.ref_blob(&d, id);
+                    }
+                }
+            }
             slot.2 += 1;
             out.push(Accepted::Stored(StoredSummary {
                 id,

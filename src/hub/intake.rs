@@ -176,6 +176,11 @@ impl HubSink for Hub {
         }
     }
 
+    fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        let d: crate::outbox::Digest = digest.parse().ok()?;
+        self.outbox.get_blob(&d).ok().flatten()
+    }
+
     fn receive(&self, inbound: InboundMessage) -> BoxFuture<'_, Result<MessageId, HubError>> {
         Box::pin(self.store_inbound(inbound, Changes::new()))
     }

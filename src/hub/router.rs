@@ -12,7 +12,8 @@ use std::sync::Arc;
 pub struct Route {
     pub index: usize,
     prefixes: Vec<String>,
-    channel: Option<Channel>,
+    /// The route's own channel, or else those its connectors carry.
+    channels: Vec<Channel>,
     senders: Vec<String>,
     tags: Vec<String>,
     /// Indices into the hub's link table.
@@ -37,20 +38,34 @@ pub struct Router {
 
 impl Router {
     /// Compile routes; `link_index` maps a connector name to its index (validated config
-    /// guarantees every name exists; unknown names are skipped).
-    pub fn new(cfg: &[RouteConfig], link_index: &dyn Fn(&str) -> Option<usize>) -> Router {
+    /// guarantees every name exists; unknown names are skipped), `carries` a link to the
+    /// channels it carries.
+    pub fn new(
+        cfg: &[RouteConfig],
+        link_index: &dyn Fn(&str) -> Option<usize>,
+        carries: &dyn Fn(usize) -> Vec<Channel>,
+    ) -> Router {
         let routes = cfg
             .iter()
             .enumerate()
             .map(|(index, r)| {
                 let m = r.matches.clone().unwrap_or_default();
+                let links: Vec<usize> = r.to.iter().filter_map(|n| link_index(n)).collect();
+                let channels = match m.channel {
+                    Some(c) => vec![c],
+                    None => {
+                        let mut c: Vec<Channel> = links.iter().flat_map(|&i| carries(i)).collect();
+                        c.dedup();
+                        c
+                    }
+                };
                 Route {
                     index,
                     prefixes: m.prefix.map(|p| p.to_vec()).unwrap_or_default(),
-                    channel: m.channel,
+                    channels,
                     senders: m.sender.map(|s| s.to_vec()).unwrap_or_default(),
                     tags: m.tags,
-                    links: r.to.iter().filter_map(|n| link_index(n)).collect(),
+                    links,
                     strategy: r.strategy,
                     weights: r.weights.clone(),
                     next: AtomicUsize::new(0),
@@ -70,7 +85,7 @@ impl Router {
     ) -> Option<&Route> {
         self.routes.iter().find(|r| {
             (r.prefixes.is_empty() || r.prefixes.iter().any(|p| to.starts_with(p.as_str())))
-                && r.channel.is_none_or(|c| c == channel)
+                && r.channels.contains(&channel)
                 && (r.senders.is_empty() || from.is_some_and(|f| r.senders.iter().any(|s| s == f)))
                 && r.tags.iter().all(|t| tags.contains(t))
         })

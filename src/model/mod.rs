@@ -5,6 +5,7 @@
 pub mod address;
 pub mod content;
 pub mod delivery;
+pub mod email;
 pub mod envelope;
 mod legacy;
 pub mod message;
@@ -23,12 +24,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
+    Email,
 }
 
 impl Channel {
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
+            Channel::Email => "email",
         }
     }
 }

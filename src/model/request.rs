@@ -71,6 +71,15 @@ pub struct MessageRequest {
     pub validity: Option<serde_json::Value>,
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Email: the subject line.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Email: an HTML part beside (or instead of) `text`.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Email: files, each a stored blob or its bytes in base64.
+    #[serde(default)]
+    pub attachments: Vec<super::email::AttachmentRequest>,
 }
 
 /// A validation failure.
@@ -259,11 +268,25 @@ pub fn parse_validity(v: &serde_json::Value, now: Millis) -> Result<Millis, Inva
     }
 }
 
-/// Validate a JSON request into drafts.
-pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
-    let now = now_ms();
-    let channel = req.channel.unwrap_or(Channel::Sms);
-    let from = match req.from.or_else(|| rules.sms.default_sender.clone()) {
+/// The sender and content of an SMS request.
+fn sms_parts(req: &MessageRequest, rules: &Rules) -> Result<(Option<Address>, Content), Invalid> {
+    let email_field = if req.subject.is_some() {
+        Some("subject")
+    } else if req.html.is_some() {
+        Some("html")
+    } else if !req.attachments.is_empty() {
+        Some("attachments")
+    } else {
+        None
+    };
+    if let Some(field) = email_field {
+        return Err(Invalid::new(
+            "invalid_field",
+            field,
+            "subject, html and attachments are for email, not SMS",
+        ));
+    }
+    let from = match req.from.clone().or_else(|| rules.sms.default_sender.clone()) {
         Some(f) => {
             validate_sender(&f)
                 .map_err(|e| Invalid::new("invalid_sender", "from", e.to_string()))?;
@@ -299,7 +322,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
     }
     let content = Content::Sms(check_body(
         BodySpec {
-            text: req.text,
+            text: req.text.clone(),
             binary,
             data_coding: req.data_coding,
             coding,
@@ -307,6 +330,29 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
         },
         rules.sms.max_segments,
     )?);
+    Ok((from, content))
+}
+
+/// Validate a JSON request into drafts.
+pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
+    let now = now_ms();
+    // Explicit, or from the first recipient: an address with `@` is email.
+    let first_to = req.to.to_vec().into_iter().next().unwrap_or_default();
+    let channel = req
+        .channel
+        .unwrap_or(if first_to.contains('@') { Channel::Email } else { Channel::Sms });
+    let (from, content) = match channel {
+        Channel::Sms => sms_parts(&req, rules)?,
+        Channel::Email => {
+            let from = match &req.from {
+                Some(f) => Some(Address::Email(
+                    super::email::address(f).map_err(|e| Invalid::new("invalid_sender", "from", e))?,
+                )),
+                None => None,
+            };
+            (from, Content::Email(super::email::content(&req)?))
+        }
+    };
     let send_at = match &req.send_at {
         Some(s) => Some(parse_rfc3339(s).ok_or_else(|| {
             Invalid::new(
@@ -389,7 +435,11 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
     let mut rejected = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for raw in recipients {
-        match rules.plan.destination(&raw) {
+        let to = match channel {
+            Channel::Sms => rules.plan.destination(&raw).map(Address::Msisdn).map_err(|e| e.to_string()),
+            Channel::Email => super::email::address(&raw).map(Address::Email),
+        };
+        match to {
             Ok(to) => {
                 if !seen.insert(to.clone()) {
                     rejected.push((
@@ -401,7 +451,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
                 drafts.push(Envelope {
                     channel,
                     from: from.clone(),
-                    to: Address::Msisdn(to),
+                    to,
                     content: content.clone(),
                     client_ref: req.client_ref.clone(),
                     metadata: metadata.clone(),
@@ -417,7 +467,7 @@ pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid
             }
             Err(e) => rejected.push((
                 raw,
-                Invalid::new("invalid_destination", "to", e.to_string()),
+                Invalid::new("invalid_destination", "to", e),
             )),
         }
     }

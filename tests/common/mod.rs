@@ -284,3 +284,24 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A Python venv under the target directory with `packages` installed (made once, then
+/// reused; `make test` installs python3-venv). Returns its `python`.
+pub fn python_venv(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    // The tests of one binary run in parallel: one of them makes the venv at a time.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        let st = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3");
+        assert!(st.success(), "python3 -m venv failed (make test installs python3-venv)");
+    }
+    let st = std::process::Command::new(&py)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+        .args(packages)
+        .status()
+        .unwrap();
+    assert!(st.success(), "pip install {packages:?} failed");
+    py
+}

@@ -92,9 +92,29 @@ impl Default for ModemBankConfig {
     }
 }
 
-impl ModemBankConfig {
-    /// Check the settings; `p` is the section's key path.
-    pub fn validate(&self, p: &str, c: &mut Check) {
+impl crate::connector::Settings for ModemBankConfig {
+    fn type_name(&self) -> &'static str {
+        "modem"
+    }
+
+    fn limits(&self) -> crate::connector::Limits {
+        // Each modem paces itself (rate_per_min, daily_cap); `tps` caps the whole bank.
+        crate::connector::Limits { window: self.window, tps: self.tps, burst: 0 }
+    }
+
+    fn resources(&self, p: &str) -> Vec<(crate::connector::Resource, String)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (crate::connector::Resource::Device(d.clone()), format!("{p}.devices[{i}]")))
+            .collect()
+    }
+
+    fn build(&self, name: &str, data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
+        std::sync::Arc::new(super::bank::ModemBank::new(name, self.clone(), Some(data_dir.to_path_buf())))
+    }
+
+    fn validate(&self, p: &str, c: &mut Check) {
         if self.devices.is_empty() {
             c.bad(
                 format!("{p}.devices"),

@@ -47,9 +47,27 @@ impl Default for SandboxConfig {
     }
 }
 
-impl SandboxConfig {
-    /// Check the settings; `p` is the section's key path.
-    pub fn validate(&self, p: &str, c: &mut Check) {
+impl crate::connector::Settings for SandboxConfig {
+    fn type_name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn limits(&self) -> crate::connector::Limits {
+        crate::connector::Limits { window: self.window, tps: self.tps, burst: self.burst }
+    }
+
+    fn resources(&self, p: &str) -> Vec<(crate::connector::Resource, String)> {
+        self.journal
+            .iter()
+            .map(|f| (crate::connector::Resource::File(f.clone()), format!("{p}.journal")))
+            .collect()
+    }
+
+    fn build(&self, name: &str, _data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
+        std::sync::Arc::new(super::Sandbox::new(name, self.clone()))
+    }
+
+    fn validate(&self, p: &str, c: &mut Check) {
         c.share(&format!("{p}.undelivered_share"), self.undelivered_share);
         c.share(&format!("{p}.temp_fail_share"), self.temp_fail_share);
         c.range(&format!("{p}.dlr_delay_ms"), self.dlr_delay_ms, 0, 86_400_000);

@@ -101,6 +101,11 @@ impl Connector for Sandbox {
         Ok(())
     }
 
+    /// A test carrier: it takes every channel.
+    fn channels(&self) -> &'static [crate::model::Channel] {
+        &[crate::model::Channel::Sms, crate::model::Channel::Email]
+    }
+
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             if self.down.load(Ordering::Relaxed) {

@@ -166,9 +166,22 @@ fn default_max_binds() -> u32 {
     4
 }
 
-impl SmppConfig {
-    /// Check the settings; `p` is the section's key path.
-    pub fn validate(&self, p: &str, c: &mut Check) {
+impl crate::connector::Settings for SmppConfig {
+    fn type_name(&self) -> &'static str {
+        "smpp"
+    }
+
+    fn limits(&self) -> crate::connector::Limits {
+        // The dispatcher's window spans all sessions; the connector paces with its own
+        // adaptive bucket (throttling halves it), so the dispatcher does not rate-limit.
+        crate::connector::Limits { window: self.window * self.binds as usize, tps: 0.0, burst: 0 }
+    }
+
+    fn build(&self, name: &str, _data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
+        std::sync::Arc::new(super::client::SmppConnector::new(name, self.clone()))
+    }
+
+    fn validate(&self, p: &str, c: &mut Check) {
         if crate::connector::smpp::client::parse_url(&self.url).is_err() {
             c.bad(
                 format!("{p}.url"),
@@ -216,9 +229,27 @@ impl SmppConfig {
     }
 }
 
-impl SmppServerConfig {
-    /// Check the settings; `p` is the section's key path.
-    pub fn validate(&self, p: &str, c: &mut Check) {
+impl crate::connector::Settings for SmppServerConfig {
+    fn type_name(&self) -> &'static str {
+        "smpp-server"
+    }
+
+    fn limits(&self) -> crate::connector::Limits {
+        crate::connector::Limits { window: self.window, tps: 0.0, burst: 0 }
+    }
+
+    fn resources(&self, p: &str) -> Vec<(crate::connector::Resource, String)> {
+        self.listen
+            .parse()
+            .map(|a| vec![(crate::connector::Resource::Listen(a), format!("{p}.listen"))])
+            .unwrap_or_default()
+    }
+
+    fn build(&self, name: &str, _data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
+        std::sync::Arc::new(super::server::SmppServer::new(name, self.clone()))
+    }
+
+    fn validate(&self, p: &str, c: &mut Check) {
         c.socket_addr(&format!("{p}.listen"), &self.listen);
         if let Some(t) = &self.tls {
             for (k, f) in [("cert", &t.cert), ("key", &t.key)] {

@@ -1,0 +1,189 @@
+//! Email out through a real SMTP server: Python's aiosmtpd (in a venv made by the test) over
+//! STARTTLS with a test CA, the saved mail parsed back with Python's `email` package. HTML and
+//! text, attachments from the blob store (by digest and inline base64), RFC 2047 subjects; a
+//! 4xx answer retried, a 5xx failing the message; the API's refusals of bad email requests.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The SMTP server as a child process; it stops when dropped.
+struct SmtpPeer {
+    child: Child,
+    port: u16,
+    out: tempfile::TempDir,
+    py: PathBuf,
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+impl SmtpPeer {
+    fn start(tls: Option<(&Path, &Path)>) -> SmtpPeer {
+        let py = python_venv("aiosmtpd-venv", &["aiosmtpd==1.4.6"]);
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(&py);
+        cmd.arg(peers().join("smtp_server.py")).arg(out.path());
+        if let Some((cert, key)) = tls {
+            cmd.arg(cert).arg(key);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("smtp_server.py said {line:?}"));
+        SmtpPeer { child, port, out, py }
+    }
+
+    /// The mails received so far, parsed.
+    fn mails(&self) -> Vec<Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let o = Command::new(&self.py).arg(peers().join("parse_mail.py")).arg(f).output().unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                serde_json::from_slice(&o.stdout).unwrap()
+            })
+            .collect()
+    }
+}
+
+fn smtp_link(port: u16, tls: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "host = \"127.0.0.1\"".to_string(),
+        format!("port = {port}"),
+        format!("tls = \"{tls}\""),
+        "from = \"alerts@postern.example\"".to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_and_attachments_over_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let peer = SmtpPeer::start(Some((&cert, &key)));
+    let ca = format!("tls_ca = {:?}", cert.display().to_string());
+    let link = smtp_link(peer.port, "starttls", &[&ca]);
+    let g = Scenario::new()
+        .connector("mail", "smtp", &link.iter().map(String::as_str).collect::<Vec<_>>())
+        .route(&["mail"], &[])
+        .start()
+        .await;
+
+    // One attachment uploaded first, one inline.
+    let pdf: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let r = g.http.post(format!("{}/v1/blobs", g.base)).body(pdf.clone()).send().await.unwrap();
+    let digest = r.json::<Value>().await.unwrap()["digest"].as_str().unwrap().to_string();
+    use base64::Engine as _;
+    let csv = b"name,count\nAmina,3\n".to_vec();
+    let id = g
+        .send(json!({
+            "to": "Ana@Example.org",
+            "subject": "Réunion ✓ demain",
+            "text": "Bonjour, voir les pièces jointes.",
+            "html": "<p>Bonjour, <b>voir</b> les pièces jointes.</p>",
+            "attachments": [
+                {"digest": digest, "filename": "report.pdf", "content_type": "application/pdf"},
+                {"content_base64": base64::engine::general_purpose::STANDARD.encode(&csv), "filename": "counts.csv", "content_type": "text/csv"}
+            ]
+        }))
+        .await;
+    let m = g.wait_state(&id, "submitted", 20).await;
+    assert_eq!(m["channel"], "email");
+    assert_eq!(m["to"], "Ana@example.org");
+    assert_eq!(m["subject"], "Réunion ✓ demain");
+    assert_eq!(m["attachments"].as_array().unwrap().len(), 2);
+    let message_id = m["remote_ids"][0].as_str().unwrap().to_string();
+    assert!(message_id.starts_with(&format!("<{id}@")), "{message_id}");
+
+    let mails = peer.mails();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(mail["subject"], "Réunion ✓ demain", "RFC 2047 decoded back");
+    assert_eq!(mail["from"], "alerts@postern.example");
+    assert_eq!(mail["to"], "Ana@example.org");
+    assert_eq!(mail["message_id"], message_id.as_str());
+    let parts: Vec<&str> = mail["parts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(parts[..4], ["multipart/mixed", "multipart/alternative", "text/plain", "text/html"], "{parts:?}");
+    assert!(mail["text"].as_str().unwrap().contains("pièces jointes"));
+    assert!(mail["html"].as_str().unwrap().contains("<b>voir</b>"));
+    let att = mail["attachments"].as_array().unwrap();
+    use sha2::Digest;
+    assert_eq!(att[0]["filename"], "report.pdf");
+    assert_eq!(att[0]["content_type"], "application/pdf");
+    assert_eq!(att[0]["sha256"], hex::encode(sha2::Sha256::digest(&pdf)));
+    assert_eq!(att[1]["filename"], "counts.csv");
+    assert_eq!(att[1]["sha256"], hex::encode(sha2::Sha256::digest(&csv)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_is_retried_and_a_5xx_fails() {
+    let peer = SmtpPeer::start(None);
+    let link = smtp_link(peer.port, "none", &[]);
+    let g = Scenario::new()
+        .connector("mail", "smtp", &link.iter().map(String::as_str).collect::<Vec<_>>())
+        .route(&["mail"], &[])
+        .start()
+        .await;
+    let later = g.send(json!({"to": "later@example.org", "subject": "s", "text": "t"})).await;
+    let rejected = g.send(json!({"to": "reject@example.org", "subject": "s", "text": "t"})).await;
+    let l = g.wait_state(&later, "submitted", 20).await;
+    assert_eq!(l["attempts"], 2, "{l}");
+    assert_eq!(states(&l), ["queued", "sending", "queued", "sending", "submitted"], "{l}");
+    let r = g.wait_state(&rejected, "failed", 20).await;
+    assert_eq!(r["error"]["code"], "smtp_550", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("no such user"), "{r}");
+    assert_eq!(peer.mails().len(), 1, "only the retried one arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_email_requests_are_refused_and_nothing_is_stored() {
+    let g = Scenario::new()
+        .sandbox("sb", &["dlr_delay_ms = 10"])
+        .connector("sms-only", "smpp", &["url = \"smpp://127.0.0.1:1\"", "system_id = \"x\"", "password = \"x\""])
+        .raw("[[routes]]\nmatch = { prefix = \"+1\" }\nto = [\"sms-only\"]\n")
+        .route(&["sb"], &[])
+        .start()
+        .await;
+    let cases = [
+        (json!({"to": "not an address@", "subject": "s", "text": "t"}), "invalid_destination", "to"),
+        (json!({"to": "a@example.org", "text": "t"}), "empty_subject", "subject"),
+        (json!({"to": "a@example.org", "subject": "s"}), "empty_body", "text"),
+        (json!({"to": "a@example.org", "subject": "two\nlines", "text": "t"}), "invalid_field", "subject"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "binary": "00"}), "invalid_field", "binary"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "from": "nope"}), "invalid_sender", "from"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": [{"digest": "00".repeat(32)}]}), "unknown_attachment", "attachments"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": [{"content_base64": "%%%"}]}), "invalid_field", "attachments"),
+        (json!({"to": "+447700900123", "text": "t", "subject": "s"}), "invalid_field", "subject"),
+    ];
+    for (body, code, field) in cases {
+        let (s, v) = g.post("/v1/messages", body.clone()).await;
+        assert!(s == 400 || s == 422, "{body}: {s} {v}");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+    }
+    let (_, list) = g.get("/v1/messages").await;
+    assert_eq!(list["messages"].as_array().unwrap().len(), 0, "nothing stored");
+    // An email only goes where a connector carries email: the sandbox here (it takes every
+    // channel), never the SMPP link.
+    let id = g.send(json!({"to": "a@example.org", "subject": "s", "text": "t"})).await;
+    let m = g.wait_state(&id, "delivered", 10).await;
+    assert_eq!(m["connector"], "sb");
+}
