@@ -187,3 +187,76 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
     let m = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(m["connector"], "sb");
 }
+
+/// Send one mail with Python's smtplib; its outcome.
+fn smtplib(spec: Value) -> Value {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg(peers().join("smtp_client.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("smtp_client.py said {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Mail into the SMTP listener from a real client (smtplib) becomes an SMS to the number it was
+/// addressed to; refusals carry their codes; STARTTLS with a test CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_number_becomes_an_sms() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let tls = format!("tls = {{ cert = {:?}, key = {:?} }}", cert.display().to_string(), key.display().to_string());
+    let g = Scenario::new()
+        .connector(
+            "mailin",
+            "smtp-server",
+            &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "allow_senders = [\"@ops.example\"]", "body = \"subject_and_text\"", "sms_sender = \"Postern\"", "max_bytes = 4096", &tls],
+        )
+        .sandbox("sb", &["dlr_delay_ms = 10"])
+        .route(&["sb"], &[])
+        .start()
+        .await;
+    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let base = json!({"host": host, "port": port, "from": "duty@ops.example", "to": ["+447700900123@sms.example"], "subject": "Alert", "text": "Water point 4 is dry"});
+    let send = |patch: Value| {
+        let mut spec = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        smtplib(spec)
+    };
+
+    let r = send(json!({}));
+    assert_eq!(r["ok"], true, "{r}");
+    let (_, list) = g.get("/v1/messages?to=%2B447700900123").await;
+    let m = &list["messages"][0];
+    assert_eq!(m["text"], "Alert\nWater point 4 is dry", "{list}");
+    assert_eq!(m["from"], "Postern");
+    assert_eq!(m["metadata"]["email"]["from"], "duty@ops.example");
+    assert_eq!(m["origin"]["type"], "peer");
+    g.wait_state(m["id"].as_str().unwrap(), "delivered", 10).await;
+
+    let r = send(json!({"to": ["ana@sms.example"]}));
+    assert_eq!((r["ok"].clone(), r["code"].clone()), (json!(false), json!(550)), "{r}");
+    assert!(r["error"].as_str().unwrap().starts_with("5.1.1"), "{r}");
+    let r = send(json!({"from": "someone@elsewhere.example"}));
+    assert_eq!(r["code"], 550, "{r}");
+    assert!(r["error"].as_str().unwrap().starts_with("5.7.1"), "{r}");
+    let r = send(json!({"pad": 5000}));
+    assert_eq!(r["code"], 552, "{r}");
+    let r = send(json!({"cafile": cert.display().to_string(), "to": ["447700900124@sms.example"]}));
+    assert_eq!((r["ok"].clone(), r["tls"].clone()), (json!(true), json!(true)), "{r}");
+    let (_, list) = g.get("/v1/messages?to=%2B447700900124").await;
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
+    // Only the two accepted mails were stored.
+    let (_, all) = g.get("/v1/messages").await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 2, "{all}");
+}

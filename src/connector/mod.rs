@@ -12,6 +12,8 @@ pub mod registry;
 pub mod sandbox;
 pub mod smpp;
 pub mod smtp;
+pub mod smtp_server;
+pub mod tls;
 
 pub use registry::{ConnectorConfig, Limits, Resource, Settings};
 

@@ -2,7 +2,7 @@
 //! (`connector/<name>/config.rs`), how it is checked, what it takes for itself, and how it is
 //! built. Adding a connector is its folder plus one arm here.
 
-use super::{modem, sandbox, smpp, smtp, Connector};
+use super::{modem, sandbox, smpp, smtp, smtp_server, Connector};
 use crate::check::Check;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -61,6 +61,7 @@ pub enum ConnectorConfig {
     SmppServer(smpp::config::SmppServerConfig),
     Modem(modem::config::ModemBankConfig),
     Smtp(smtp::config::SmtpConfig),
+    SmtpServer(smtp_server::config::SmtpServerConfig),
 }
 
 impl ConnectorConfig {
@@ -72,6 +73,7 @@ impl ConnectorConfig {
             ConnectorConfig::SmppServer(s) => s,
             ConnectorConfig::Modem(s) => s,
             ConnectorConfig::Smtp(s) => s,
+            ConnectorConfig::SmtpServer(s) => s,
         }
     }
     pub fn limits(&self) -> Limits {

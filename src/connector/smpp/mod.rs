@@ -10,7 +10,6 @@ pub mod sm_fields;
 pub mod server;
 mod session;
 mod submit;
-pub mod tls;
 
 use futures::{SinkExt, StreamExt};
 use rusmpp::tokio_codec::CommandCodec;

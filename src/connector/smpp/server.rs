@@ -489,7 +489,7 @@ impl Connector for SmppServer {
         let acceptor = match &self.cfg.tls {
             None => None,
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-                super::tls::server_config(&t.cert, &t.key)
+                crate::connector::tls::server_config(&t.cert, &t.key)
                     .map_err(|e| StartError::Setup(format!("SMPP server TLS: {e}")))?,
             )),
         };

@@ -120,8 +120,8 @@ impl SmppConnector {
         let _ = tcp.set_nodelay(true);
         let (client, events) = if tls {
             let config = match &cfg.tls_ca {
-                Some(ca) => super::tls::client_config(ca),
-                None => super::tls::public_client_config(),
+                Some(ca) => crate::connector::tls::client_config(ca),
+                None => crate::connector::tls::public_client_config(),
             }
             .map_err(|e| rusmppc::error::Error::Connect(std::io::Error::other(e.to_string())))?;
             let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| connect_err(e.to_string()))?;

@@ -1,0 +1,103 @@
+//! `type = "smtp-server"`: a receiving SMTP listener (mail to `<number>@<domain>` becomes an
+//! SMS); its settings and their checks.
+
+use crate::check::Check;
+use serde::{Deserialize, Serialize};
+
+/// What of a mail becomes the SMS text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsBody {
+    Subject,
+    #[default]
+    Text,
+    SubjectAndText,
+}
+
+/// `[connectors.NAME]` with `type = "smtp-server"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpServerConfig {
+    pub listen: String,
+    /// Our mail domain: `+447700900123@domain` (or without `+`) is that number.
+    pub domain: String,
+    /// Offer STARTTLS with this certificate chain and key (PEM files).
+    pub tls: Option<crate::connector::smpp::config::TlsFiles>,
+    /// Largest mail accepted, in bytes.
+    pub max_bytes: usize,
+    /// Senders allowed (`user@host` exact, or `@host` for a whole domain); empty = anyone.
+    pub allow_senders: Vec<String>,
+    /// What becomes the SMS text.
+    pub body: SmsBody,
+    /// The SMS sender (an alphanumeric id or a number); none = the route's default.
+    pub sms_sender: Option<String>,
+    /// Longest SMS made from a mail, in segments (longer text is cut).
+    pub max_segments: usize,
+    /// Sessions at once.
+    pub max_sessions: usize,
+}
+
+impl Default for SmtpServerConfig {
+    fn default() -> Self {
+        SmtpServerConfig {
+            listen: "127.0.0.1:2525".into(),
+            domain: String::new(),
+            tls: None,
+            max_bytes: 10 << 20,
+            allow_senders: Vec::new(),
+            body: SmsBody::Text,
+            sms_sender: None,
+            max_segments: 3,
+            max_sessions: 64,
+        }
+    }
+}
+
+impl crate::connector::Settings for SmtpServerConfig {
+    fn type_name(&self) -> &'static str {
+        "smtp-server"
+    }
+
+    fn limits(&self) -> crate::connector::Limits {
+        crate::connector::Limits { window: self.max_sessions, tps: 0.0, burst: 0 }
+    }
+
+    fn resources(&self, p: &str) -> Vec<(crate::connector::Resource, String)> {
+        self.listen
+            .parse()
+            .map(|a| vec![(crate::connector::Resource::Listen(a), format!("{p}.listen"))])
+            .unwrap_or_default()
+    }
+
+    fn build(&self, name: &str, _data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
+        std::sync::Arc::new(super::SmtpServer::new(name, self.clone()))
+    }
+
+    fn validate(&self, p: &str, c: &mut Check) {
+        c.socket_addr(&format!("{p}.listen"), &self.listen);
+        if self.domain.is_empty() || !self.domain.contains('.') || self.domain.contains(['@', ' ']) {
+            c.bad(format!("{p}.domain"), "our mail domain, e.g. sms.example.org");
+        }
+        if let Some(t) = &self.tls {
+            c.readable(&format!("{p}.tls.cert"), &t.cert);
+            c.readable(&format!("{p}.tls.key"), &t.key);
+        }
+        for (i, s) in self.allow_senders.iter().enumerate() {
+            let ok = match s.strip_prefix('@') {
+                Some(d) => !d.is_empty() && !d.contains('@'),
+                None => crate::model::email::address(s).is_ok(),
+            };
+            if !ok {
+                c.bad(format!("{p}.allow_senders[{i}]"), "user@host, or @host for a whole domain");
+            }
+        }
+        if let Some(s) = &self.sms_sender {
+            if let Err(e) = crate::model::address::validate_sender(s) {
+                c.bad(format!("{p}.sms_sender"), e.to_string());
+            }
+        }
+        c.range(&format!("{p}.max_bytes"), self.max_bytes, 1024, 100 << 20);
+        c.range(&format!("{p}.max_segments"), self.max_segments, 1, 255);
+        c.range(&format!("{p}.max_sessions"), self.max_sessions, 1, 1024);
+    }
+}

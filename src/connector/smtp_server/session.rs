@@ -1,0 +1,317 @@
+//! One SMTP session: commands parsed by `smtp-proto`, replies with enhanced status codes, the
+//! DATA phase unstuffed by its `DataReceiver`, STARTTLS by swapping the stream, and the mail
+//! turned into SMS submissions.
+
+use super::SmtpServer;
+use crate::connector::SubmitError;
+use crate::model::request::{check_body, BodySpec};
+use crate::model::{now_ms, Address, Channel, Content, Envelope, Origin};
+use smtp_proto::request::receiver::DataReceiver;
+use smtp_proto::Request;
+use std::io;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// A connection, plain or TLS.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The longest command line taken (RFC 5321 allows 512; extensions add some).
+const MAX_LINE: usize = 4096;
+/// Most recipients of one mail.
+const MAX_RCPTS: usize = 100;
+
+/// Over the session limit: refused with a temporary code.
+pub(super) async fn busy(mut s: tokio::net::TcpStream) -> io::Result<()> {
+    s.write_all(b"421 4.3.2 too many sessions, try again later\r\n").await
+}
+
+#[derive(Default)]
+struct Transaction {
+    from: Option<String>,
+    /// E.164 numbers.
+    to: Vec<String>,
+}
+
+async fn reply(io: &mut BufReader<Box<dyn Stream>>, text: &str) -> io::Result<()> {
+    io.get_mut().write_all(text.as_bytes()).await?;
+    io.get_mut().flush().await
+}
+
+/// One line, up to `MAX_LINE` bytes (longer: the rest is skipped and `Ok(None)` returned).
+async fn read_line(io: &mut BufReader<Box<dyn Stream>>) -> io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = io.fill_buf().await?;
+        if buf.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let (take, end) = match memchr_nl(buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if line.len() < MAX_LINE {
+            line.extend_from_slice(&buf[..take.min(MAX_LINE + 2 - line.len().min(MAX_LINE + 2))]);
+        }
+        io.consume(take);
+        if end {
+            return Ok((line.len() <= MAX_LINE).then_some(line));
+        }
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result<()> {
+    let domain = srv.cfg.domain.clone();
+    let mut io = BufReader::new(stream);
+    reply(&mut io, &format!("220 {domain} ESMTP Postern\r\n")).await?;
+    let mut tls_on = false;
+    let mut greeted = false;
+    let mut tx = Transaction::default();
+    loop {
+        let Some(line) = read_line(&mut io).await? else {
+            reply(&mut io, "500 5.5.6 line too long\r\n").await?;
+            continue;
+        };
+        let req = Request::parse(&mut line.iter()).map(|r| match r {
+            Request::Mail { from } => Request::Mail { from: from.into_owned() },
+            Request::Rcpt { to } => Request::Rcpt { to: to.into_owned() },
+            Request::Ehlo { host } => Request::Ehlo { host: host.into_owned() },
+            Request::Helo { host } => Request::Helo { host: host.into_owned() },
+            Request::StartTls => Request::StartTls,
+            Request::Data => Request::Data,
+            Request::Rset => Request::Rset,
+            Request::Quit => Request::Quit,
+            Request::Noop { .. } => Request::Noop { value: String::new() },
+            Request::Vrfy { .. } => Request::Vrfy { value: String::new() },
+            _ => Request::Help { value: String::new() },
+        });
+        match req {
+            Ok(Request::Ehlo { host }) => {
+                greeted = true;
+                tx = Transaction::default();
+                let tls = if srv.tls.get().is_some() && !tls_on { "250-STARTTLS\r\n" } else { "" };
+                let text = format!(
+                    "250-{domain} greets {host}\r\n250-SIZE {}\r\n250-8BITMIME\r\n{tls}250 ENHANCEDSTATUSCODES\r\n",
+                    srv.cfg.max_bytes
+                );
+                reply(&mut io, &text).await?;
+            }
+            Ok(Request::Helo { host }) => {
+                greeted = true;
+                tx = Transaction::default();
+                reply(&mut io, &format!("250 {domain} greets {host}\r\n")).await?;
+            }
+            Ok(Request::StartTls) => match (srv.tls.get(), tls_on) {
+                (Some(acceptor), false) => {
+                    reply(&mut io, "220 2.0.0 ready to start TLS\r\n").await?;
+                    let tls = acceptor.accept(io.into_inner()).await?;
+                    io = BufReader::new(Box::new(tls));
+                    tls_on = true;
+                    greeted = false;
+                    tx = Transaction::default();
+                }
+                _ => reply(&mut io, "454 4.7.0 TLS not available\r\n").await?,
+            },
+            Ok(Request::Mail { from }) => {
+                if !greeted {
+                    reply(&mut io, "503 5.5.1 EHLO first\r\n").await?;
+                } else if from.size > srv.cfg.max_bytes {
+                    reply(&mut io, "552 5.3.4 message too large\r\n").await?;
+                } else if !allowed(&srv.cfg.allow_senders, &from.address) {
+                    srv.refused.fetch_add(1, Ordering::Relaxed);
+                    reply(&mut io, "550 5.7.1 sender not allowed\r\n").await?;
+                } else {
+                    tx = Transaction { from: Some(from.address), to: Vec::new() };
+                    reply(&mut io, "250 2.1.0 OK\r\n").await?;
+                }
+            }
+            Ok(Request::Rcpt { to }) => {
+                if tx.from.is_none() {
+                    reply(&mut io, "503 5.5.1 MAIL first\r\n").await?;
+                } else if tx.to.len() >= MAX_RCPTS {
+                    reply(&mut io, "452 4.5.3 too many recipients\r\n").await?;
+                } else {
+                    match number_of(&to.address, &domain) {
+                        Some(n) => {
+                            tx.to.push(n);
+                            reply(&mut io, "250 2.1.5 OK\r\n").await?;
+                        }
+                        None => {
+                            srv.refused.fetch_add(1, Ordering::Relaxed);
+                            reply(&mut io, "550 5.1.1 no such recipient here\r\n").await?;
+                        }
+                    }
+                }
+            }
+            Ok(Request::Data) => {
+                if tx.to.is_empty() {
+                    reply(&mut io, "503 5.5.1 RCPT first\r\n").await?;
+                    continue;
+                }
+                reply(&mut io, "354 end with <CRLF>.<CRLF>\r\n").await?;
+                let data = read_data(&mut io, srv.cfg.max_bytes).await?;
+                let answer = match data {
+                    None => "552 5.3.4 message too large\r\n".to_string(),
+                    Some(d) => submit(srv, &tx, &d).await,
+                };
+                tx = Transaction::default();
+                reply(&mut io, &answer).await?;
+            }
+            Ok(Request::Rset) => {
+                tx = Transaction::default();
+                reply(&mut io, "250 2.0.0 OK\r\n").await?;
+            }
+            Ok(Request::Noop { .. }) => reply(&mut io, "250 2.0.0 OK\r\n").await?,
+            Ok(Request::Vrfy { .. }) => reply(&mut io, "252 2.5.0 cannot verify\r\n").await?,
+            Ok(Request::Quit) => {
+                reply(&mut io, "221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            }
+            Ok(_) => reply(&mut io, "502 5.5.1 not implemented\r\n").await?,
+            Err(_) => reply(&mut io, "500 5.5.2 syntax error\r\n").await?,
+        }
+    }
+}
+
+/// The mail after DATA, unstuffed; `None` when over `max` (read to its end all the same).
+async fn read_data(io: &mut BufReader<Box<dyn Stream>>, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut rx = DataReceiver::new();
+    let mut data = Vec::new();
+    let mut too_big = false;
+    loop {
+        let buf = io.fill_buf().await?;
+        if buf.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut it = buf.iter();
+        let done = rx.ingest(&mut it, &mut data);
+        let used = buf.len() - it.as_slice().len();
+        io.consume(used);
+        if data.len() > max {
+            too_big = true;
+            data.clear();
+        }
+        if done {
+            return Ok((!too_big).then_some(data));
+        }
+    }
+}
+
+fn allowed(list: &[String], sender: &str) -> bool {
+    let sender = sender.to_ascii_lowercase();
+    list.is_empty()
+        || list.iter().any(|a| match a.strip_prefix('@') {
+            Some(d) => sender.rsplit_once('@').is_some_and(|(_, sd)| sd.eq_ignore_ascii_case(d)),
+            None => a.eq_ignore_ascii_case(&sender),
+        })
+}
+
+/// `+447700900123@domain` or `447700900123@domain` → `+447700900123`.
+fn number_of(address: &str, domain: &str) -> Option<String> {
+    let (local, d) = address.rsplit_once('@')?;
+    if !d.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let digits = local.strip_prefix('+').unwrap_or(local);
+    crate::model::address::NumberPlan::default().destination(&format!("+{digits}")).ok()
+}
+
+/// `text` cut (at a character) to fit `max` segments.
+fn fit(text: &str, max: usize) -> String {
+    if crate::codec::measure(text).segments <= max {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let (mut lo, mut hi) = (0, chars.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let s: String = chars[..mid].iter().collect();
+        if crate::codec::measure(&s).segments <= max {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    chars[..lo].iter().collect()
+}
+
+/// Turn the mail into one SMS per recipient; the reply to send.
+async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
+    let Some(hub) = srv.hub.get() else {
+        return "451 4.3.0 not ready\r\n".into();
+    };
+    let Some(mail) = mail_parser::MessageParser::default().parse(data) else {
+        return "554 5.6.0 malformed message\r\n".into();
+    };
+    let subject = mail.subject().unwrap_or("").trim().to_string();
+    let body = mail.body_text(0).map(|t| t.trim().to_string()).unwrap_or_default();
+    use super::config::SmsBody;
+    let text = match srv.cfg.body {
+        SmsBody::Subject => subject.clone(),
+        SmsBody::Text => body,
+        SmsBody::SubjectAndText if subject.is_empty() => body,
+        SmsBody::SubjectAndText => format!("{subject}\n{body}").trim().to_string(),
+    };
+    let text = fit(&text, srv.cfg.max_segments);
+    let spec = BodySpec { text: Some(text), binary: None, data_coding: None, coding: None, udh: None };
+    let sms = match check_body(spec, srv.cfg.max_segments) {
+        Ok(s) => s,
+        Err(e) => return format!("554 5.6.0 no text for an SMS: {}\r\n", e.message),
+    };
+    let from = tx.from.clone().unwrap_or_default();
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for to in &tx.to {
+        let env = Envelope {
+            channel: Channel::Sms,
+            from: srv.cfg.sms_sender.clone().map(Address::sms),
+            to: Address::Msisdn(to.clone()),
+            content: Content::Sms(sms.clone()),
+            client_ref: None,
+            metadata: Some(serde_json::json!({"email": {
+                "from": from,
+                "subject": subject,
+                "message_id": mail.message_id(),
+            }})),
+            tags: Vec::new(),
+            priority: 0,
+            send_at: None,
+            expires_at: now + 48 * 3600 * 1000,
+            origin: Origin::Peer { connector: srv.name.to_string(), account: from.clone() },
+        };
+        match hub.submit(env).await {
+            Ok(id) => ids.push(id.to_string()),
+            Err(SubmitError::NoRoute) => return format!("554 5.7.1 no route for {to}\r\n"),
+            Err(SubmitError::Busy) | Err(SubmitError::Store(_)) => {
+                return "451 4.3.0 cannot take mail now, try again later\r\n".into()
+            }
+        }
+    }
+    srv.received.fetch_add(1, Ordering::Relaxed);
+    format!("250 2.0.0 OK queued as {}\r\n", ids.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_senders_and_fitting() {
+        assert_eq!(number_of("+447700900123@sms.example", "sms.example").as_deref(), Some("+447700900123"));
+        assert_eq!(number_of("447700900123@SMS.example", "sms.example").as_deref(), Some("+447700900123"));
+        assert_eq!(number_of("ana@sms.example", "sms.example"), None);
+        assert_eq!(number_of("+447700900123@other.example", "sms.example"), None);
+        assert!(allowed(&[], "x@y.z"));
+        assert!(allowed(&["@ops.example".into()], "Ana@OPS.example"));
+        assert!(!allowed(&["@ops.example".into()], "ana@evil.example"));
+        assert!(allowed(&["ana@ops.example".into()], "ANA@ops.example"));
+        let long = "é".repeat(500);
+        let cut = fit(&long, 2);
+        assert!(crate::codec::measure(&cut).segments <= 2 && cut.chars().count() > 100);
+        assert_eq!(fit("short", 1), "short");
+    }
+}

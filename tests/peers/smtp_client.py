@@ -1,0 +1,30 @@
+"""Send one mail with Python's smtplib (a real, independent SMTP client) and print the outcome
+as JSON: {"ok": true} or {"ok": false, "code": 550, "error": "..."}.
+
+Reads a JSON spec on stdin: host, port, from, to (list), subject, text, pad (extra body bytes),
+cafile (STARTTLS with this CA when given).
+"""
+import json, smtplib, ssl, sys
+from email.message import EmailMessage
+
+spec = json.load(sys.stdin)
+msg = EmailMessage()
+msg["From"] = spec["from"]
+msg["To"] = ", ".join(spec["to"])
+msg["Subject"] = spec.get("subject", "")
+msg.set_content(spec.get("text", "") + "x" * spec.get("pad", 0))
+out = {"ok": True}
+try:
+    with smtplib.SMTP(spec["host"], spec["port"], timeout=10) as s:
+        s.ehlo()
+        if spec.get("cafile"):
+            s.starttls(context=ssl.create_default_context(cafile=spec["cafile"]))
+            s.ehlo()
+            out["tls"] = True
+        s.send_message(msg)
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = list(e.recipients.values())[0]
+    out = {"ok": False, "code": code, "error": text.decode()}
+except smtplib.SMTPResponseException as e:
+    out = {"ok": False, "code": e.smtp_code, "error": e.smtp_error.decode()}
+print(json.dumps(out))
