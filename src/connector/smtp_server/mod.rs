@@ -9,6 +9,8 @@
 pub mod config;
 mod session;
 
+pub use session::sms_of_mail;
+
 use super::{BoxFuture, Connector, DeliveryError, ErrorClass, ErrorKind, HubSink, Outcome, Shutdown, StartError};
 use crate::model::{Channel, Message};
 use config::SmtpServerConfig;

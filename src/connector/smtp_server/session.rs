@@ -239,6 +239,28 @@ fn fit(text: &str, max: usize) -> String {
     chars[..lo].iter().collect()
 }
 
+/// The subject of a parsed mail and the SMS made of it (`body` chooses what; cut to `max`
+/// segments), or why none can be made.
+pub fn sms_of_mail(
+    mail: &mail_parser::Message,
+    body: super::config::SmsBody,
+    max: usize,
+) -> Result<(String, crate::model::Sms), String> {
+    use super::config::SmsBody;
+    let subject = mail.subject().unwrap_or("").trim().to_string();
+    let text = mail.body_text(0).map(|t| t.trim().to_string()).unwrap_or_default();
+    let text = match body {
+        SmsBody::Subject => subject.clone(),
+        SmsBody::Text => text,
+        SmsBody::SubjectAndText if subject.is_empty() => text,
+        SmsBody::SubjectAndText => format!("{subject}\n{text}").trim().to_string(),
+    };
+    let spec = BodySpec { text: Some(fit(&text, max)), binary: None, data_coding: None, coding: None, udh: None };
+    check_body(spec, max)
+        .map(|sms| (subject, sms))
+        .map_err(|e| format!("no text for an SMS: {}", e.message))
+}
+
 /// Turn the mail into one SMS per recipient; the reply to send.
 async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     let Some(hub) = srv.hub.get() else {
@@ -247,20 +269,9 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     let Some(mail) = mail_parser::MessageParser::default().parse(data) else {
         return "554 5.6.0 malformed message\r\n".into();
     };
-    let subject = mail.subject().unwrap_or("").trim().to_string();
-    let body = mail.body_text(0).map(|t| t.trim().to_string()).unwrap_or_default();
-    use super::config::SmsBody;
-    let text = match srv.cfg.body {
-        SmsBody::Subject => subject.clone(),
-        SmsBody::Text => body,
-        SmsBody::SubjectAndText if subject.is_empty() => body,
-        SmsBody::SubjectAndText => format!("{subject}\n{body}").trim().to_string(),
-    };
-    let text = fit(&text, srv.cfg.max_segments);
-    let spec = BodySpec { text: Some(text), binary: None, data_coding: None, coding: None, udh: None };
-    let sms = match check_body(spec, srv.cfg.max_segments) {
-        Ok(s) => s,
-        Err(e) => return format!("554 5.6.0 no text for an SMS: {}\r\n", e.message),
+    let (subject, sms) = match sms_of_mail(&mail, srv.cfg.body, srv.cfg.max_segments) {
+        Ok(x) => x,
+        Err(why) => return format!("554 5.6.0 {why}\r\n"),
     };
     let from = tx.from.clone().unwrap_or_default();
     let now = now_ms();
