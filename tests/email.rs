@@ -47,7 +47,11 @@ impl SmtpPeer {
 
     /// The mails received so far, parsed.
     fn mails(&self) -> Vec<Value> {
-        let mut files: Vec<_> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(self.out.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
         files.sort();
         files
             .iter()
@@ -99,6 +103,9 @@ async fn html_and_attachments_over_starttls() {
             "subject": "Réunion ✓ demain",
             "text": "Bonjour, voir les pièces jointes.",
             "html": "<p>Bonjour, <b>voir</b> les pièces jointes.</p>",
+            "cc": ["chef@example.org"],
+            "bcc": ["archive@example.org"],
+            "reply_to": "ops@postern.example",
             "attachments": [
                 {"digest": digest, "filename": "report.pdf", "content_type": "application/pdf"},
                 {"content_base64": base64::engine::general_purpose::STANDARD.encode(&csv), "filename": "counts.csv", "content_type": "text/csv"}
@@ -120,6 +127,12 @@ async fn html_and_attachments_over_starttls() {
     assert_eq!(mail["from"], "alerts@postern.example");
     assert_eq!(mail["to"], "Ana@example.org");
     assert_eq!(mail["message_id"], message_id.as_str());
+    assert_eq!(mail["cc"], "chef@example.org");
+    assert_eq!(mail["bcc"], Value::Null, "no Bcc header on the wire");
+    assert_eq!(mail["reply_to"], "ops@postern.example");
+    let mut rcpts: Vec<&str> = mail["rcpts"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["Ana@example.org", "archive@example.org", "chef@example.org"], "bcc gets it too");
     let parts: Vec<&str> = mail["parts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert_eq!(parts[..4], ["multipart/mixed", "multipart/alternative", "text/plain", "text/html"], "{parts:?}");
     assert!(mail["text"].as_str().unwrap().contains("pièces jointes"));
@@ -172,6 +185,8 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
         (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": [{"digest": "00".repeat(32)}]}), "unknown_attachment", "attachments"),
         (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": [{"content_base64": "%%%"}]}), "invalid_field", "attachments"),
         (json!({"to": "+447700900123", "text": "t", "subject": "s"}), "invalid_field", "subject"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "cc": ["x"]}), "invalid_field", "cc"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "reply_to": "y"}), "invalid_field", "reply_to"),
     ];
     for (body, code, field) in cases {
         let (s, v) = g.post("/v1/messages", body.clone()).await;

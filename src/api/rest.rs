@@ -332,6 +332,9 @@ pub(super) fn message_json(m: &Message) -> Value {
         }
         Content::Email(e) => {
             v["subject"] = json!(e.subject);
+            v["cc"] = json!(e.cc);
+            v["bcc"] = json!(e.bcc);
+            v["reply_to"] = json!(e.reply_to);
             v["text"] = json!(e.text);
             v["html"] = json!(e.html);
             v["attachments"] = json!(e

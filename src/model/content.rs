@@ -35,6 +35,10 @@ pub struct BlobRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Email {
     pub subject: String,
+    /// Copies: seen by every recipient (`cc`), or not (`bcc`).
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<BlobRef>,

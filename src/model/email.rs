@@ -6,6 +6,8 @@ use super::request::{Invalid, MessageRequest};
 
 /// Most attachments on one message.
 pub const MAX_ATTACHMENTS: usize = 20;
+/// Most cc and bcc addresses together.
+pub const MAX_COPIES: usize = 50;
 /// Largest text or HTML part.
 pub const MAX_PART_BYTES: usize = 1 << 20;
 /// Longest subject (RFC 5322's line limit).
@@ -114,7 +116,19 @@ pub fn content(req: &MessageRequest) -> Result<Email, Invalid> {
             filename: a.filename.clone(),
         });
     }
-    Ok(Email { subject, text, html, attachments })
+    if req.cc.len() + req.bcc.len() > MAX_COPIES {
+        return Err(Invalid::new("too_many_recipients", "cc", format!("at most {MAX_COPIES} cc and bcc addresses")));
+    }
+    let list = |field: &'static str, v: &[String]| -> Result<Vec<String>, Invalid> {
+        v.iter().map(|a| address(a).map_err(|e| Invalid::new("invalid_field", field, e))).collect()
+    };
+    let cc = list("cc", &req.cc)?;
+    let bcc = list("bcc", &req.bcc)?;
+    let reply_to = match &req.reply_to {
+        Some(r) => Some(address(r).map_err(|e| Invalid::new("invalid_field", "reply_to", e))?),
+        None => None,
+    };
+    Ok(Email { subject, cc, bcc, reply_to, text, html, attachments })
 }
 
 #[cfg(test)]

@@ -80,6 +80,15 @@ pub struct MessageRequest {
     /// Email: files, each a stored blob or its bytes in base64.
     #[serde(default)]
     pub attachments: Vec<super::email::AttachmentRequest>,
+    /// Email: copies to these addresses (seen by all).
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Email: copies to these addresses (not shown).
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// Email: where replies go.
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 /// A validation failure.
@@ -276,6 +285,8 @@ fn sms_parts(req: &MessageRequest, rules: &Rules) -> Result<(Option<Address>, Co
         Some("html")
     } else if !req.attachments.is_empty() {
         Some("attachments")
+    } else if !req.cc.is_empty() || !req.bcc.is_empty() || req.reply_to.is_some() {
+        Some("cc")
     } else {
         None
     };

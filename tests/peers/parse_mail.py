@@ -14,6 +14,9 @@ for p in m.walk():
         text = p.get_content()
     elif p.get_content_type() == "text/html":
         html = p.get_content()
+rcpts = open(sys.argv[1][:-4] + ".rcpts").read().split("\n")
 print(json.dumps({"subject": str(m["subject"]), "from": str(m["from"]), "to": str(m["to"]),
+                  "cc": m["cc"] and str(m["cc"]), "bcc": m["bcc"] and str(m["bcc"]),
+                  "reply_to": m["reply-to"] and str(m["reply-to"]), "rcpts": rcpts,
                   "message_id": str(m["message-id"]), "parts": parts, "text": text, "html": html,
                   "attachments": attachments}))

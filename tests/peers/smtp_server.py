@@ -29,6 +29,8 @@ class Handler:
         count += 1
         with open(os.path.join(out, f"{count}.eml"), "wb") as f:
             f.write(envelope.original_content or envelope.content)
+        with open(os.path.join(out, f"{count}.rcpts"), "w") as f:
+            f.write("\n".join(envelope.rcpt_tos))
         return "250 OK queued"
 
 

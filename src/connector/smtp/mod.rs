@@ -97,9 +97,19 @@ impl SmtpConnector {
         let bad = |m: String| perm(ErrorKind::Unencodable, "unencodable", m);
         let domain = from.rsplit('@').next().unwrap_or("postern.invalid").to_string();
         let message_id = format!("<{}@{}>", msg.id, domain);
-        let builder = lettre::Message::builder()
+        let mut builder = lettre::Message::builder()
             .from(from.parse().map_err(|e| bad(format!("from: {e}")))?)
-            .to(msg.envelope.to.parse().map_err(|e| bad(format!("to: {e}")))?)
+            .to(msg.envelope.to.parse().map_err(|e| bad(format!("to: {e}")))?);
+        for a in &e.cc {
+            builder = builder.cc(a.parse().map_err(|e| bad(format!("cc: {e}")))?);
+        }
+        for a in &e.bcc {
+            builder = builder.bcc(a.parse().map_err(|e| bad(format!("bcc: {e}")))?);
+        }
+        if let Some(r) = &e.reply_to {
+            builder = builder.reply_to(r.parse().map_err(|e| bad(format!("reply_to: {e}")))?);
+        }
+        let builder = builder
             .subject(e.subject.clone())
             .message_id(Some(message_id.clone()));
         let body = match (&e.text, &e.html) {
