@@ -275,3 +275,54 @@ async fn mail_to_a_number_becomes_an_sms() {
     let (_, all) = g.get("/v1/messages").await;
     assert_eq!(all["messages"].as_array().unwrap().len(), 2, "{all}");
 }
+
+/// A bounce (RFC 3464 DSN) sent back to the SMTP listener's bounce address, naming the
+/// Message-ID of an email Postern sent, marks that email `undelivered` with the DSN's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_marks_the_email_undelivered() {
+    let peer = SmtpPeer::start(None);
+    let link = smtp_link(peer.port, "none", &[]);
+    let g = Scenario::new()
+        .connector("mail", "smtp", &link.iter().map(String::as_str).collect::<Vec<_>>())
+        .connector("mailin", "smtp-server", &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "bounces = [\"bounces@postern.example\"]"])
+        .route(&["mail"], &[])
+        .start()
+        .await;
+    let id = g.send(json!({"to": "gone@example.org", "subject": "s", "text": "t"})).await;
+    let m = g.wait_state(&id, "submitted", 20).await;
+    let message_id = m["remote_ids"][0].as_str().unwrap().to_string();
+    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example\r\nTo: bounces@postern.example\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 mailbox unavailable\r\n--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: alerts@postern.example\r\nTo: gone@example.org\r\nMessage-ID: {message_id}\r\nSubject: s\r\n--b1--\r\n"
+    );
+    let r = smtplib(json!({"host": host, "port": port.parse::<u16>().unwrap(), "from": "", "to": ["bounces@postern.example"], "raw": dsn}));
+    assert_eq!(r["ok"], true, "{r}");
+    let m = g.wait_state(&id, "undelivered", 10).await;
+    assert!(m["error"]["message"].as_str().unwrap().contains("5.1.1"), "{m}");
+}
+
+#[test]
+fn null_sender_only_reaches_bounce_addresses() {
+    // Covered end to end by `a_bounce_marks_the_email_undelivered` (MAIL FROM:<>); here the
+    // refusal of an SMS from the null sender, through a real client.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let g = Scenario::new()
+            .connector("mailin", "smtp-server", &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "allow_senders = [\"@ops.example\"]", "bounces = [\"bounces@postern.example\"]"])
+            .sandbox("sb", &[])
+            .route(&["sb"], &[])
+            .start()
+            .await;
+        let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let port: u16 = port.parse().unwrap();
+        let raw = "From: MAILER-DAEMON@mx.example\r\nSubject: s\r\n\r\nt\r\n";
+        let r = smtplib(json!({"host": host, "port": port, "from": "", "to": ["+447700900123@sms.example"], "raw": raw}));
+        assert_eq!(r["code"], 550, "{r}");
+        let r = smtplib(json!({"host": host, "port": port, "from": "", "to": ["bounces@postern.example"], "raw": raw}));
+        assert_eq!(r["ok"], true, "a bounce address takes mail from <> (a non-DSN is dropped): {r}");
+        let (_, all) = g.get("/v1/messages").await;
+        assert_eq!(all["messages"].as_array().unwrap().len(), 0, "{all}");
+    });
+}

@@ -218,6 +218,9 @@ pub trait HubSink: Send + Sync {
     /// had given up waiting and requeued it. Its receipt must find the message; if it has not
     /// been sent again yet, it is submitted now instead (no duplicate, counted once).
     fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
+    /// A report about one of our own messages found by its id (a bounce naming the Message-ID we
+    /// gave it): applied like a receipt for its first part. Never blocks.
+    fn report_for(&self, _id: MessageId, _state: State, _error: Option<String>) {}
     /// The bytes of a stored blob (an email attachment), by its hex SHA-256.
     fn blob(&self, _digest: &str) -> Option<Vec<u8>> {
         None

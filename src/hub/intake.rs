@@ -176,6 +176,11 @@ impl HubSink for Hub {
         }
     }
 
+    fn report_for(&self, id: MessageId, state: State, error: Option<String>) {
+        let r = Receipt { connector: "".into(), remote_id: String::new(), state, error };
+        self.apply_receipt(id, 0, r, None);
+    }
+
     fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         let d: crate::outbox::Digest = digest.parse().ok()?;
         self.outbox.get_blob(&d).ok().flatten()

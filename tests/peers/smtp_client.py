@@ -2,7 +2,7 @@
 as JSON: {"ok": true} or {"ok": false, "code": 550, "error": "..."}.
 
 Reads a JSON spec on stdin: host, port, from, to (list), subject, text, pad (extra body bytes),
-cafile (STARTTLS with this CA when given).
+cafile (STARTTLS with this CA when given), raw (send this message text as it is instead).
 """
 import json, smtplib, ssl, sys
 from email.message import EmailMessage
@@ -21,7 +21,10 @@ try:
             s.starttls(context=ssl.create_default_context(cafile=spec["cafile"]))
             s.ehlo()
             out["tls"] = True
-        s.send_message(msg)
+        if spec.get("raw"):
+            s.sendmail(spec["from"], spec["to"], spec["raw"].encode())
+        else:
+            s.send_message(msg)
 except smtplib.SMTPRecipientsRefused as e:
     code, text = list(e.recipients.values())[0]
     out = {"ok": False, "code": code, "error": text.decode()}

@@ -27,6 +27,9 @@ pub struct SmtpServerConfig {
     pub max_bytes: usize,
     /// Senders allowed (`user@host` exact, or `@host` for a whole domain); empty = anyone.
     pub allow_senders: Vec<String>,
+    /// Addresses that take bounces (delivery status notifications) for the email Postern sent:
+    /// a DSN naming one of our Message-IDs marks that message `undelivered` (or `delivered`).
+    pub bounces: Vec<String>,
     /// What becomes the SMS text.
     pub body: SmsBody,
     /// The SMS sender (an alphanumeric id or a number); none = the route's default.
@@ -45,6 +48,7 @@ impl Default for SmtpServerConfig {
             tls: None,
             max_bytes: 10 << 20,
             allow_senders: Vec::new(),
+            bounces: Vec::new(),
             body: SmsBody::Text,
             sms_sender: None,
             max_segments: 3,
@@ -89,6 +93,11 @@ impl crate::connector::Settings for SmtpServerConfig {
             };
             if !ok {
                 c.bad(format!("{p}.allow_senders[{i}]"), "user@host, or @host for a whole domain");
+            }
+        }
+        for (i, b) in self.bounces.iter().enumerate() {
+            if let Err(e) = crate::model::email::address(b) {
+                c.bad(format!("{p}.bounces[{i}]"), e);
             }
         }
         if let Some(s) = &self.sms_sender {

@@ -7,6 +7,7 @@
 //! gateway drains, no new connection is taken.
 
 pub mod config;
+pub mod dsn;
 mod session;
 
 pub use session::sms_of_mail;

@@ -31,6 +31,8 @@ struct Transaction {
     from: Option<String>,
     /// E.164 numbers.
     to: Vec<String>,
+    /// A bounce address is among the recipients.
+    bounce: bool,
 }
 
 async fn reply(io: &mut BufReader<Box<dyn Stream>>, text: &str) -> io::Result<()> {
@@ -121,11 +123,13 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                     reply(&mut io, "503 5.5.1 EHLO first\r\n").await?;
                 } else if from.size > srv.cfg.max_bytes {
                     reply(&mut io, "552 5.3.4 message too large\r\n").await?;
-                } else if !allowed(&srv.cfg.allow_senders, &from.address) {
+                } else if !from.address.is_empty() && !allowed(&srv.cfg.allow_senders, &from.address) {
+                    // (The null sender `<>` is how bounces come: always taken, but only for a
+                    // bounce address, below.)
                     srv.refused.fetch_add(1, Ordering::Relaxed);
                     reply(&mut io, "550 5.7.1 sender not allowed\r\n").await?;
                 } else {
-                    tx = Transaction { from: Some(from.address), to: Vec::new() };
+                    tx = Transaction { from: Some(from.address), ..Default::default() };
                     reply(&mut io, "250 2.1.0 OK\r\n").await?;
                 }
             }
@@ -135,6 +139,17 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                 } else if tx.to.len() >= MAX_RCPTS {
                     reply(&mut io, "452 4.5.3 too many recipients\r\n").await?;
                 } else {
+                    let bounce = srv.cfg.bounces.iter().any(|b| b.eq_ignore_ascii_case(&to.address));
+                    if bounce {
+                        tx.bounce = true;
+                        reply(&mut io, "250 2.1.5 OK\r\n").await?;
+                        continue;
+                    }
+                    if tx.from.as_deref() == Some("") {
+                        srv.refused.fetch_add(1, Ordering::Relaxed);
+                        reply(&mut io, "550 5.7.1 the null sender may only write to a bounce address\r\n").await?;
+                        continue;
+                    }
                     match number_of(&to.address, &domain) {
                         Some(n) => {
                             tx.to.push(n);
@@ -148,7 +163,7 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                 }
             }
             Ok(Request::Data) => {
-                if tx.to.is_empty() {
+                if tx.to.is_empty() && !tx.bounce {
                     reply(&mut io, "503 5.5.1 RCPT first\r\n").await?;
                     continue;
                 }
@@ -269,6 +284,19 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     let Some(mail) = mail_parser::MessageParser::default().parse(data) else {
         return "554 5.6.0 malformed message\r\n".into();
     };
+    if tx.bounce {
+        match super::dsn::read(&mail, data) {
+            Some(b) => {
+                tracing::info!(connector = %srv.name, id = %b.id, state = b.state.as_str(), "bounce received");
+                hub.report_for(b.id, b.state, b.error);
+            }
+            None => tracing::debug!(connector = %srv.name, "mail to a bounce address that is no DSN of ours: dropped"),
+        }
+        if tx.to.is_empty() {
+            srv.received.fetch_add(1, Ordering::Relaxed);
+            return "250 2.0.0 OK\r\n".into();
+        }
+    }
     let (subject, sms) = match sms_of_mail(&mail, srv.cfg.body, srv.cfg.max_segments) {
         Ok(x) => x,
         Err(why) => return format!("554 5.6.0 {why}\r\n"),
