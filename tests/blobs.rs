@@ -25,6 +25,8 @@ async fn upload_download_and_refusals() {
     let r = g.http.get(format!("{url}/{digest}")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+    let r = g.http.get(format!("{}/v1/media/{digest}", g.base)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data, "/v1/media is the same store");
 
     let (s, e) = g.get("/v1/blobs/nothex").await;
     assert_eq!(s, 400);

@@ -26,13 +26,14 @@ pub(super) async fn route(
         (&Method::GET, ["messages"]) => list(api, req.uri().query().unwrap_or("")),
         (&Method::GET, ["messages", id]) => get(api, id),
         (&Method::DELETE, ["messages", id]) => cancel(api, id).await,
-        (&Method::POST, ["blobs"]) => super::blobs::upload(api, req).await,
-        (&Method::GET, ["blobs", digest]) => super::blobs::download(api, digest),
+        // `media` is the same store by the name the email issue uses.
+        (&Method::POST, ["blobs" | "media"]) => super::blobs::upload(api, req).await,
+        (&Method::GET, ["blobs" | "media", digest]) => super::blobs::download(api, digest),
         (&Method::GET, ["connectors"]) => Ok(json_response(
             StatusCode::OK,
             &json!({"connectors": api.hub.links.iter().map(|l| l.status()).collect::<Vec<_>>()}),
         )),
-        (_, ["messages"] | ["messages", _] | ["connectors"] | ["blobs"] | ["blobs", _]) => Err(ApiError::new(
+        (_, ["messages"] | ["messages", _] | ["connectors"] | ["blobs" | "media"] | ["blobs" | "media", _]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed here"),
