@@ -103,6 +103,8 @@ impl Gateway {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         let _ = self.outbox.flush();
+        // The windows held above are given back: what is still taken was in flight at the end.
+        drop(idle);
         tracing::info!(inflight_left = self.hub.inflight(), "postern stopped");
     }
 }
