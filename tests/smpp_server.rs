@@ -137,24 +137,7 @@ async fn tps_and_session_limits() {
 /// submits and receives the receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_smpplib_client() {
-    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("smpplib-venv");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        let st = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3");
-        assert!(
-            st.success(),
-            "python3 -m venv failed (make test installs python3-venv)"
-        );
-    }
-    let st = std::process::Command::new(&py)
-        .args(["-m", "pip", "install", "-q", "smpplib==2.2.4"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "pip install smpplib failed");
+    let py = python_venv("smpplib-venv", &["smpplib==2.2.4"]);
     let hash = postern::secret::hash_secret("pw123");
     let g = gateway(&server_cfg(&hash, "")).await;
     let (host, port) = server_addr(&g)
@@ -218,12 +201,7 @@ c.unbind(); c.disconnect()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_bind_and_smpp_to_smpp() {
     let dir = tempfile::tempdir().unwrap();
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = test_cert(dir.path());
     let hash = postern::secret::hash_secret("pw123");
     let a = gateway(&server_cfg(&hash, "").replace(
         "listen = \"127.0.0.1:0\"\n",

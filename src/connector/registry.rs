@@ -21,6 +21,10 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// The listening socket `addr` names (nothing when it does not parse: validation says so).
+    pub fn listening(addr: &str, path: String) -> Vec<(Resource, String)> {
+        addr.parse().map(|a| vec![(Resource::Listen(a), path)]).unwrap_or_default()
+    }
     /// Whether two claims collide (a wildcard address takes its port on every address).
     pub fn clashes(&self, other: &Resource) -> bool {
         match (self, other) {

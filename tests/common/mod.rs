@@ -285,6 +285,16 @@ impl Drop for Reaped {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost (its own CA), written as PEM files in
+/// `dir`: (cert, key).
+pub fn test_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
 /// A Python venv under the target directory with `packages` installed (made once, then
 /// reused; `make test` installs python3-venv). Returns its `python`.
 pub fn python_venv(name: &str, packages: &[&str]) -> std::path::PathBuf {

@@ -67,10 +67,7 @@ impl crate::connector::Settings for SmtpServerConfig {
     }
 
     fn resources(&self, p: &str) -> Vec<(crate::connector::Resource, String)> {
-        self.listen
-            .parse()
-            .map(|a| vec![(crate::connector::Resource::Listen(a), format!("{p}.listen"))])
-            .unwrap_or_default()
+        crate::connector::Resource::listening(&self.listen, format!("{p}.listen"))
     }
 
     fn build(&self, name: &str, _data_dir: &std::path::Path) -> std::sync::Arc<dyn crate::connector::Connector> {
