@@ -320,3 +320,38 @@ fn null_sender_only_reaches_bounce_addresses() {
         assert_eq!(all["messages"].as_array().unwrap().len(), 0, "{all}");
     });
 }
+
+/// Mail to one of the listener's mailboxes is stored as an inbound email; its attachment is a
+/// blob readable at /v1/media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_mailbox_is_an_inbound_email_with_its_attachments() {
+    let g = Scenario::new()
+        .connector("mailin", "smtp-server", &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "mailboxes = [\"support@postern.example\"]"])
+        .sandbox("sb", &[])
+        .route(&["sb"], &[])
+        .start()
+        .await;
+    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let photo: Vec<u8> = (0..2000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let r = smtplib(json!({
+        "host": host, "port": port.parse::<u16>().unwrap(), "from": "field@ops.example",
+        "to": ["Support@postern.example"], "subject": "Pump broken", "text": "See the photo.",
+        "attachments": [{"filename": "pump.jpg", "content_type": "image/jpeg", "hex": hex::encode(&photo)}]
+    }));
+    assert_eq!(r["ok"], true, "{r}");
+    let (_, list) = g.get("/v1/messages?direction=inbound").await;
+    let m = &list["messages"][0];
+    assert_eq!(m["channel"], "email", "{list}");
+    assert_eq!(m["state"], "received");
+    assert_eq!(m["from"], "field@ops.example");
+    assert_eq!(m["to"], "support@postern.example");
+    assert_eq!(m["subject"], "Pump broken");
+    assert!(m["text"].as_str().unwrap().contains("See the photo."), "{m}");
+    let a = &m["attachments"][0];
+    assert_eq!(a["filename"], "pump.jpg");
+    assert_eq!(a["media_type"], "image/jpeg");
+    assert_eq!(a["size"], 2000);
+    let r = g.http.get(format!("{}/v1/media/{}", g.base, a["digest"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), photo);
+}

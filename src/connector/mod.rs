@@ -218,6 +218,15 @@ pub trait HubSink: Send + Sync {
     /// had given up waiting and requeued it. Its receipt must find the message; if it has not
     /// been sent again yet, it is submitted now instead (no duplicate, counted once).
     fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
+    /// Store a message that came in whole (an email to one of our mailboxes): received, with
+    /// `Origin::Network`; resolves after the outbox write.
+    fn receive_envelope(&self, _connector: Arc<str>, _env: crate::model::Envelope) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        Box::pin(async { Err(HubError::Store("not supported".into())) })
+    }
+    /// Store bytes as a blob (synced); resolves with its hex SHA-256.
+    fn put_blob<'a>(&'a self, _bytes: &'a [u8]) -> BoxFuture<'a, Result<String, HubError>> {
+        Box::pin(async { Err(HubError::Store("not supported".into())) })
+    }
     /// A report about one of our own messages found by its id (a bounce naming the Message-ID we
     /// gave it): applied like a receipt for its first part. Never blocks.
     fn report_for(&self, _id: MessageId, _state: State, _error: Option<String>) {}

@@ -181,6 +181,23 @@ impl HubSink for Hub {
         self.apply_receipt(id, 0, r, None);
     }
 
+    fn receive_envelope(&self, connector: Arc<str>, env: Envelope) -> BoxFuture<'_, Result<MessageId, HubError>> {
+        Box::pin(async move {
+            let id = self.ids.next();
+            self.store_received(id, &connector, env, Changes::new()).await?;
+            Ok(id)
+        })
+    }
+
+    fn put_blob<'a>(&'a self, bytes: &'a [u8]) -> BoxFuture<'a, Result<String, HubError>> {
+        Box::pin(async move {
+            self.outbox.put_blob(bytes).await.map(|d| d.to_string()).map_err(|e| match e {
+                StoreError::Busy => HubError::Busy,
+                e => HubError::Store(e.to_string()),
+            })
+        })
+    }
+
     fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         let d: crate::outbox::Digest = digest.parse().ok()?;
         self.outbox.get_blob(&d).ok().flatten()
@@ -247,49 +264,59 @@ impl Hub {
                     metadata["xform"] = crate::codec::xform::from_element(&doc.root).to_json();
                 }
             }
-            let mut msg = Message::new(
-                id,
-                Direction::Inbound,
-                Envelope {
-                    channel: crate::model::Channel::Sms,
-                    from: Some(Address::sms(inbound.from)),
-                    to: Address::sms(inbound.to),
-                    content: Content::Sms(Sms {
-                        body: inbound.body,
-                        udh: None,
-                        coding,
-                        segments,
-                    }),
-                    client_ref: None,
-                    metadata: (!metadata.is_null()).then_some(metadata),
-                    tags: Vec::new(),
-                    priority: 0,
-                    send_at: None,
-                    expires_at: now,
-                    origin: Origin::Network,
-                },
-                State::Received,
-                now,
-                now,
-            );
-            msg.delivery.connector = Some(inbound.connector.to_string());
-            let shard = id.shard(self.outbox.shards().len() as u32);
-            let mut ops = Changes::new();
-            ops.store(&msg);
-            ops.extend(extra);
-            self.outbox
-                .write(shard, ops, vec![], 1)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Busy => HubError::Busy,
-                    e => HubError::Store(e.to_string()),
-                })?;
-            metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => inbound.connector.to_string())
-                .increment(1);
-            for l in self.listeners.read().iter() {
-                l.on_inbound(&msg);
-            }
+            let env = Envelope {
+                channel: crate::model::Channel::Sms,
+                from: Some(Address::sms(inbound.from)),
+                to: Address::sms(inbound.to),
+                content: Content::Sms(Sms {
+                    body: inbound.body,
+                    udh: None,
+                    coding,
+                    segments,
+                }),
+                client_ref: None,
+                metadata: (!metadata.is_null()).then_some(metadata),
+                tags: Vec::new(),
+                priority: 0,
+                send_at: None,
+                expires_at: now,
+                origin: Origin::Network,
+            };
+            self.store_received(id, &inbound.connector, env, extra).await?;
             Ok(id)
         }
+    }
+}
+
+impl Hub {
+    /// Store a message that came in on `connector` (received; its attachments referenced), with
+    /// `extra` changes in the same write, and tell the listeners.
+    pub(super) async fn store_received(&self, id: MessageId, connector: &str, env: Envelope, extra: Changes) -> Result<(), HubError> {
+        let now = now_ms();
+        let mut msg = Message::new(id, Direction::Inbound, env, State::Received, now, now);
+        msg.delivery.connector = Some(connector.to_string());
+        let shard = id.shard(self.outbox.shards().len() as u32);
+        let mut ops = Changes::new();
+        ops.store(&msg);
+        if let Content::Email(e) = &msg.envelope.content {
+            for a in &e.attachments {
+                if let Ok(d) = a.digest.parse::<crate::outbox::Digest>() {
+                    ops.ref_blob(&d, id);
+                }
+            }
+        }
+        ops.extend(extra);
+        self.outbox
+            .write(shard, ops, vec![], 1)
+            .await
+            .map_err(|e| match e {
+                StoreError::Busy => HubError::Busy,
+                e => HubError::Store(e.to_string()),
+            })?;
+        metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => connector.to_string()).increment(1);
+        for l in self.listeners.read().iter() {
+            l.on_inbound(&msg);
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 as JSON: {"ok": true} or {"ok": false, "code": 550, "error": "..."}.
 
 Reads a JSON spec on stdin: host, port, from, to (list), subject, text, pad (extra body bytes),
-cafile (STARTTLS with this CA when given), raw (send this message text as it is instead).
+cafile (STARTTLS with this CA when given), raw (send this message text as it is instead), attachments ([{filename, content_type, hex}]).
 """
 import json, smtplib, ssl, sys
 from email.message import EmailMessage
@@ -13,6 +13,9 @@ msg["From"] = spec["from"]
 msg["To"] = ", ".join(spec["to"])
 msg["Subject"] = spec.get("subject", "")
 msg.set_content(spec.get("text", "") + "x" * spec.get("pad", 0))
+for a in spec.get("attachments", []):
+    maintype, subtype = a["content_type"].split("/")
+    msg.add_attachment(bytes.fromhex(a["hex"]), maintype=maintype, subtype=subtype, filename=a["filename"])
 out = {"ok": True}
 try:
     with smtplib.SMTP(spec["host"], spec["port"], timeout=10) as s:

@@ -27,6 +27,9 @@ pub struct SmtpServerConfig {
     pub max_bytes: usize,
     /// Senders allowed (`user@host` exact, or `@host` for a whole domain); empty = anyone.
     pub allow_senders: Vec<String>,
+    /// Mailboxes: mail to these addresses is stored as an inbound email (with its attachments
+    /// as blobs), listed at `GET /v1/messages?direction=inbound`.
+    pub mailboxes: Vec<String>,
     /// Addresses that take bounces (delivery status notifications) for the email Postern sent:
     /// a DSN naming one of our Message-IDs marks that message `undelivered` (or `delivered`).
     pub bounces: Vec<String>,
@@ -49,6 +52,7 @@ impl Default for SmtpServerConfig {
             max_bytes: 10 << 20,
             allow_senders: Vec::new(),
             bounces: Vec::new(),
+            mailboxes: Vec::new(),
             body: SmsBody::Text,
             sms_sender: None,
             max_segments: 3,
@@ -92,9 +96,11 @@ impl crate::connector::Settings for SmtpServerConfig {
                 c.bad(format!("{p}.allow_senders[{i}]"), "user@host, or @host for a whole domain");
             }
         }
-        for (i, b) in self.bounces.iter().enumerate() {
-            if let Err(e) = crate::model::email::address(b) {
-                c.bad(format!("{p}.bounces[{i}]"), e);
+        for (key, list) in [("bounces", &self.bounces), ("mailboxes", &self.mailboxes)] {
+            for (i, b) in list.iter().enumerate() {
+                if let Err(e) = crate::model::email::address(b) {
+                    c.bad(format!("{p}.{key}[{i}]"), e);
+                }
             }
         }
         if let Some(s) = &self.sms_sender {

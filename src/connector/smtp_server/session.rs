@@ -33,6 +33,8 @@ struct Transaction {
     to: Vec<String>,
     /// A bounce address is among the recipients.
     bounce: bool,
+    /// Our mailboxes among the recipients.
+    mailboxes: Vec<String>,
 }
 
 async fn reply(io: &mut BufReader<Box<dyn Stream>>, text: &str) -> io::Result<()> {
@@ -145,6 +147,12 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                         reply(&mut io, "250 2.1.5 OK\r\n").await?;
                         continue;
                     }
+                    let null_sender = tx.from.as_deref() == Some("");
+                    if let Some(mb) = srv.cfg.mailboxes.iter().find(|m| !null_sender && m.eq_ignore_ascii_case(&to.address)) {
+                        tx.mailboxes.push(mb.clone());
+                        reply(&mut io, "250 2.1.5 OK\r\n").await?;
+                        continue;
+                    }
                     if tx.from.as_deref() == Some("") {
                         srv.refused.fetch_add(1, Ordering::Relaxed);
                         reply(&mut io, "550 5.7.1 the null sender may only write to a bounce address\r\n").await?;
@@ -163,7 +171,7 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                 }
             }
             Ok(Request::Data) => {
-                if tx.to.is_empty() && !tx.bounce {
+                if tx.to.is_empty() && !tx.bounce && tx.mailboxes.is_empty() {
                     reply(&mut io, "503 5.5.1 RCPT first\r\n").await?;
                     continue;
                 }
@@ -276,6 +284,60 @@ pub fn sms_of_mail(
         .map_err(|e| format!("no text for an SMS: {}", e.message))
 }
 
+/// Store the mail as an inbound email to `mailbox`, its attachments as blobs; the message id, or
+/// the reply to send.
+async fn store_mail(
+    srv: &SmtpServer,
+    hub: &std::sync::Arc<dyn crate::connector::HubSink>,
+    tx: &Transaction,
+    mailbox: &str,
+    mail: &mail_parser::Message<'_>,
+) -> Result<String, String> {
+    use mail_parser::MimeHeaders;
+    let busy = |_| "451 4.3.0 cannot take mail now, try again later\r\n".to_string();
+    let mut attachments = Vec::new();
+    for a in mail.attachments() {
+        let bytes = a.contents();
+        if bytes.is_empty() {
+            continue;
+        }
+        let digest = hub.put_blob(bytes).await.map_err(busy)?;
+        let media_type = a
+            .content_type()
+            .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream")))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        attachments.push(crate::model::BlobRef {
+            digest,
+            size: bytes.len() as u64,
+            media_type,
+            filename: a.attachment_name().map(str::to_string),
+        });
+    }
+    let from = tx.from.clone().unwrap_or_default();
+    let env = Envelope {
+        channel: Channel::Email,
+        from: (!from.is_empty()).then(|| Address::Email(from.clone())),
+        to: Address::Email(mailbox.to_string()),
+        content: Content::Email(crate::model::Email {
+            subject: mail.subject().unwrap_or("").to_string(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            reply_to: None,
+            text: mail.body_text(0).map(|t| t.to_string()),
+            html: mail.body_html(0).filter(|_| mail.html_body_count() > 0).map(|h| h.to_string()),
+            attachments,
+        }),
+        client_ref: None,
+        metadata: Some(serde_json::json!({"email": {"message_id": mail.message_id()}})),
+        tags: Vec::new(),
+        priority: 0,
+        send_at: None,
+        expires_at: now_ms(),
+        origin: Origin::Network,
+    };
+    hub.receive_envelope(srv.name.clone(), env).await.map(|id| id.to_string()).map_err(busy)
+}
+
 /// Turn the mail into one SMS per recipient; the reply to send.
 async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     let Some(hub) = srv.hub.get() else {
@@ -292,10 +354,17 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
             }
             None => tracing::debug!(connector = %srv.name, "mail to a bounce address that is no DSN of ours: dropped"),
         }
-        if tx.to.is_empty() {
-            srv.received.fetch_add(1, Ordering::Relaxed);
-            return "250 2.0.0 OK\r\n".into();
+    }
+    let mut ids = Vec::new();
+    for mailbox in &tx.mailboxes {
+        match store_mail(srv, hub, tx, mailbox, &mail).await {
+            Ok(id) => ids.push(id),
+            Err(reply) => return reply,
         }
+    }
+    if tx.to.is_empty() {
+        srv.received.fetch_add(1, Ordering::Relaxed);
+        return format!("250 2.0.0 OK {}\r\n", ids.join(","));
     }
     let (subject, sms) = match sms_of_mail(&mail, srv.cfg.body, srv.cfg.max_segments) {
         Ok(x) => x,
