@@ -136,7 +136,7 @@ impl SmscSim {
     /// the next bind.
     pub fn unanswered(&self) -> usize {
         let held = self.shared.pending.lock().len();
-        held + self.shared.receivers.lock().iter().map(|(_, _, u)| u.lock().len()).sum::<usize>()
+        held + self.shared.receivers.lock().iter().map(|(_, _, u, _)| u.lock().len()).sum::<usize>()
     }
 }
 
@@ -154,7 +154,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Sessions that can receive deliver_sm: (connection, sender, receipts sent and not yet
     /// acked by deliver_sm_resp, by sequence number).
-    receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>, Unacked)>>,
+    /// Bound sessions that take deliver_sm: connection, writer, unanswered, its sequence numbers.
+    receivers: Mutex<Vec<(u64, mpsc::UnboundedSender<Command>, Unacked, Arc<AtomicU32>)>>,
     /// Receipts that fell due while no session could receive: sent at the next bind, as an
     /// SMSC does.
     pending: Mutex<Vec<Command>>,
@@ -191,18 +192,24 @@ fn receipt_sender(rx: crossbeam_channel::Receiver<DelayedReceipt>, shared: std::
         // Receipts go to the submitting session when it can receive, else any receiver.
         let target = {
             let rcv = shared.receivers.lock();
-            rcv.iter().find(|(c, _, _)| *c == r.conn).or(rcv.first()).map(|(_, t, u)| (t.clone(), u.clone()))
+            rcv.iter().find(|(c, _, _, _)| *c == r.conn).or(rcv.first()).map(|(_, t, u, s)| (t.clone(), u.clone(), s.clone()))
         };
-        let cmd = receipt(&shared, &r.id, &r.src, &r.dst, r.seq.fetch_add(1, Ordering::Relaxed));
+        // Numbered by the session it goes out on (another one than the submitter's, after a drop).
+        let seq = target.as_ref().map_or(&r.seq, |(_, _, s)| s).fetch_add(1, Ordering::Relaxed);
+        let cmd = receipt(&shared, &r.id, &r.src, &r.dst, seq);
         match target {
-            Some((t, u)) => match {
+            Some((t, u, _)) => match {
                 u.lock().insert(cmd.sequence_number, cmd.clone());
                 t.send(cmd)
             } {
                 Ok(()) => {
                     shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => shared.pending.lock().push(e.0),
+                // The session is closing: kept for the next bind (and not counted twice).
+                Err(e) => {
+                    u.lock().remove(&e.0.sequence_number);
+                    shared.pending.lock().push(e.0);
+                }
             },
             None => shared.pending.lock().push(cmd),
         }
@@ -414,7 +421,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                         shared
                             .receivers
                             .lock()
-                            .push((conn, tx.clone(), unacked.clone()));
+                            .push((conn, tx.clone(), unacked.clone(), seq.clone()));
                         for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
                             cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
                             unacked.lock().insert(cmd.sequence_number, cmd.clone());
@@ -533,15 +540,37 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
             }
         }
     }
-    shared.receivers.lock().retain(|(c, _, _)| *c != conn);
-    // Receipts this session never acked are kept for the next bind, as an SMSC does.
+    shared.receivers.lock().retain(|(c, _, _, _)| *c != conn);
+    // Receipts this session never acked are kept for the next bind, as an SMSC does; a session
+    // that bound while this one was closing takes them now (else they would wait for a bind
+    // that may never come).
     let left: Vec<Command> = unacked.lock().drain().map(|(_, c)| c).collect();
     shared.pending.lock().extend(left);
+    flush_pending(&shared);
     if let Some(t) = mo_task {
         t.abort();
     }
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+/// Send the receipts kept for the next bind to a bound receiver, if there is one.
+fn flush_pending(shared: &Shared) {
+    let rcv = shared.receivers.lock();
+    let Some((_, tx, unacked, seq)) = rcv.first() else { return };
+    for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
+        cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
+        unacked.lock().insert(cmd.sequence_number, cmd.clone());
+        match tx.send(cmd) {
+            Ok(()) => {
+                shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                unacked.lock().remove(&e.0.sequence_number);
+                shared.pending.lock().push(e.0);
+            }
+        }
+    }
 }
 
 async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Command>, seq: Arc<AtomicU32>) {
