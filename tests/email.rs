@@ -225,7 +225,7 @@ async fn mail_to_a_number_becomes_an_sms() {
         .connector(
             "mailin",
             "smtp-server",
-            &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "allow_senders = [\"@ops.example\"]", "body = \"subject_and_text\"", "sms_sender = \"Postern\"", "max_bytes = 4096", &tls],
+            &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", "allow_senders = [\"@ops.example\"]", "body = \"subject_and_text\"", "sms_sender = \"Postern\"", "senders = { \"duty@ops.example\" = \"OpsDesk\" }", "max_bytes = 4096", &tls],
         )
         .sandbox("sb", &["dlr_delay_ms = 10"])
         .route(&["sb"], &[])
@@ -248,7 +248,7 @@ async fn mail_to_a_number_becomes_an_sms() {
     let (_, list) = g.get("/v1/messages?to=%2B447700900123").await;
     let m = &list["messages"][0];
     assert_eq!(m["text"], "Alert\nWater point 4 is dry", "{list}");
-    assert_eq!(m["from"], "Postern");
+    assert_eq!(m["from"], "OpsDesk", "mapped from the mail's sender");
     assert_eq!(m["metadata"]["email"]["from"], "duty@ops.example");
     assert_eq!(m["origin"]["type"], "peer");
     g.wait_state(m["id"].as_str().unwrap(), "delivered", 10).await;
@@ -261,10 +261,11 @@ async fn mail_to_a_number_becomes_an_sms() {
     assert!(r["error"].as_str().unwrap().starts_with("5.7.1"), "{r}");
     let r = send(json!({"pad": 5000}));
     assert_eq!(r["code"], 552, "{r}");
-    let r = send(json!({"cafile": cert.display().to_string(), "to": ["447700900124@sms.example"]}));
+    let r = send(json!({"cafile": cert.display().to_string(), "to": ["447700900124@sms.example"], "from": "night@ops.example"}));
     assert_eq!((r["ok"].clone(), r["tls"].clone()), (json!(true), json!(true)), "{r}");
     let (_, list) = g.get("/v1/messages?to=%2B447700900124").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["messages"][0]["from"], "Postern", "an unmapped sender gets the default");
     // Only the two accepted mails were stored.
     let (_, all) = g.get("/v1/messages").await;
     assert_eq!(all["messages"].as_array().unwrap().len(), 2, "{all}");

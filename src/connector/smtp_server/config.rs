@@ -35,8 +35,12 @@ pub struct SmtpServerConfig {
     pub bounces: Vec<String>,
     /// What becomes the SMS text.
     pub body: SmsBody,
-    /// The SMS sender (an alphanumeric id or a number); none = the route's default.
+    /// The SMS sender (an alphanumeric id or a number) for mail whose sender `senders` does not
+    /// name; none = the route's default.
     pub sms_sender: Option<String>,
+    /// The SMS sender for mail from a given address (`"duty@ops.example" = "OpsDesk"`) or
+    /// domain (`"@ops.example" = "Ops"`); the exact address wins.
+    pub senders: std::collections::BTreeMap<String, String>,
     /// Longest SMS made from a mail, in segments (longer text is cut).
     pub max_segments: usize,
     /// Sessions at once.
@@ -55,6 +59,7 @@ impl Default for SmtpServerConfig {
             mailboxes: Vec::new(),
             body: SmsBody::Text,
             sms_sender: None,
+            senders: Default::default(),
             max_segments: 3,
             max_sessions: 64,
         }
@@ -101,6 +106,18 @@ impl crate::connector::Settings for SmtpServerConfig {
                 if let Err(e) = crate::model::email::address(b) {
                     c.bad(format!("{p}.{key}[{i}]"), e);
                 }
+            }
+        }
+        for (k, v) in &self.senders {
+            let key_ok = match k.strip_prefix('@') {
+                Some(d) => !d.is_empty() && !d.contains('@'),
+                None => crate::model::email::address(k).is_ok(),
+            };
+            if !key_ok {
+                c.bad(format!("{p}.senders.{k}"), "keys are user@host, or @host for a whole domain");
+            }
+            if let Err(e) = crate::model::address::validate_sender(v) {
+                c.bad(format!("{p}.senders.{k}"), e.to_string());
             }
         }
         if let Some(s) = &self.sms_sender {

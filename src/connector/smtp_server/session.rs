@@ -233,6 +233,18 @@ fn allowed(list: &[String], sender: &str) -> bool {
         })
 }
 
+/// The SMS sender for mail from `mail_from`: by address, then by domain, then the default.
+fn sms_sender(cfg: &super::config::SmtpServerConfig, mail_from: &str) -> Option<String> {
+    let lower = mail_from.to_ascii_lowercase();
+    let domain = lower.rsplit_once('@').map(|(_, d)| format!("@{d}"));
+    cfg.senders
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&lower))
+        .or_else(|| domain.and_then(|d| cfg.senders.iter().find(|(k, _)| k.eq_ignore_ascii_case(&d))))
+        .map(|(_, v)| v.clone())
+        .or_else(|| cfg.sms_sender.clone())
+}
+
 /// `+447700900123@domain` or `447700900123@domain` → `+447700900123`.
 fn number_of(address: &str, domain: &str) -> Option<String> {
     let (local, d) = address.rsplit_once('@')?;
@@ -376,7 +388,7 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     for to in &tx.to {
         let env = Envelope {
             channel: Channel::Sms,
-            from: srv.cfg.sms_sender.clone().map(Address::sms),
+            from: sms_sender(&srv.cfg, &from).map(Address::sms),
             to: Address::Msisdn(to.clone()),
             content: Content::Sms(sms.clone()),
             client_ref: None,
