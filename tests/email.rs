@@ -356,3 +356,38 @@ async fn mail_to_a_mailbox_is_an_inbound_email_with_its_attachments() {
     let r = g.http.get(format!("{}/v1/media/{}", g.base, a["digest"].as_str().unwrap())).send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().to_vec(), photo);
 }
+
+/// With accounts, the listener takes mail only after AUTH (PLAIN or LOGIN, over STARTTLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_required_when_accounts_are_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_cert(dir.path());
+    let tls = format!("tls = {{ cert = {:?}, key = {:?} }}", cert.display().to_string(), key.display().to_string());
+    let account = format!("accounts = [{{ username = \"ops\", password = \"{}\" }}]", postern::secret::hash_secret("s3cret"));
+    let g = Scenario::new()
+        .connector("mailin", "smtp-server", &["listen = \"127.0.0.1:0\"", "domain = \"sms.example\"", &tls, &account])
+        .sandbox("sb", &[])
+        .route(&["sb"], &[])
+        .start()
+        .await;
+    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let cafile = cert.display().to_string();
+    let base = json!({"host": host, "port": port, "from": "ops@example.org", "to": ["+447700900123@sms.example"], "subject": "s", "text": "t", "cafile": cafile});
+    let send = |patch: Value| {
+        let mut spec = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        smtplib(spec)
+    };
+    assert_eq!(send(json!({}))["code"], 530, "no AUTH: refused");
+    assert_eq!(send(json!({"login": ["ops", "wrong"]}))["code"], 535);
+    let r = send(json!({"login": ["ops", "s3cret"]}));
+    assert_eq!((r["ok"].clone(), r["auth"].clone()), (json!(true), json!(true)), "PLAIN: {r}");
+    let r = send(json!({"login": ["ops", "s3cret"], "mechanism": "LOGIN"}));
+    assert_eq!(r["ok"], true, "LOGIN: {r}");
+    let (_, all) = g.get("/v1/messages").await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 2, "{all}");
+}

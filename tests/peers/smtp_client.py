@@ -24,10 +24,20 @@ try:
             s.starttls(context=ssl.create_default_context(cafile=spec["cafile"]))
             s.ehlo()
             out["tls"] = True
+        if spec.get("login"):
+            user, password = spec["login"]
+            if spec.get("mechanism") == "LOGIN":
+                s.user, s.password = user, password
+                s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+            else:
+                s.login(user, password)
+            out["auth"] = True
         if spec.get("raw"):
             s.sendmail(spec["from"], spec["to"], spec["raw"].encode())
         else:
             s.send_message(msg)
+except smtplib.SMTPAuthenticationError as e:
+    out = {"ok": False, "code": e.smtp_code, "error": e.smtp_error.decode()}
 except smtplib.SMTPRecipientsRefused as e:
     code, text = list(e.recipients.values())[0]
     out = {"ok": False, "code": code, "error": text.decode()}

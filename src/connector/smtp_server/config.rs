@@ -14,6 +14,15 @@ pub enum SmsBody {
     SubjectAndText,
 }
 
+/// `[[connectors.NAME.accounts]]`: who may send after AUTH.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpAccount {
+    pub username: String,
+    /// Hashed (`postern hash-password`).
+    pub password: String,
+}
+
 /// `[connectors.NAME]` with `type = "smtp-server"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +34,9 @@ pub struct SmtpServerConfig {
     pub tls: Option<crate::connector::smpp::config::TlsFiles>,
     /// Largest mail accepted, in bytes.
     pub max_bytes: usize,
+    /// Accounts that may send (AUTH PLAIN or LOGIN, only over STARTTLS); when set, mail is
+    /// taken only after AUTH. Passwords hashed with `postern hash-password`.
+    pub accounts: Vec<SmtpAccount>,
     /// Senders allowed (`user@host` exact, or `@host` for a whole domain); empty = anyone.
     pub allow_senders: Vec<String>,
     /// Mailboxes: mail to these addresses is stored as an inbound email (with its attachments
@@ -55,6 +67,7 @@ impl Default for SmtpServerConfig {
             tls: None,
             max_bytes: 10 << 20,
             allow_senders: Vec::new(),
+            accounts: Vec::new(),
             bounces: Vec::new(),
             mailboxes: Vec::new(),
             body: SmsBody::Text,
@@ -91,6 +104,17 @@ impl crate::connector::Settings for SmtpServerConfig {
         if let Some(t) = &self.tls {
             c.readable(&format!("{p}.tls.cert"), &t.cert);
             c.readable(&format!("{p}.tls.key"), &t.key);
+        }
+        if !self.accounts.is_empty() && self.tls.is_none() {
+            c.bad(format!("{p}.accounts"), "AUTH is offered only over STARTTLS: set tls too");
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            if a.username.is_empty() {
+                c.bad(format!("{p}.accounts[{i}].username"), "must not be empty");
+            }
+            if let Err(e) = crate::secret::parse_hash(&a.password) {
+                c.bad(format!("{p}.accounts[{i}].password"), e.to_string());
+            }
         }
         for (i, s) in self.allow_senders.iter().enumerate() {
             let ok = match s.strip_prefix('@') {

@@ -74,6 +74,7 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
     reply(&mut io, &format!("220 {domain} ESMTP Postern\r\n")).await?;
     let mut tls_on = false;
     let mut greeted = false;
+    let mut authed = false;
     let mut tx = Transaction::default();
     loop {
         let Some(line) = read_line(&mut io).await? else {
@@ -91,6 +92,7 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
             Request::Quit => Request::Quit,
             Request::Noop { .. } => Request::Noop { value: String::new() },
             Request::Vrfy { .. } => Request::Vrfy { value: String::new() },
+            Request::Auth { mechanism, initial_response } => Request::Auth { mechanism, initial_response: initial_response.into_owned() },
             _ => Request::Help { value: String::new() },
         });
         match req {
@@ -98,8 +100,9 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                 greeted = true;
                 tx = Transaction::default();
                 let tls = if srv.tls.get().is_some() && !tls_on { "250-STARTTLS\r\n" } else { "" };
+                let auth = if tls_on && !srv.cfg.accounts.is_empty() { "250-AUTH PLAIN LOGIN\r\n" } else { "" };
                 let text = format!(
-                    "250-{domain} greets {host}\r\n250-SIZE {}\r\n250-8BITMIME\r\n{tls}250 ENHANCEDSTATUSCODES\r\n",
+                    "250-{domain} greets {host}\r\n250-SIZE {}\r\n250-8BITMIME\r\n{tls}{auth}250 ENHANCEDSTATUSCODES\r\n",
                     srv.cfg.max_bytes
                 );
                 reply(&mut io, &text).await?;
@@ -116,6 +119,7 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                     io = BufReader::new(Box::new(tls));
                     tls_on = true;
                     greeted = false;
+                    authed = false;
                     tx = Transaction::default();
                 }
                 _ => reply(&mut io, "454 4.7.0 TLS not available\r\n").await?,
@@ -123,6 +127,8 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
             Ok(Request::Mail { from }) => {
                 if !greeted {
                     reply(&mut io, "503 5.5.1 EHLO first\r\n").await?;
+                } else if !srv.cfg.accounts.is_empty() && !authed {
+                    reply(&mut io, "530 5.7.0 authentication required\r\n").await?;
                 } else if from.size > srv.cfg.max_bytes {
                     reply(&mut io, "552 5.3.4 message too large\r\n").await?;
                 } else if !from.address.is_empty() && !allowed(&srv.cfg.allow_senders, &from.address) {
@@ -184,6 +190,27 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
                 tx = Transaction::default();
                 reply(&mut io, &answer).await?;
             }
+            Ok(Request::Auth { mechanism, initial_response }) => {
+                if srv.cfg.accounts.is_empty() {
+                    reply(&mut io, "502 5.5.1 AUTH not offered\r\n").await?;
+                } else if !tls_on {
+                    reply(&mut io, "538 5.7.11 encryption required for AUTH\r\n").await?;
+                } else if authed {
+                    reply(&mut io, "503 5.5.1 already authenticated\r\n").await?;
+                } else {
+                    let ok = match auth(&mut io, mechanism, &initial_response).await? {
+                        Some((user, pass)) => check_account(&srv.cfg.accounts, &user, &pass),
+                        None => false,
+                    };
+                    if ok {
+                        authed = true;
+                        reply(&mut io, "235 2.7.0 authenticated\r\n").await?;
+                    } else {
+                        srv.refused.fetch_add(1, Ordering::Relaxed);
+                        reply(&mut io, "535 5.7.8 authentication failed\r\n").await?;
+                    }
+                }
+            }
             Ok(Request::Rset) => {
                 tx = Transaction::default();
                 reply(&mut io, "250 2.0.0 OK\r\n").await?;
@@ -198,6 +225,40 @@ pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result
             Err(_) => reply(&mut io, "500 5.5.2 syntax error\r\n").await?,
         }
     }
+}
+
+/// The credentials of an AUTH exchange (PLAIN, with or without an initial response, or LOGIN),
+/// or `None` when they are malformed or the mechanism is not offered.
+async fn auth(io: &mut BufReader<Box<dyn Stream>>, mechanism: u64, initial: &str) -> io::Result<Option<(String, String)>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decode = |s: &str| b64.decode(s.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+    if mechanism == smtp_proto::AUTH_PLAIN {
+        let resp = if initial.is_empty() { ask(io, "334 \r\n").await?.unwrap_or_default() } else { initial.to_string() };
+        let Some(text) = decode(&resp) else { return Ok(None) };
+        let mut it = text.split('\0');
+        let (_authz, user, pass) = (it.next(), it.next(), it.next());
+        return Ok(user.zip(pass).map(|(u, p)| (u.to_string(), p.to_string())));
+    }
+    if mechanism == smtp_proto::AUTH_LOGIN {
+        let user = if initial.is_empty() { ask(io, "334 VXNlcm5hbWU6\r\n").await?.unwrap_or_default() } else { initial.to_string() };
+        let pass = ask(io, "334 UGFzc3dvcmQ6\r\n").await?.unwrap_or_default();
+        return Ok(decode(&user).zip(decode(&pass)));
+    }
+    Ok(None)
+}
+
+/// Send a 334 prompt and read the client's line.
+async fn ask(io: &mut BufReader<Box<dyn Stream>>, prompt: &str) -> io::Result<Option<String>> {
+    reply(io, prompt).await?;
+    Ok(read_line(io).await?.map(|l| String::from_utf8_lossy(&l).trim().to_string()))
+}
+
+fn check_account(accounts: &[super::config::SmtpAccount], user: &str, pass: &str) -> bool {
+    accounts
+        .iter()
+        .filter(|a| a.username == user)
+        .any(|a| crate::secret::parse_hash(&a.password).is_ok_and(|h| h.verify(pass)))
 }
 
 /// The mail after DATA, unstuffed; `None` when over `max` (read to its end all the same).
