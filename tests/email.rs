@@ -198,6 +198,14 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
     let id = g.send(json!({"to": "a@example.org", "subject": "s", "text": "t"})).await;
     let m = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(m["connector"], "sb");
+    let sms = g.send(json!({"to": "+447700900123", "text": "t"})).await;
+    let (_, only_email) = g.get("/v1/messages?channel=email").await;
+    let ids: Vec<&str> = only_email["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()], "{only_email}");
+    let (_, only_sms) = g.get("/v1/messages?channel=sms").await;
+    assert_eq!(only_sms["messages"][0]["id"], sms.as_str());
+    let (s, e) = g.get("/v1/messages?channel=fax").await;
+    assert_eq!((s, e["error"]["field"].clone()), (400, json!("channel")));
 }
 
 /// Send one mail with Python's smtplib; its outcome.

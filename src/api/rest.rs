@@ -403,6 +403,16 @@ fn list(api: &Api, query: &str) -> Result<Resp, ApiError> {
                 })?)
             }
             "to" => filter.to = Some(v.into_owned()),
+            "channel" => {
+                filter.channel = Some(match &*v {
+                    "sms" => crate::model::Channel::Sms,
+                    "email" => crate::model::Channel::Email,
+                    _ => {
+                        return Err(ApiError::bad_request("invalid_query", "channel must be sms or email")
+                            .field("channel"))
+                    }
+                })
+            }
             "direction" => {
                 filter.direction = Some(match &*v {
                     "inbound" => Direction::Inbound,

@@ -68,6 +68,7 @@ pub struct ListFilter {
     pub state: Option<State>,
     pub to: Option<String>,
     pub direction: Option<Direction>,
+    pub channel: Option<crate::model::Channel>,
 }
 
 /// The outbox: a RocksDB database and its shards.

@@ -79,6 +79,7 @@ impl Outbox {
             let Ok(m) = Message::decode(&v) else { continue };
             if filter.state.is_some_and(|s| s != m.delivery.state)
                 || filter.direction.is_some_and(|d| d != m.direction)
+                || filter.channel.is_some_and(|c| c != m.envelope.channel)
                 || filter.to.as_ref().is_some_and(|t| t.as_str() != m.envelope.to.as_str())
             {
                 continue;
