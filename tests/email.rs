@@ -208,6 +208,22 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
     assert_eq!((s, e["error"]["field"].clone()), (400, json!("channel")));
 }
 
+/// The SMTP listener `mailin`'s host and port.
+fn listener(g: &TestGateway) -> (String, u16) {
+    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    (host.to_string(), port.parse().unwrap())
+}
+
+/// A mail spec: `base` with the keys of `patch` replaced.
+fn patched(base: &Value, patch: Value) -> Value {
+    let mut spec = base.clone();
+    for (k, v) in patch.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
 /// Send one mail with Python's smtplib; its outcome.
 fn smtplib(spec: Value) -> Value {
     use std::io::Write;
@@ -239,17 +255,9 @@ async fn mail_to_a_number_becomes_an_sms() {
         .route(&["sb"], &[])
         .start()
         .await;
-    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let port: u16 = port.parse().unwrap();
+    let (host, port) = listener(&g);
     let base = json!({"host": host, "port": port, "from": "duty@ops.example", "to": ["+447700900123@sms.example"], "subject": "Alert", "text": "Water point 4 is dry"});
-    let send = |patch: Value| {
-        let mut spec = base.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        smtplib(spec)
-    };
+    let send = |patch: Value| smtplib(patched(&base, patch));
 
     let r = send(json!({}));
     assert_eq!(r["ok"], true, "{r}");
@@ -294,12 +302,11 @@ async fn a_bounce_marks_the_email_undelivered() {
     let id = g.send(json!({"to": "gone@example.org", "subject": "s", "text": "t"})).await;
     let m = g.wait_state(&id, "submitted", 20).await;
     let message_id = m["remote_ids"][0].as_str().unwrap().to_string();
-    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
-    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (host, port) = listener(&g);
     let dsn = format!(
         "From: MAILER-DAEMON@mx.example\r\nTo: bounces@postern.example\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 mailbox unavailable\r\n--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: alerts@postern.example\r\nTo: gone@example.org\r\nMessage-ID: {message_id}\r\nSubject: s\r\n--b1--\r\n"
     );
-    let r = smtplib(json!({"host": host, "port": port.parse::<u16>().unwrap(), "from": "", "to": ["bounces@postern.example"], "raw": dsn}));
+    let r = smtplib(json!({"host": host, "port": port, "from": "", "to": ["bounces@postern.example"], "raw": dsn}));
     assert_eq!(r["ok"], true, "{r}");
     let m = g.wait_state(&id, "undelivered", 10).await;
     assert!(m["error"]["message"].as_str().unwrap().contains("5.1.1"), "{m}");
@@ -317,9 +324,7 @@ fn null_sender_only_reaches_bounce_addresses() {
             .route(&["sb"], &[])
             .start()
             .await;
-        let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
-        let (host, port) = addr.rsplit_once(':').unwrap();
-        let port: u16 = port.parse().unwrap();
+        let (host, port) = listener(&g);
         let raw = "From: MAILER-DAEMON@mx.example\r\nSubject: s\r\n\r\nt\r\n";
         let r = smtplib(json!({"host": host, "port": port, "from": "", "to": ["+447700900123@sms.example"], "raw": raw}));
         assert_eq!(r["code"], 550, "{r}");
@@ -340,11 +345,10 @@ async fn mail_to_a_mailbox_is_an_inbound_email_with_its_attachments() {
         .route(&["sb"], &[])
         .start()
         .await;
-    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
-    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (host, port) = listener(&g);
     let photo: Vec<u8> = (0..2000u32).map(|i| (i * 13 % 256) as u8).collect();
     let r = smtplib(json!({
-        "host": host, "port": port.parse::<u16>().unwrap(), "from": "field@ops.example",
+        "host": host, "port": port, "from": "field@ops.example",
         "to": ["Support@postern.example"], "subject": "Pump broken", "text": "See the photo.",
         "attachments": [{"filename": "pump.jpg", "content_type": "image/jpeg", "hex": hex::encode(&photo)}]
     }));
@@ -378,18 +382,10 @@ async fn auth_is_required_when_accounts_are_set() {
         .route(&["sb"], &[])
         .start()
         .await;
-    let addr = g.gw.hub.link("mailin").unwrap().connector.status()["listen"].as_str().unwrap().to_string();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let port: u16 = port.parse().unwrap();
+    let (host, port) = listener(&g);
     let cafile = cert.display().to_string();
     let base = json!({"host": host, "port": port, "from": "ops@example.org", "to": ["+447700900123@sms.example"], "subject": "s", "text": "t", "cafile": cafile});
-    let send = |patch: Value| {
-        let mut spec = base.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        smtplib(spec)
-    };
+    let send = |patch: Value| smtplib(patched(&base, patch));
     assert_eq!(send(json!({}))["code"], 530, "no AUTH: refused");
     assert_eq!(send(json!({"login": ["ops", "wrong"]}))["code"], 535);
     let r = send(json!({"login": ["ops", "s3cret"]}));
