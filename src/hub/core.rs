@@ -289,13 +289,7 @@ impl Hub {
             let slot = &mut per_shard[s];
             slot.0.store(&msg);
             slot.0.schedule(s as u32, due, id);
-            if let crate::model::Content::Email(e) = &msg.envelope.content {
-                for a in &e.attachments {
-                    if let Ok(d) = a.digest.parse::<crate::outbox::Digest>() {
-                        slot.0.ref_blob(&d, id);
-                    }
-                }
-            }
+            slot.0.ref_attachments(&msg);
             slot.2 += 1;
             out.push(Accepted::Stored(StoredSummary {
                 id,

@@ -298,13 +298,7 @@ impl Hub {
         let shard = id.shard(self.outbox.shards().len() as u32);
         let mut ops = Changes::new();
         ops.store(&msg);
-        if let Content::Email(e) = &msg.envelope.content {
-            for a in &e.attachments {
-                if let Ok(d) = a.digest.parse::<crate::outbox::Digest>() {
-                    ops.ref_blob(&d, id);
-                }
-            }
-        }
+        ops.ref_attachments(&msg);
         ops.extend(extra);
         self.outbox
             .write(shard, ops, vec![], 1)

@@ -64,6 +64,16 @@ impl Changes {
     pub fn ref_blob(&mut self, digest: &super::Digest, id: MessageId) {
         self.0.push(Op::put(Cf::BlobRefs, keys::blob_ref_key(&digest.0, id), Vec::new()));
     }
+    /// `msg` refers to the blobs of its attachments (written once, with the new message).
+    pub fn ref_attachments(&mut self, msg: &Message) {
+        if let crate::model::Content::Email(e) = &msg.envelope.content {
+            for a in &e.attachments {
+                if let Ok(d) = a.digest.parse::<super::Digest>() {
+                    self.ref_blob(&d, msg.id);
+                }
+            }
+        }
+    }
     /// Message `id` no longer refers to blob `digest`.
     pub fn unref_blob(&mut self, digest: &super::Digest, id: MessageId) {
         self.0.push(Op::delete(Cf::BlobRefs, keys::blob_ref_key(&digest.0, id)));

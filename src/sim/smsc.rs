@@ -422,13 +422,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
                             .receivers
                             .lock()
                             .push((conn, tx.clone(), unacked.clone(), seq.clone()));
-                        for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
-                            cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
-                            unacked.lock().insert(cmd.sequence_number, cmd.clone());
-                            if tx.send(cmd).is_ok() {
-                                shared.counters.receipts.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        flush_pending(&shared);
                         if shared.cfg.mo_rate > 0.0 {
                             mo_task = Some(tokio::spawn(mo_loop(
                                 shared.clone(),
@@ -554,10 +548,11 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, conn: u64) {
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }
 
-/// Send the receipts kept for the next bind to a bound receiver, if there is one.
+/// Send the receipts kept for the next bind to the newest bound receiver, if there is one (at
+/// a bind, the session that just bound).
 fn flush_pending(shared: &Shared) {
     let rcv = shared.receivers.lock();
-    let Some((_, tx, unacked, seq)) = rcv.first() else { return };
+    let Some((_, tx, unacked, seq)) = rcv.last() else { return };
     for mut cmd in std::mem::take(&mut *shared.pending.lock()) {
         cmd.sequence_number = seq.fetch_add(1, Ordering::Relaxed);
         unacked.lock().insert(cmd.sequence_number, cmd.clone());

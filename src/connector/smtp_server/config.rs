@@ -79,6 +79,22 @@ impl Default for SmtpServerConfig {
     }
 }
 
+/// A sender pattern: `user@host` exactly, or `@host` for a whole domain.
+pub fn valid_pattern(pattern: &str) -> bool {
+    match pattern.strip_prefix('@') {
+        Some(d) => !d.is_empty() && !d.contains('@'),
+        None => crate::model::email::address(pattern).is_ok(),
+    }
+}
+
+/// Whether `sender` matches `pattern` (see [`valid_pattern`]); case does not matter.
+pub fn pattern_matches(pattern: &str, sender: &str) -> bool {
+    match pattern.strip_prefix('@') {
+        Some(d) => sender.rsplit_once('@').is_some_and(|(_, sd)| sd.eq_ignore_ascii_case(d)),
+        None => pattern.eq_ignore_ascii_case(sender),
+    }
+}
+
 impl crate::connector::Settings for SmtpServerConfig {
     fn type_name(&self) -> &'static str {
         "smtp-server"
@@ -117,11 +133,7 @@ impl crate::connector::Settings for SmtpServerConfig {
             }
         }
         for (i, s) in self.allow_senders.iter().enumerate() {
-            let ok = match s.strip_prefix('@') {
-                Some(d) => !d.is_empty() && !d.contains('@'),
-                None => crate::model::email::address(s).is_ok(),
-            };
-            if !ok {
+            if !valid_pattern(s) {
                 c.bad(format!("{p}.allow_senders[{i}]"), "user@host, or @host for a whole domain");
             }
         }
@@ -133,11 +145,7 @@ impl crate::connector::Settings for SmtpServerConfig {
             }
         }
         for (k, v) in &self.senders {
-            let key_ok = match k.strip_prefix('@') {
-                Some(d) => !d.is_empty() && !d.contains('@'),
-                None => crate::model::email::address(k).is_ok(),
-            };
-            if !key_ok {
+            if !valid_pattern(k) {
                 c.bad(format!("{p}.senders.{k}"), "keys are user@host, or @host for a whole domain");
             }
             if let Err(e) = crate::model::address::validate_sender(v) {

@@ -2,6 +2,7 @@
 //! DATA phase unstuffed by its `DataReceiver`, STARTTLS by swapping the stream, and the mail
 //! turned into SMS submissions.
 
+use super::config::pattern_matches;
 use super::SmtpServer;
 use crate::connector::SubmitError;
 use crate::model::request::{check_body, BodySpec};
@@ -50,22 +51,18 @@ async fn read_line(io: &mut BufReader<Box<dyn Stream>>) -> io::Result<Option<Vec
         if buf.is_empty() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let (take, end) = match memchr_nl(buf) {
+        let (take, end) = match buf.iter().position(|&c| c == b'\n') {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
-        if line.len() < MAX_LINE {
-            line.extend_from_slice(&buf[..take.min(MAX_LINE + 2 - line.len().min(MAX_LINE + 2))]);
-        }
+        // Kept up to one byte over the limit: enough to know the line is too long.
+        let room = (MAX_LINE + 1).saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
         io.consume(take);
         if end {
             return Ok((line.len() <= MAX_LINE).then_some(line));
         }
     }
-}
-
-fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
 }
 
 pub(super) async fn run(srv: &SmtpServer, stream: Box<dyn Stream>) -> io::Result<()> {
@@ -286,24 +283,18 @@ async fn read_data(io: &mut BufReader<Box<dyn Stream>>, max: usize) -> io::Resul
 }
 
 fn allowed(list: &[String], sender: &str) -> bool {
-    let sender = sender.to_ascii_lowercase();
-    list.is_empty()
-        || list.iter().any(|a| match a.strip_prefix('@') {
-            Some(d) => sender.rsplit_once('@').is_some_and(|(_, sd)| sd.eq_ignore_ascii_case(d)),
-            None => a.eq_ignore_ascii_case(&sender),
-        })
+    list.is_empty() || list.iter().any(|p| pattern_matches(p, sender))
 }
 
 /// The SMS sender for mail from `mail_from`: by address, then by domain, then the default.
 fn sms_sender(cfg: &super::config::SmtpServerConfig, mail_from: &str) -> Option<String> {
-    let lower = mail_from.to_ascii_lowercase();
-    let domain = lower.rsplit_once('@').map(|(_, d)| format!("@{d}"));
-    cfg.senders
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&lower))
-        .or_else(|| domain.and_then(|d| cfg.senders.iter().find(|(k, _)| k.eq_ignore_ascii_case(&d))))
-        .map(|(_, v)| v.clone())
-        .or_else(|| cfg.sms_sender.clone())
+    let by = |domain: bool| {
+        cfg.senders
+            .iter()
+            .find(|(p, _)| p.starts_with('@') == domain && pattern_matches(p, mail_from))
+            .map(|(_, v)| v.clone())
+    };
+    by(false).or_else(|| by(true)).or_else(|| cfg.sms_sender.clone())
 }
 
 /// `+447700900123@domain` or `447700900123@domain` → `+447700900123`.
