@@ -27,6 +27,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("templates: {0}")]
+    Templates(#[from] crate::templates::TemplateError),
     #[error("connector {name}: {source}")]
     Connector {
         name: String,
@@ -64,7 +66,8 @@ impl Gateway {
         let outbox = Arc::new(Outbox::open(&cfg.outbox)?);
         let cfg = Arc::new(cfg);
         let links = connector::build_all(&cfg.connectors, &cfg.outbox.path);
-        let hub = Hub::start(cfg.clone(), outbox.clone(), links)
+        let templates = crate::templates::Catalog::load(Some(outbox.clone()), &cfg.templates, &cfg.api.default_language)?;
+        let hub = Hub::start(cfg.clone(), outbox.clone(), Arc::new(templates), links)
             .map_err(|(name, source)| StartError::Connector { name, source })?;
         let (shutdown, rx) = watch::channel(false);
         let api = Arc::new(Api::new(hub.clone()));

@@ -17,4 +17,6 @@ pub mod outbox;
 pub mod sdnotify;
 pub mod secret;
 pub mod sim;
+#[cfg(feature = "server")]
+pub mod templates;
 pub mod time;

@@ -138,6 +138,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SmppCmd,
     },
+    /// Message templates.
+    Template {
+        #[command(subcommand)]
+        cmd: TemplateCmd,
+    },
     /// The hardware database of modems (`hwdb/`).
     Hwdb {
         #[command(subcommand)]
@@ -171,6 +176,27 @@ enum Cmd {
         /// Replay a byte transcript instead ("> command" expected, "< line" answered, "<< raw").
         #[arg(long, value_name = "FILE", conflicts_with_all = ["script", "count"])]
         transcript: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplateCmd {
+    /// Print a template filled in with --params (JSON), as a message naming it would get it.
+    Render {
+        name: String,
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[arg(long, default_value = "sms")]
+        channel: String,
+        #[arg(long)]
+        language: Option<String>,
+        /// Render this file's `[[templates]]` here instead of asking the gateway.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "POSTERN_API")]
+        api: String,
+        #[arg(long, env = "POSTERN_API_KEY")]
+        key: Option<String>,
     },
 }
 
@@ -355,6 +381,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Hwdb { cmd } => run_hwdb(cmd),
+        Cmd::Template { cmd: TemplateCmd::Render { name, params, channel, language, config, api, key } } => {
+            let channel = match channel.as_str() {
+                "sms" => postern::model::Channel::Sms,
+                "email" => postern::model::Channel::Email,
+                other => anyhow::bail!("--channel is sms or email, not {other:?}"),
+            };
+            cli::template::render(cli::template::RenderArgs {
+                name: &name, params: &params, channel, language: language.as_deref(), config: config.as_deref(), api: &api, key: key.as_deref(),
+            })
+        }
         Cmd::ModemSim {
             profile,
             count,

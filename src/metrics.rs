@@ -34,6 +34,10 @@ pub const ACCEPT_TO_SUBMIT_SECONDS: &str = "postern_message_accept_to_submit_sec
 pub const SUBMIT_TO_FINAL_SECONDS: &str = "postern_message_submit_to_final_seconds";
 pub const CALLBACKS_TOTAL: &str = "postern_callbacks_total";
 pub const INBOUND_TOTAL: &str = "postern_inbound_received_total";
+/// Received messages an inbound route matched but could not forward (see `hub::forward`).
+pub const FORWARD_FAILED_TOTAL: &str = "postern_forward_failed_total";
+/// Forwarded messages stored, by route.
+pub const FORWARDED_TOTAL: &str = "postern_forwarded_total";
 /// SMPP sessions closed because a frame could not be decoded.
 pub const SMPP_FRAME_ERRORS_TOTAL: &str = "postern_smpp_frame_errors_total";
 

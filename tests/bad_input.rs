@@ -33,10 +33,10 @@ async fn table_of_bad_inputs() {
     let j = Some("application/json");
     let long = "x".repeat(1600); // 11 segments > max 10
     let big = format!(
-        "{{\"to\": \"+447700900123\", \"text\": \"{}\"}}",
+        "{{\"to\": \"+447400123123\", \"text\": \"{}\"}}",
         "y".repeat(5000)
     );
-    let batch6 = json!({"messages": (0..6).map(|_| json!({"to": "+447700900123", "text": "x"})).collect::<Vec<_>>()}).to_string();
+    let batch6 = json!({"messages": (0..6).map(|_| json!({"to": "+447400123123", "text": "x"})).collect::<Vec<_>>()}).to_string();
     let cases: Vec<(&str, &str, Option<&str>, String, u16, &str)> = vec![
         (
             "POST",
@@ -66,7 +66,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": 7}).to_string(),
+            json!({"to": "+447400123123", "text": 7}).to_string(),
             422,
             "invalid_type",
         ),
@@ -100,7 +100,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": long}).to_string(),
+            json!({"to": "+447400123123", "text": long}).to_string(),
             422,
             "too_many_segments",
         ),
@@ -108,7 +108,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "colour": 1}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "colour": 1}).to_string(),
             422,
             "unknown_field",
         ),
@@ -124,7 +124,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123"}).to_string(),
+            json!({"to": "+447400123123"}).to_string(),
             422,
             "empty_body",
         ),
@@ -132,7 +132,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": ""}).to_string(),
+            json!({"to": "+447400123123", "text": ""}).to_string(),
             422,
             "empty_body",
         ),
@@ -140,7 +140,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "from": "ThisIsTooLongASender"}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "from": "ThisIsTooLongASender"}).to_string(),
             422,
             "invalid_sender",
         ),
@@ -148,7 +148,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "send_at": "tomorrow"}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "send_at": "tomorrow"}).to_string(),
             422,
             "invalid_field",
         ),
@@ -156,7 +156,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "validity": -5}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "validity": -5}).to_string(),
             422,
             "invalid_field",
         ),
@@ -164,7 +164,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "binary": "zz"}).to_string(),
+            json!({"to": "+447400123123", "binary": "zz"}).to_string(),
             422,
             "invalid_field",
         ),
@@ -172,7 +172,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "callback_url": "ftp://x"}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "callback_url": "ftp://x"}).to_string(),
             422,
             "invalid_field",
         ),
@@ -180,7 +180,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "coding": "gsm7x"}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "coding": "gsm7x"}).to_string(),
             422,
             "invalid_field",
         ),
@@ -188,7 +188,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "Привет", "coding": "gsm7"}).to_string(),
+            json!({"to": "+447400123123", "text": "Привет", "coding": "gsm7"}).to_string(),
             422,
             "unencodable_text",
         ),
@@ -196,7 +196,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             j,
-            json!({"to": "+447700900123", "text": "x", "metadata": [1]}).to_string(),
+            json!({"to": "+447400123123", "text": "x", "metadata": [1]}).to_string(),
             422,
             "invalid_field",
         ),
@@ -204,7 +204,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             Some("text/plain"),
-            json!({"to": "+447700900123", "text": "x"}).to_string(),
+            json!({"to": "+447400123123", "text": "x"}).to_string(),
             415,
             "unsupported_media_type",
         ),
@@ -212,7 +212,7 @@ async fn table_of_bad_inputs() {
             "POST",
             "/v1/messages",
             None,
-            json!({"to": "+447700900123", "text": "x"}).to_string(),
+            json!({"to": "+447400123123", "text": "x"}).to_string(),
             415,
             "unsupported_media_type",
         ),
@@ -300,7 +300,7 @@ async fn table_of_bad_inputs() {
 async fn api_keys_are_enforced() {
     let hash = postern::secret::hash_secret("key-one");
     let g = gateway_full(&format!("keys = [\"{hash}\"]"), SANDBOX).await;
-    let body = json!({"to": "+447700900123", "text": "x"})
+    let body = json!({"to": "+447400123123", "text": "x"})
         .to_string()
         .into_bytes();
     let j = Some("application/json");
@@ -350,17 +350,17 @@ async fn batch_answers_per_item_in_order() {
         .post(
             "/v1/messages/batch",
             json!({"messages": [
-                {"to": "+447700900001", "text": "a"},
+                {"to": "+447400123001", "text": "a"},
                 {"to": "bad", "text": "b"},
-                {"to": "+447700900003", "text": "c", "nope": 1},
-                {"to": ["+447700900004", "+447700900005"], "text": "d"}
+                {"to": "+447400123003", "text": "c", "nope": 1},
+                {"to": ["+447400123004", "+447400123005"], "text": "d"}
             ]}),
         )
         .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["accepted"], 3);
     let r = v["results"].as_array().unwrap();
-    assert_eq!(r[0]["messages"][0]["to"], "+447700900001");
+    assert_eq!(r[0]["messages"][0]["to"], "+447400123001");
     assert_eq!(r[1]["error"]["code"], "invalid_destination");
     assert_eq!(r[2]["error"]["code"], "unknown_field");
     assert_eq!(r[3]["messages"].as_array().unwrap().len(), 2);
@@ -370,4 +370,36 @@ async fn batch_answers_per_item_in_order() {
                 .await;
         }
     }
+}
+
+/// Numbers are checked against libphonenumber's metadata: Ofcom's drama range and a number with
+/// no country are refused with the reason; `sms_number_types` narrows to mobiles; the operator's
+/// switch back to the E.164 shape check takes ranges the metadata does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_checked_against_the_numbering_plan() {
+    let g = gateway_full("sms_number_types = [\"mobile\", \"fixed_line_or_mobile\"]", SANDBOX).await;
+    for (to, says) in [
+        ("+447700900123", "numbering plan of +44"),
+        ("+999999999", "no country calling code"),
+        ("+442079460000", "FixedLine"),
+    ] {
+        let (s, v) = g.post("/v1/messages", json!({"to": to, "text": "x"})).await;
+        assert_eq!((s, v["error"]["code"].as_str(), v["error"]["field"].as_str()), (422, Some("invalid_destination"), Some("to")), "{to}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{to}: {v}");
+    }
+    // Valid mobiles of several plans, written as people write them.
+    for to in ["+44 7400 123456", "0033 6 12 34 56 78", "+1 (202) 555-0123", "+49 151 23456789"] {
+        let (s, v) = g.post("/v1/messages", json!({"to": to, "text": "x"})).await;
+        assert_eq!(s, 202, "{to}: {v}");
+    }
+    let (_, l) = g.get("/v1/messages").await;
+    let mut tos: Vec<String> = l["messages"].as_array().unwrap().iter().map(|m| m["to"].as_str().unwrap().to_string()).collect();
+    tos.sort();
+    assert_eq!(tos, ["+12025550123", "+33612345678", "+447400123456", "+4915123456789"]);
+
+    let shape = gateway_full("sms_number_check = \"e164\"", SANDBOX).await;
+    let (s, v) = shape.post("/v1/messages", json!({"to": "+447700900123", "text": "x"})).await;
+    assert_eq!(s, 202, "the shape check takes the drama range: {v}");
+    let (s, _) = shape.post("/v1/messages", json!({"to": "+1234", "text": "x"})).await;
+    assert_eq!(s, 422, "but not a number too short for E.164");
 }

@@ -107,7 +107,7 @@ async fn send_and_status_through_the_api() {
                 .args([
                     "send",
                     "--to",
-                    "+447700900123",
+                    "+447400123123",
                     "--text",
                     "from the cli",
                     "--api",
@@ -181,7 +181,7 @@ fn pdu_wbxml_and_xform_commands() {
             "pdu",
             "encode",
             "--to",
-            "+447700900123",
+            "+447400123123",
             "--text",
             &text,
             "--srr",

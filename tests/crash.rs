@@ -38,9 +38,9 @@ async fn sigkill_mid_stream_loses_nothing() {
         tasks.push(tokio::spawn(async move {
             for i in 0..20_000u32 {
                 let body = if i % 5 == 0 {
-                    json!({"to": [format!("+4477009{c}{i:05}"), format!("+3377009{c}{i:05}")], "text": format!("m{c}-{i}")})
+                    json!({"to": [format!("+447400{c}{i:05}"), format!("+33740{c}{i:05}")], "text": format!("m{c}-{i}")})
                 } else {
-                    json!({"to": format!("+4477009{c}{i:05}"), "text": format!("m{c}-{i}")})
+                    json!({"to": format!("+447400{c}{i:05}"), "text": format!("m{c}-{i}")})
                 };
                 let Ok(r) = client.post(format!("{base}/v1/messages")).json(&body).send().await else { return };
                 if !r.status().is_success() {
@@ -170,7 +170,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{base}/v1/messages"))
-        .json(&json!({"to": "+447700900123", "text": "drain me"}))
+        .json(&json!({"to": "+447400123123", "text": "drain me"}))
         .send()
         .await
         .unwrap();
@@ -242,7 +242,7 @@ async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
     for i in 0..300u32 {
         let r = client
             .post(format!("{base}/v1/messages"))
-            .json(&json!({"to": format!("+4477009{i:05}"), "text": "crash"}))
+            .json(&json!({"to": format!("+4474001{i:05}"), "text": "crash"}))
             .send()
             .await
             .unwrap();

@@ -31,7 +31,7 @@ async fn sendsms_like_kannel_with_dlr_url() {
     let dlr = sink.url("/dlr?type=%d&to=%p&ts=%T&reply=%A&id=%I");
     let q = format!(
         "username=kuser&password=kpass&to={}&from=Postern&text={}&dlr-mask=31&dlr-url={}",
-        enc("+447700900001 447700900002"),
+        enc("+447400123001 447400123002"),
         enc("Hello €uro"),
         enc(&dlr)
     );
@@ -66,7 +66,7 @@ async fn sendsms_like_kannel_with_dlr_url() {
         }
         got.push((q["type"].clone(), q["to"].clone()));
     }
-    for to in ["+447700900001", "+447700900002"] {
+    for to in ["+447400123001", "+447400123002"] {
         for t in ["8", "1"] {
             assert!(
                 got.contains(&(t.to_string(), to.to_string())),
@@ -87,12 +87,12 @@ async fn sendsms_errors_and_variants() {
     let auth = "username=kuser&password=kpass";
     let cases = [
         (
-            "username=kuser&password=nope&to=%2B447700900001&text=x",
+            "username=kuser&password=nope&to=%2B447400123001&text=x",
             403,
             "Authorization failed for sendsms",
         ),
         (
-            "to=%2B447700900001&text=x",
+            "to=%2B447400123001&text=x",
             403,
             "Authorization failed for sendsms",
         ),
@@ -102,7 +102,7 @@ async fn sendsms_errors_and_variants() {
             "Empty receiver number not allowed, rejected",
         ),
         (
-            &format!("{auth}&to=%2B447700900001"),
+            &format!("{auth}&to=%2B447400123001"),
             400,
             "Empty text not allowed, rejected.",
         ),
@@ -112,17 +112,17 @@ async fn sendsms_errors_and_variants() {
             "Invalid receiver number(s), rejected",
         ),
         (
-            &format!("{auth}&to=%2B447700900001&text=x&udh=%05%00"),
+            &format!("{auth}&to=%2B447400123001&text=x&udh=%05%00"),
             400,
             "UDH field misformed, rejected",
         ),
         (
-            &format!("{auth}&to=%2B447700900001&text=x&charset=EBCDIC"),
+            &format!("{auth}&to=%2B447400123001&text=x&charset=EBCDIC"),
             400,
             "Unsupported charset, rejected",
         ),
         (
-            &format!("{auth}&to=%2B447700900001&text=x&coding=7"),
+            &format!("{auth}&to=%2B447400123001&text=x&coding=7"),
             400,
             "Invalid coding, rejected",
         ),
@@ -136,14 +136,14 @@ async fn sendsms_errors_and_variants() {
     // ISO-8859-1 text, a UCS-2 message given in UTF-8, deferred delivery, POST form.
     let (s, b) = sendsms(
         &g,
-        &format!("{auth}&to=%2B447700900003&text=caf%E9&charset=ISO-8859-1"),
+        &format!("{auth}&to=%2B447400123003&text=caf%E9&charset=ISO-8859-1"),
     )
     .await;
     assert_eq!((s, b.as_str()), (202, "0: Accepted for delivery"));
     let (s, _) = sendsms(
         &g,
         &format!(
-            "{auth}&to=%2B447700900004&text={}&coding=2&charset=UTF-8",
+            "{auth}&to=%2B447400123004&text={}&coding=2&charset=UTF-8",
             enc("Привет")
         ),
     )
@@ -151,7 +151,7 @@ async fn sendsms_errors_and_variants() {
     assert_eq!(s, 202);
     let (s, b) = sendsms(
         &g,
-        &format!("{auth}&to=%2B447700900005&text=later&deferred=5"),
+        &format!("{auth}&to=%2B447400123005&text=later&deferred=5"),
     )
     .await;
     assert_eq!((s, b.as_str()), (202, "3: Queued for later delivery"));
@@ -159,7 +159,7 @@ async fn sendsms_errors_and_variants() {
         .http
         .post(format!("{}/cgi-bin/sendsms", g.base))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("{auth}&to=%2B447700900006&text=posted"))
+        .body(format!("{auth}&to=%2B447400123006&text=posted"))
         .send()
         .await
         .unwrap();
@@ -168,21 +168,21 @@ async fn sendsms_errors_and_variants() {
         let g = &g;
         async move { g.get(&format!("/v1/messages?to={}", enc(to))).await.1["messages"][0].clone() }
     };
-    assert_eq!(by_to("+447700900003").await["text"], "café");
-    let m = by_to("+447700900004").await;
+    assert_eq!(by_to("+447400123003").await["text"], "café");
+    let m = by_to("+447400123004").await;
     assert_eq!(
         (m["text"].as_str().unwrap(), m["coding"].as_str().unwrap()),
         ("Привет", "ucs2")
     );
-    assert_eq!(by_to("+447700900005").await["state"], "scheduled");
-    assert_eq!(by_to("+447700900006").await["text"], "posted");
+    assert_eq!(by_to("+447400123005").await["state"], "scheduled");
+    assert_eq!(by_to("+447400123006").await["text"], "posted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_scrape_has_required_series() {
     let g = gateway(SANDBOX).await;
     let id = g
-        .send(serde_json::json!({"to": "+447700900123", "text": "m"}))
+        .send(serde_json::json!({"to": "+447400123123", "text": "m"}))
         .await;
     g.wait_state(&id, "delivered", 10).await;
     let r = g

@@ -8,12 +8,12 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_to_sandbox_to_delivered_with_full_history() {
     let g = gateway(SANDBOX).await;
-    let (s, v) = g.post("/v1/messages", json!({"to": "+447700900123", "from": "Postern", "text": "hello", "client_ref": "r1", "metadata": {"k": 1}})).await;
+    let (s, v) = g.post("/v1/messages", json!({"to": "+447400123123", "from": "Postern", "text": "hello", "client_ref": "r1", "metadata": {"k": 1}})).await;
     assert_eq!(s, 202, "{v}");
     let m = &v["messages"][0];
     assert_eq!(m["state"], "queued");
     assert_eq!(m["segments"], 1);
-    assert_eq!(m["to"], "+447700900123");
+    assert_eq!(m["to"], "+447400123123");
     let id = m["id"].as_str().unwrap();
     let v = g.wait_state(id, "delivered", 10).await;
     assert_eq!(states(&v), ["queued", "sending", "submitted", "delivered"]);
@@ -32,7 +32,7 @@ async fn several_recipients_and_multipart_receipts() {
     let (s, v) = g
         .post(
             "/v1/messages",
-            json!({"to": ["+447700900001", "+447700900002", "12"], "text": long}),
+            json!({"to": ["+447400123001", "+447400123002", "12"], "text": long}),
         )
         .await;
     assert_eq!(s, 202, "{v}");
@@ -56,7 +56,7 @@ async fn several_recipients_and_multipart_receipts() {
 async fn scheduled_send_fires_at_its_time() {
     let g = gateway(SANDBOX).await;
     let at = postern::model::now_ms() + 1500;
-    let (s, v) = g.post("/v1/messages", json!({"to": "+447700900123", "text": "later", "send_at": postern::time::rfc3339(at)})).await;
+    let (s, v) = g.post("/v1/messages", json!({"to": "+447400123123", "text": "later", "send_at": postern::time::rfc3339(at)})).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["messages"][0]["state"], "scheduled");
     let id = v["messages"][0]["id"].as_str().unwrap().to_string();
@@ -78,7 +78,7 @@ async fn scheduled_send_fires_at_its_time() {
 async fn cancel_before_handoff_and_conflict_after() {
     let g = gateway(SANDBOX).await;
     let at = postern::model::now_ms() + 60_000;
-    let id = g.send(json!({"to": "+447700900123", "text": "x", "send_at": postern::time::rfc3339(at)})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "x", "send_at": postern::time::rfc3339(at)})).await;
     let r = g
         .http
         .delete(format!("{}/v1/messages/{id}", g.base))
@@ -98,7 +98,7 @@ async fn cancel_before_handoff_and_conflict_after() {
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "not_cancelable");
     // a delivered message cannot be canceled either
-    let id2 = g.send(json!({"to": "+447700900124", "text": "y"})).await;
+    let id2 = g.send(json!({"to": "+447400123124", "text": "y"})).await;
     g.wait_state(&id2, "delivered", 10).await;
     let r = g
         .http
@@ -123,7 +123,7 @@ async fn cancel_before_handoff_and_conflict_after() {
 async fn retry_with_backoff_after_temp_fail() {
     let g = gateway("[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 10\ntemp_fail_first = 2\n[[routes]]\nto = [\"sb\"]\n").await;
     let id = g
-        .send(json!({"to": "+447700900123", "text": "retry me"}))
+        .send(json!({"to": "+447400123123", "text": "retry me"}))
         .await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(v["attempts"], 3);
@@ -160,15 +160,15 @@ async fn retry_with_backoff_after_temp_fail() {
 async fn retries_exhausted_fail_and_permanent_errors_fail_at_once() {
     let g = Scenario::new()
         .retry("max_attempts = 2")
-        .sandbox("sb", &["temp_fail_first = 5", "reject_prefixes = [\"+1555\"]"])
+        .sandbox("sb", &["temp_fail_first = 5", "reject_prefixes = [\"+1202555\"]"])
         .route(&["sb"], &[])
         .start()
         .await;
-    let id = g.send(json!({"to": "+447700900123", "text": "x"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "x"})).await;
     let v = g.wait_state(&id, "failed", 10).await;
     assert_eq!(v["attempts"], 2);
     assert_eq!(v["error"]["code"], "temporary");
-    let id = g.send(json!({"to": "+15551234567", "text": "x"})).await;
+    let id = g.send(json!({"to": "+12025550123", "text": "x"})).await;
     let v = g.wait_state(&id, "failed", 10).await;
     assert_eq!(v["attempts"], 1);
     assert_eq!(v["error"]["code"], "rejected");
@@ -180,7 +180,7 @@ async fn expiry_when_no_connector_can_take_it() {
         gateway("[connectors.sb]\ntype = \"sandbox\"\ndown = true\n[[routes]]\nto = [\"sb\"]\n")
             .await;
     let id = g
-        .send(json!({"to": "+447700900123", "text": "x", "validity": 1}))
+        .send(json!({"to": "+447400123123", "text": "x", "validity": 1}))
         .await;
     let v = g.wait_state(&id, "expired", 10).await;
     assert_eq!(v["attempts"], 0, "waiting for a link spends no attempt");
@@ -193,12 +193,12 @@ async fn failover_to_second_connector_when_first_is_down() {
         "[connectors.a]\ntype = \"sandbox\"\ndown = true\n[connectors.b]\ntype = \"sandbox\"\ndlr_delay_ms = 10\n[[routes]]\nto = [\"a\", \"b\"]\nstrategy = \"failover\"\n",
     )
     .await;
-    let id = g.send(json!({"to": "+447700900123", "text": "x"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "x"})).await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(v["connector"], "b");
     // when "a" comes back it is preferred again
     g.gw.hub.link("a").unwrap().connector.set_down(false);
-    let id = g.send(json!({"to": "+447700900123", "text": "y"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "y"})).await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(v["connector"], "a");
 }
@@ -210,7 +210,7 @@ async fn routes_by_prefix_and_round_robin() {
          [[routes]]\nmatch = { prefix = [\"+44\"] }\nto = [\"uk\"]\n[[routes]]\nto = [\"r1\", \"r2\"]\nstrategy = \"round_robin\"\n",
     )
     .await;
-    let id = g.send(json!({"to": "+447700900123", "text": "x"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "x"})).await;
     assert_eq!(g.wait_state(&id, "delivered", 10).await["connector"], "uk");
     let mut seen = std::collections::HashSet::new();
     for i in 0..6 {
@@ -230,7 +230,7 @@ async fn routes_by_prefix_and_round_robin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_receipts_and_listing() {
     let g = gateway("[connectors.sb]\ntype = \"sandbox\"\ndlr_delay_ms = 5\nundelivered_share = 1.0\n[[routes]]\nto = [\"sb\"]\n").await;
-    let id = g.send(json!({"to": "+447700900123", "text": "x"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "x"})).await;
     let v = g.wait_state(&id, "undelivered", 10).await;
     assert_eq!(v["error"]["code"], "network_error");
     let (s, l) = g.get("/v1/messages?state=undelivered&limit=10").await;
@@ -251,7 +251,7 @@ async fn inbound_messages_are_stored_and_listed() {
     let id = hub
         .receive(InboundMessage {
             connector: "sb".into(),
-            from: "+447700900999".into(),
+            from: "+447400123999".into(),
             to: "12345".into(),
             body: postern::model::Body::Text("hi there".into()),
             metadata: None,
@@ -264,7 +264,7 @@ async fn inbound_messages_are_stored_and_listed() {
     let form_id = hub
         .receive(InboundMessage {
             connector: "sb".into(),
-            from: "+447700900998".into(),
+            from: "+447400123998".into(),
             to: "12345".into(),
             body: postern::model::Body::Binary {
                 data: form,
@@ -292,7 +292,7 @@ async fn status_callbacks_are_signed_and_retried() {
     let sink = HttpSink::start(1).await; // the first callback fails: it must be retried
     let g = gateway_full("callback_secret_env = \"TEST_CB_SECRET\"", SANDBOX).await;
     let id = g
-        .send(json!({"to": "+447700900123", "text": "cb", "callback_url": sink.url("/status")}))
+        .send(json!({"to": "+447400123123", "text": "cb", "callback_url": sink.url("/status")}))
         .await;
     g.wait_state(&id, "delivered", 10).await;
     // sending, submitted, delivered (+1 retry of the first)
@@ -332,7 +332,7 @@ async fn many_status_callbacks_all_arrive_once() {
     let url = sink.url("/status");
     for chunk in 0..N / 100 {
         let items: Vec<_> = (0..100)
-            .map(|i| json!({"to": format!("+4477009{:05}", chunk * 100 + i), "text": "cb", "callback_url": url}))
+            .map(|i| json!({"to": format!("+4474001{:05}", chunk * 100 + i), "text": "cb", "callback_url": url}))
             .collect();
         let (s, v) = g.post("/v1/messages/batch", json!({"messages": items})).await;
         assert_eq!(s, 202, "{v}");
@@ -374,7 +374,7 @@ async fn saturated_outbox_answers_429_with_retry_after() {
     for i in 0..3 {
         let r = http
             .post(&url)
-            .json(&json!({"to": format!("+44770090012{i}"), "text": "x"}))
+            .json(&json!({"to": format!("+44740012312{i}"), "text": "x"}))
             .send()
             .await
             .unwrap();
@@ -382,7 +382,7 @@ async fn saturated_outbox_answers_429_with_retry_after() {
     }
     let r = http
         .post(&url)
-        .json(&json!({"to": "+447700900129", "text": "x"}))
+        .json(&json!({"to": "+447400123129", "text": "x"}))
         .send()
         .await
         .unwrap();
@@ -465,7 +465,7 @@ async fn backlog_beyond_the_ready_queue_is_all_delivered() {
         sends.push(async move {
             let messages: Vec<_> = (0..60)
                 .map(|i| {
-                    let mut m = json!({"to": format!("+4477009{:02}{:03}", b, i), "text": format!("m{b}-{i}")});
+                    let mut m = json!({"to": format!("+4474001{:02}{:03}", b, i), "text": format!("m{b}-{i}")});
                     if i % 10 == 0 {
                         m["send_at"] = json!(soon);
                     }

@@ -82,13 +82,13 @@ async fn bank_of_four_delivers_1000_with_a_hung_modem_and_a_rejecting_one() {
     let dir = tempfile::tempdir().unwrap();
     let sims: Vec<SimModem> = (0..4).map(|i| sim(Profile::generic(), i, &dir.path().join(format!("modem{i}")))).collect();
     // Modem 3 rejects one number permanently (unassigned number, CMS 21).
-    sims[3].fail_destination("+447700900999", 21);
+    sims[3].fail_destination("+447400123999", 21);
     let g = gateway_full("max_batch = 1000", &bank(dir.path(), "")).await;
     wait_ready(&g, 4, 20).await;
 
     let mut msgs = Vec::new();
     for i in 0..1000 {
-        let to = if i % 50 == 7 { "+447700900999".to_string() } else { format!("+4477009{:05}", i) };
+        let to = if i % 50 == 7 { "+447400123999".to_string() } else { format!("+4474001{:05}", i) };
         msgs.push(json!({"to": to, "text": format!("bank test {i}")}));
     }
     // Modem 2 hangs once it has sent 60 messages.
@@ -125,7 +125,7 @@ async fn bank_of_four_delivers_1000_with_a_hung_modem_and_a_rejecting_one() {
             "delivered" => assert_eq!(seen.get(&text), Some(&1), "{text} sent {:?} times", seen.get(&text)),
             "failed" => {
                 failed += 1;
-                assert_eq!(v["to"], "+447700900999", "{v}");
+                assert_eq!(v["to"], "+447400123999", "{v}");
                 assert_eq!(v["error"]["code"], "cms_21", "{v}");
                 assert_eq!(seen.get(&text), None);
             }
@@ -157,12 +157,12 @@ async fn multipart_mo_with_a_lost_notification_is_caught_by_the_poll() {
     wait_ready(&g, 1, 20).await;
     let text: String = (0..400).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     // Part 2 of 3 is stored without its +CMTI: only the AT+CMGL poll finds it.
-    let idx = s.inject_text("+447700900123", &text, 42, &[2]).unwrap();
+    let idx = s.inject_text("+447400123123", &text, 42, &[2]).unwrap();
     assert_eq!(idx.len(), 3);
     // And a WBXML form to the WAP Push port.
     // And a WBXML XForm (141 octets: two parts) to the WAP Push port.
     let form = hex::decode(common::WBXML_FORM).unwrap();
-    assert_eq!(s.inject_binary("+447700900124", &form, Some(2948), 7).unwrap().len(), 2);
+    assert_eq!(s.inject_binary("+447400123124", &form, Some(2948), 7).unwrap().len(), 2);
     let until = Instant::now() + Duration::from_secs(20);
     let inbound = loop {
         let (_, v) = g.get("/v1/messages?direction=inbound").await;
@@ -172,10 +172,10 @@ async fn multipart_mo_with_a_lost_notification_is_caught_by_the_poll() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let long = inbound.iter().find(|m| m["from"] == "+447700900123").unwrap_or_else(|| panic!("{inbound:#?}"));
+    let long = inbound.iter().find(|m| m["from"] == "+447400123123").unwrap_or_else(|| panic!("{inbound:#?}"));
     assert_eq!(long["text"], text.as_str());
     assert_eq!(long["state"], "received");
-    let bin = inbound.iter().find(|m| m["from"] == "+447700900124").unwrap_or_else(|| panic!("{inbound:#?}"));
+    let bin = inbound.iter().find(|m| m["from"] == "+447400123124").unwrap_or_else(|| panic!("{inbound:#?}"));
     assert_eq!(bin["metadata"]["xform"]["form_id"], "household", "{bin}");
     assert_eq!(bin["metadata"]["xform"]["fields"]["name"], "Amina", "{bin}");
     // Stored in the hub, then deleted from the SIM.
@@ -209,7 +209,7 @@ async fn every_hwdb_profile_initialises_against_its_simulation_and_sends() {
         assert!(st["signal_dbm"].as_i64().is_some(), "{st}");
     }
     // Round-robin over the bank: every modem sends one and gets its status report.
-    let ids = send_batch(&g, (0..db.entries.len() * 2).map(|i| json!({"to": format!("+4477009{i:05}"), "text": format!("profile test {i}")})).collect()).await;
+    let ids = send_batch(&g, (0..db.entries.len() * 2).map(|i| json!({"to": format!("+4474001{i:05}"), "text": format!("profile test {i}")})).collect()).await;
     let done = finals(&g, &ids, 60).await;
     for id in ids.iter().filter(|i| !done.contains_key(*i)) {
         let (_, v) = g.get(&format!("/v1/messages/{id}")).await;
@@ -229,7 +229,7 @@ async fn send_timeout_is_unknown_and_not_resent_then_the_modem_is_reset() {
     let g = gateway_full("", &bank(dir.path(), "send_timeout_ms = 1000")).await;
     wait_ready(&g, 1, 20).await;
     s.hang(Hang::AfterPdu);
-    let id = g.send(json!({"to": "+447700900001", "text": "maybe sent"})).await;
+    let id = g.send(json!({"to": "+447400123001", "text": "maybe sent"})).await;
     let until = Instant::now() + Duration::from_secs(20);
     let v = loop {
         let (_, v) = g.get(&format!("/v1/messages/{id}")).await;
@@ -247,7 +247,7 @@ async fn send_timeout_is_unknown_and_not_resent_then_the_modem_is_reset() {
     }
     assert!(s.resets() >= 1);
     wait_ready(&g, 1, 20).await;
-    let id2 = g.send(json!({"to": "+447700900002", "text": "after reset"})).await;
+    let id2 = g.send(json!({"to": "+447400123002", "text": "after reset"})).await;
     g.wait_state(&id2, "delivered", 20).await;
     let texts: Vec<String> = s.sent().iter().filter_map(|m| m.text.clone()).collect();
     assert_eq!(texts, vec!["maybe sent".to_string(), "after reset".to_string()]);
@@ -263,7 +263,7 @@ async fn pin_is_entered_once_and_a_wrong_pin_is_never_retried() {
     std::env::set_var("POSTERN_TEST_PIN_A", "1234");
     let g = gateway_full("", &bank(dir.path(), "pin_env = \"POSTERN_TEST_PIN_A\"")).await;
     wait_ready(&g, 1, 20).await;
-    let id = g.send(json!({"to": "+447700900001", "text": "with pin"})).await;
+    let id = g.send(json!({"to": "+447400123001", "text": "with pin"})).await;
     g.wait_state(&id, "delivered", 20).await;
     drop(good);
 
@@ -305,7 +305,7 @@ async fn hot_plug_adds_and_removes_modems_and_the_daily_cap_holds() {
         assert!(Instant::now() < until, "{:#?}", modems(&g).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ids = send_batch(&g, (0..5).map(|i| json!({"to": format!("+4477009000{i:02}"), "text": format!("cap {i}")})).collect()).await;
+    let ids = send_batch(&g, (0..5).map(|i| json!({"to": format!("+4474001230{i:02}"), "text": format!("cap {i}")})).collect()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Three went out (the cap of the remaining SIM); two wait in the outbox.
     assert_eq!(b.sent().len(), 3);
@@ -329,7 +329,7 @@ async fn transcript_replay_drives_the_engine_byte_for_byte() {
     // A Huawei-style exchange: \r\r\n endings, a ^RSSI inside the answer, a prompt without a
     // space, COMMAND NOT SUPPORT.
     let t = parse_transcript(
-        "# huawei-like\n> AT+CSQ\n<< \\r\\n^RSSI: 17\\r\\r\\n\\r\\n+CSQ: 17,99\\r\\r\\n\\r\\nOK\\r\\r\\n\n> AT+CMGS=13\n<< \\r\\n>\\r\\n\n> 0001000B914477009001F1000000\n< +CMGS: 5\n< OK\n> AT^GETPORTMODE\n< COMMAND NOT SUPPORT\n",
+        "# huawei-like\n> AT+CSQ\n<< \\r\\n^RSSI: 17\\r\\r\\n\\r\\n+CSQ: 17,99\\r\\r\\n\\r\\nOK\\r\\r\\n\n> AT+CMGS=13\n<< \\r\\n>\\r\\n\n> 0001000B914474001231F1000000\n< +CMGS: 5\n< OK\n> AT^GETPORTMODE\n< COMMAND NOT SUPPORT\n",
     )
     .unwrap();
     let (path, task) = replay(t, None).await.unwrap();
@@ -338,7 +338,7 @@ async fn transcript_replay_drives_the_engine_byte_for_byte() {
     let l = port.command("AT+CSQ", Duration::from_secs(5)).await.unwrap();
     assert_eq!(l, vec!["+CSQ: 17,99"]);
     assert_eq!(port.take_urc().unwrap().line, "^RSSI: 17");
-    let pdu = hex::decode("0001000B914477009001F1000000").unwrap();
+    let pdu = hex::decode("0001000B914474001231F1000000").unwrap();
     let l = port.send_pdu(13, &pdu, Duration::from_secs(5), Duration::from_secs(5)).await.unwrap();
     assert_eq!(l, vec!["+CMGS: 5"]);
     let e = port.command("AT^GETPORTMODE", Duration::from_secs(5)).await.unwrap_err();
@@ -371,9 +371,9 @@ async fn direct_cmt_and_cds_with_an_extra_hwdb_entry() {
     let g = gateway_full("", &bank(dir.path(), &format!("hwdb_dir = {:?}", hw.path().display().to_string()))).await;
     let m = wait_ready(&g, 1, 20).await;
     assert_eq!(m[0]["profile"], "test-direct", "{m:#?}");
-    let id = g.send(json!({"to": "+447700900001", "text": "direct report"})).await;
+    let id = g.send(json!({"to": "+447400123001", "text": "direct report"})).await;
     g.wait_state(&id, "delivered", 20).await;
-    s.inject_text("+447700900555", "routed to us", 3, &[]).unwrap();
+    s.inject_text("+447400123555", "routed to us", 3, &[]).unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, v) = g.get("/v1/messages?direction=inbound").await;
@@ -401,7 +401,7 @@ async fn operator_prefix_strategy_picks_the_sim_of_the_destination_network() {
     let mut msgs = Vec::new();
     for i in 0..10 {
         msgs.push(json!({"to": format!("+3361234{i:04}"), "text": format!("fr {i}")}));
-        msgs.push(json!({"to": format!("+4477009{i:05}"), "text": format!("uk {i}")}));
+        msgs.push(json!({"to": format!("+4474001{i:05}"), "text": format!("uk {i}")}));
     }
     let ids = send_batch(&g, msgs).await;
     let done = finals(&g, &ids, 30).await;

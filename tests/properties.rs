@@ -70,7 +70,7 @@ proptest! {
             Some((shift, _)) => sms_pdu::SubmitBody::Gsm7(text.clone(), shift),
             None => sms_pdu::SubmitBody::Ucs2(text.clone()),
         };
-        let spec = sms_pdu::SubmitSpec { to: "+447700900123".into(), body, srr, validity: Some(sms_pdu::Validity::Relative(167)), message_ref: mr, reject_duplicates: false, reply_path: false, pid: 0, class: None, concat_ref: reference, ref16 };
+        let spec = sms_pdu::SubmitSpec { to: "+447400123123".into(), body, srr, validity: Some(sms_pdu::Validity::Relative(167)), message_ref: mr, reject_duplicates: false, reply_path: false, pid: 0, class: None, concat_ref: reference, ref16 };
         let parts = sms_pdu::encode_submit(&spec).unwrap();
         let mut joined = String::new();
         for (i, p) in parts.iter().enumerate() {

@@ -38,7 +38,7 @@ async fn http_to_smpp_to_delivered() {
     let g = gateway(&link(s.addr, "")).await;
     wait_up(&g).await;
     let id = g
-        .send(json!({"to": "+447700900123", "from": "Postern", "text": "€uro {test} @ home"}))
+        .send(json!({"to": "+447400123123", "from": "Postern", "text": "€uro {test} @ home"}))
         .await;
     let v = g.wait_state(&id, "delivered", 10).await;
     assert_eq!(states(&v), ["queued", "sending", "submitted", "delivered"]);
@@ -55,7 +55,7 @@ async fn long_messages_udh_sar_payload() {
         let g = gateway(&link(s.addr, &format!("long_messages = \"{mode}\""))).await;
         wait_up(&g).await;
         let id = g
-            .send(json!({"to": "+447700900123", "text": "x".repeat(250)}))
+            .send(json!({"to": "+447400123123", "text": "x".repeat(250)}))
             .await;
         let v = g.wait_state(&id, "delivered", 10).await;
         assert_eq!(s.counters.submits.load(Relaxed), parts, "{mode}");
@@ -79,7 +79,7 @@ async fn throttling_slows_the_link_and_loses_nothing() {
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(
-            g.send(json!({"to": format!("+4477009{i:05}"), "text": "t"}))
+            g.send(json!({"to": format!("+4474001{i:05}"), "text": "t"}))
                 .await,
         );
     }
@@ -104,7 +104,7 @@ async fn reconnects_after_the_smsc_drops_the_link() {
     let mut ids = Vec::new();
     for i in 0..25 {
         ids.push(
-            g.send(json!({"to": format!("+4477009{i:05}"), "text": "r"}))
+            g.send(json!({"to": format!("+4474001{i:05}"), "text": "r"}))
                 .await,
         );
     }
@@ -131,7 +131,7 @@ async fn undelivered_receipts() {
         .await;
         let g = gateway(&link(s.addr, "")).await;
         wait_up(&g).await;
-        let id = g.send(json!({"to": "+447700900123", "text": "u"})).await;
+        let id = g.send(json!({"to": "+447400123123", "text": "u"})).await;
         let v = g.wait_state(&id, "undelivered", 10).await;
         assert_eq!(v["error"]["code"], "network_error", "{form:?}");
         assert_eq!(v["error"]["message"], error, "{form:?}");
@@ -156,7 +156,7 @@ async fn mo_multipart_is_reassembled() {
         let (_, l) = g.get("/v1/messages?direction=inbound").await;
         if let Some(m) = l["messages"].as_array().and_then(|a| a.first()) {
             assert_eq!(m["text"], text);
-            assert_eq!(m["from"], "447700900001");
+            assert_eq!(m["from"], "447400100001");
             break;
         }
         assert!(std::time::Instant::now() < until, "no MO arrived");
@@ -177,7 +177,7 @@ async fn window_fills_and_is_never_exceeded() {
     let mut ids = Vec::new();
     for i in 0..40 {
         ids.push(
-            g.send(json!({"to": format!("+4477009{i:05}"), "text": "w"}))
+            g.send(json!({"to": format!("+4474001{i:05}"), "text": "w"}))
                 .await,
         );
     }
@@ -203,7 +203,7 @@ async fn response_timeout_requeues_the_message() {
     .await;
     let g = gateway(&link(s.addr, "response_timeout_s = 1")).await;
     wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "slow"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "slow"})).await;
     let v = g.wait_state(&id, "delivered", 20).await;
     assert_eq!(v["attempts"], 2);
     assert_eq!(
@@ -225,7 +225,7 @@ async fn late_first_response(extra: &str) -> (SmscSim, TestGateway, String) {
     .await;
     let g = gateway(&link(s.addr, &format!("response_timeout_s = 1\n{extra}"))).await;
     wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "late but fine"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "late but fine"})).await;
     (s, g, id)
 }
 
@@ -258,7 +258,7 @@ async fn without_receipts_messages_stay_submitted_and_the_window_turns() {
     let mut ids = Vec::new();
     for i in 0..40 {
         ids.push(
-            g.send(json!({"to": format!("+4477009{i:05}"), "text": "n"}))
+            g.send(json!({"to": format!("+4474001{i:05}"), "text": "n"}))
                 .await,
         );
     }
@@ -282,7 +282,7 @@ async fn per_carrier_error_table_overrides_the_defaults() {
     .await;
     let g = gateway(&link(s.addr, "errors = { \"0x58\" = \"permanent\" }")).await;
     wait_up(&g).await;
-    let id = g.send(json!({"to": "+447700900123", "text": "e"})).await;
+    let id = g.send(json!({"to": "+447400123123", "text": "e"})).await;
     let v = g.wait_state(&id, "failed", 10).await;
     assert_eq!(v["error"]["code"], "smpp_0x58");
     assert_eq!(v["attempts"], 1);
@@ -306,7 +306,7 @@ async fn tx_rx_pair_submits_on_the_transmitter_and_takes_receipts_on_the_receive
     assert_eq!(c["connectors"][0]["detail"]["sessions_up"], 4);
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(g.send(json!({"to": format!("+4477009001{i:02}"), "text": format!("pair {i}")})).await);
+        ids.push(g.send(json!({"to": format!("+4474001231{i:02}"), "text": format!("pair {i}")})).await);
     }
     for id in &ids {
         g.wait_state(id, "delivered", 10).await;
@@ -327,7 +327,7 @@ async fn held_mo_parts_survive_a_restart() {
         link(s.addr, "")
     );
     let part = |seq: u8, text: &str| HeldPart {
-        sender: "447700900001".into(),
+        sender: "447400123001".into(),
         receiver: "12345".into(),
         reference: 77,
         total: 3,
@@ -359,7 +359,7 @@ async fn held_mo_parts_survive_a_restart() {
         let l: serde_json::Value = http.get(format!("http://{}/v1/messages?direction=inbound", gw.api_addr)).send().await.unwrap().json().await.unwrap();
         if let Some(m) = l["messages"].as_array().and_then(|a| a.first()) {
             assert_eq!(m["text"], "one, two, three");
-            assert_eq!(m["from"], "447700900001");
+            assert_eq!(m["from"], "447400123001");
             break;
         }
         assert!(std::time::Instant::now() < until, "not reassembled after restart");

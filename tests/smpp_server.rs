@@ -39,7 +39,7 @@ fn submit(text: &str) -> SubmitSm {
         .source_addr(COctetString::from_str("Acme").unwrap())
         .dest_addr_ton(Ton::International)
         .dest_addr_npi(Npi::Isdn)
-        .destination_addr(COctetString::from_str("447700900123").unwrap())
+        .destination_addr(COctetString::from_str("447400123123").unwrap())
         .registered_delivery(RegisteredDelivery::from(1u8))
         .short_message(OctetString::from_str(text).unwrap())
         .build()
@@ -86,7 +86,7 @@ async fn esme_submits_and_gets_its_receipt_and_mo() {
     let hub: std::sync::Arc<dyn HubSink> = g.gw.hub.clone();
     hub.receive(InboundMessage {
         connector: "sb".into(),
-        from: "+447700900777".into(),
+        from: "+447400123777".into(),
         to: "12345".into(),
         body: postern::model::Body::Text("YES".into()),
         metadata: None,
@@ -105,7 +105,7 @@ async fn esme_submits_and_gets_its_receipt_and_mo() {
         panic!("{cmd:?}")
     };
     assert_eq!(d.short_message().as_ref(), b"YES");
-    assert_eq!(d.source_addr.as_str(), "447700900777");
+    assert_eq!(d.source_addr.as_str(), "447400123777");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +160,7 @@ c.set_message_received_handler(on_message)
 c.connect()
 c.bind_transceiver(system_id="acme", password="pw123")
 c.send_message(source_addr_ton=5, source_addr="Acme", dest_addr_ton=1, dest_addr_npi=1,
-               destination_addr="447700900124", short_message=b"hello from smpplib", registered_delivery=1)
+               destination_addr="447400123124", short_message=b"hello from smpplib", registered_delivery=1)
 try:
     for _ in range(50):
         c.read_once()
@@ -236,7 +236,7 @@ async fn tls_bind_and_smpp_to_smpp() {
         "TLS bind failed"
     );
     let id = b
-        .send(serde_json::json!({"to": "+447700900123", "from": "Acme", "text": "over TLS"}))
+        .send(serde_json::json!({"to": "+447400123123", "from": "Acme", "text": "over TLS"}))
         .await;
     let v = b.wait_state(&id, "delivered", 15).await;
     // A's id for the message is B's remote id (normalised: leading zeros dropped).

@@ -48,7 +48,7 @@ async fn bind_submit_and_receipts() {
     for i in 0..20 {
         let c = client.clone();
         futs.push(tokio::spawn(async move {
-            c.submit_sm(submit(&format!("4477009001{i:02}"), "hello"))
+            c.submit_sm(submit(&format!("4474001231{i:02}"), "hello"))
                 .await
         }));
     }
@@ -111,7 +111,7 @@ async fn fault_modes() {
     let mut throttled = 0;
     for i in 0..9 {
         match client
-            .submit_sm(submit(&format!("44770090{i:04}"), "x"))
+            .submit_sm(submit(&format!("44740010{i:04}"), "x"))
             .await
         {
             Ok(_) => {}

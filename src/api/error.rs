@@ -10,7 +10,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub field: Option<&'static str>,
+    pub field: Option<std::borrow::Cow<'static, str>>,
     pub retry_after: Option<u32>,
 }
 
@@ -24,8 +24,8 @@ impl ApiError {
             retry_after: None,
         }
     }
-    pub fn field(mut self, f: &'static str) -> Self {
-        self.field = Some(f);
+    pub fn field(mut self, f: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.field = Some(f.into());
         self
     }
     pub fn retry_after(mut self, s: u32) -> Self {

@@ -6,6 +6,7 @@ pub mod error;
 mod blobs;
 mod kannel;
 mod rest;
+mod templates;
 
 use crate::hub::Hub;
 use bytes::Bytes;

@@ -29,6 +29,7 @@ pub(super) async fn route(
         // `media` is the same store by the name the email issue uses.
         (&Method::POST, ["blobs" | "media"]) => super::blobs::upload(api, req).await,
         (&Method::GET, ["blobs" | "media", digest]) => super::blobs::download(api, digest),
+        (_, ["templates", rest @ ..]) => super::templates::route(api, req, method, rest).await,
         (&Method::GET, ["connectors"]) => Ok(json_response(
             StatusCode::OK,
             &json!({"connectors": api.hub.links.iter().map(|l| l.status()).collect::<Vec<_>>()}),
@@ -60,7 +61,7 @@ fn require_json(req: &Request<Incoming>) -> Result<(), ApiError> {
     }
 }
 
-async fn json_body(api: &Api, req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
+pub(super) async fn json_body(api: &Api, req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
     require_json(&req)?;
     let body = read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await?;
     if body.is_empty() {
@@ -77,6 +78,7 @@ fn rules(api: &Api) -> Rules<'_> {
         sms: &api.hub.cfg.sms,
         plan: &api.hub.plan,
         default_validity_s: api.hub.cfg.outbox.retry.default_validity_s,
+        templates: &*api.hub.templates,
     }
 }
 
@@ -310,6 +312,7 @@ pub(super) fn message_json(m: &Message) -> Value {
         "expires_at": if m.direction == Direction::Outbound { Some(rfc3339(m.envelope.expires_at)) } else { None },
         "callback_url": m.envelope.callback_url(),
         "origin": origin_json(&m.envelope.origin),
+        "parent_id": match &m.envelope.origin { Origin::Forward { parent } => Some(parent.to_string()), _ => None },
         "connector": m.delivery.connector,
         "remote_ids": m.delivery.remote_ids,
         "created_at": rfc3339(m.created_at),
@@ -355,6 +358,7 @@ fn origin_json(o: &Origin) -> Value {
         Origin::Api { .. } => json!({"type": "api"}),
         Origin::Peer { connector, account } => json!({"type": "peer", "connector": connector, "account": account}),
         Origin::Network => json!({"type": "network"}),
+        Origin::Forward { parent } => json!({"type": "forward", "parent_id": parent.to_string()}),
     }
 }
 

@@ -5,3 +5,4 @@ pub mod hwdb;
 pub mod remote;
 pub mod serve;
 pub mod sim;
+pub mod template;

@@ -11,7 +11,7 @@ pub(crate) async fn serve(cfg: Config) -> Result<()> {
     println!("Postern is up.");
     println!("  API:     http://{addr}/v1/messages");
     println!("  Metrics: http://{addr}/metrics   Health: http://{addr}/healthz");
-    println!("  Try:     curl -s -X POST http://{addr}/v1/messages -H 'Content-Type: application/json' -d '{{\"to\": \"+447700900123\", \"from\": \"Postern\", \"text\": \"hello\"}}'");
+    println!("  Try:     curl -s -X POST http://{addr}/v1/messages -H 'Content-Type: application/json' -d '{{\"to\": \"+447400123123\", \"from\": \"Postern\", \"text\": \"hello\"}}'");
     println!("  Then:    curl -s http://{addr}/v1/messages/<id>");
     postern::sdnotify::notify("READY=1");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

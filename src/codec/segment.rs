@@ -68,6 +68,25 @@ pub fn measure(text: &str) -> Measure {
     Measure { coding, units, segments: segments(text, coding, units) }
 }
 
+/// `text` cut (at a character) to fit `max` segments.
+pub fn fit(text: &str, max: usize) -> String {
+    if measure(text).segments <= max {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let (mut lo, mut hi) = (0, chars.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let s: String = chars[..mid].iter().collect();
+        if measure(&s).segments <= max {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    chars[..lo].iter().collect()
+}
+
 /// Number of segments `text` takes in `coding` (8-bit concatenation reference).
 pub fn count(text: &str, coding: Coding) -> usize {
     segments(text, coding, units(text, coding))
@@ -145,6 +164,14 @@ pub fn split_binary(data: &[u8], reference: ConcatRef) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_cuts_at_a_character_to_the_segments() {
+        let long = "é".repeat(500);
+        let cut = fit(&long, 2);
+        assert!(measure(&cut).segments <= 2 && cut.chars().count() > 100);
+        assert_eq!(fit("short", 1), "short");
+    }
 
     #[test]
     fn capacities() {

@@ -18,6 +18,8 @@ pub struct Config {
     pub sms: SmsConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[[templates]]`: read-only templates (more at `/v1/templates`).
+    pub templates: Vec<crate::model::template::TemplateSpec>,
 }
 
 /// `durability`: when an accepted message counts as safe.
@@ -120,6 +122,24 @@ pub struct ApiConfig {
     pub callback_secret_env: Option<String>,
     /// Seconds a status callback is retried before it is dropped.
     pub callback_max_age_s: u64,
+    /// How SMS destination numbers are checked: `plan` (libphonenumber's metadata: valid for
+    /// the country's numbering plan) or `e164` (only `+` and 8–15 digits, for ranges the
+    /// metadata does not know yet).
+    pub sms_number_check: NumberCheckMode,
+    /// With `plan`: the number types accepted (`mobile`, `fixed_line_or_mobile`, …); empty: any.
+    pub sms_number_types: Vec<crate::model::phone::NumberType>,
+    /// The language of templates that name none, and the last before "any" in a message's
+    /// language fallback chain.
+    pub default_language: String,
+}
+
+/// `api.sms_number_check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberCheckMode {
+    #[default]
+    Plan,
+    E164,
 }
 
 impl Default for ApiConfig {
@@ -133,6 +153,9 @@ impl Default for ApiConfig {
             callback_secret: None,
             callback_secret_env: None,
             callback_max_age_s: 24 * 3600,
+            sms_number_check: NumberCheckMode::Plan,
+            sms_number_types: Vec::new(),
+            default_language: "en".into(),
         }
     }
 }
@@ -171,6 +194,36 @@ pub struct RouteMatch {
     pub sender: Option<OneOrMany>,
     /// Tags the message must carry (all of them).
     pub tags: Vec<String>,
+    /// `outbound` (the default: the route sends through `to`) or `inbound` (the route matches
+    /// received messages and sends each on as `forward` says).
+    pub direction: Option<crate::model::Direction>,
+    /// Inbound: the first word of the text, any of these (case-insensitive).
+    pub keyword: Option<OneOrMany>,
+    /// Inbound: sender prefixes.
+    pub sender_prefix: Option<OneOrMany>,
+    /// Inbound: the connectors it came in on.
+    pub connector: Option<OneOrMany>,
+}
+
+/// `forward = { ... }` of an inbound route: the message to send for each one received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Addresses (numbers or email); each gets its own message.
+    pub to: OneOrMany,
+    /// The sender of the forwarded message (an email address, or an SMS sender id).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A template (params: `from`, `to`, `text`, `subject`, `connector`, `id`, `received_at`,
+    /// `keyword`); none: the text as it came (subject "Message from <sender>").
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Email: replies go to `<sender-number>@reply_domain` (an `smtp-server` connector's
+    /// domain), which sends them back to the phone as SMS.
+    #[serde(default)]
+    pub reply_domain: Option<String>,
 }
 
 /// `[[routes]]`
@@ -179,11 +232,23 @@ pub struct RouteMatch {
 pub struct RouteConfig {
     #[serde(rename = "match", default)]
     pub matches: Option<RouteMatch>,
+    /// Outbound: the connectors to send through.
+    #[serde(default)]
     pub to: Vec<String>,
+    /// Inbound: what to send on.
+    #[serde(default)]
+    pub forward: Option<ForwardConfig>,
     #[serde(default)]
     pub strategy: Strategy,
     #[serde(default)]
     pub weights: Vec<u32>,
+}
+
+impl RouteConfig {
+    /// Matches received messages (and forwards them) rather than routing outbound ones.
+    pub fn is_inbound(&self) -> bool {
+        self.matches.as_ref().and_then(|m| m.direction) == Some(crate::model::Direction::Inbound)
+    }
 }
 
 fn section<T: DeserializeOwned + Default>(
@@ -216,6 +281,26 @@ pub(super) fn parse_value<T: DeserializeOwned>(
                 path,
                 message: e.into_inner().to_string(),
             });
+            None
+        }
+    }
+}
+
+/// An array of tables (`[[routes]]`), each item parsed on its own; `None` if any is wrong.
+fn array<T: serde::de::DeserializeOwned>(table: &mut toml::Table, key: &str, problems: &mut Vec<Problem>) -> Option<Vec<T>> {
+    match table.remove(key) {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(a)) => {
+            let n = a.len();
+            let items: Vec<T> = a
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| parse_value::<T>(v, &format!("{key}[{i}]"), problems))
+                .collect();
+            (items.len() == n).then_some(items)
+        }
+        Some(_) => {
+            problems.push(Problem { path: key.into(), message: format!("must be an array of tables ([[{key}]])") });
             None
         }
     }
@@ -255,44 +340,27 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
         }
     }
 
-    let mut routes = Vec::new();
-    let mut routes_ok = true;
-    match table.remove("routes") {
-        None => {}
-        Some(toml::Value::Array(a)) => {
-            for (i, v) in a.into_iter().enumerate() {
-                match parse_value::<RouteConfig>(v, &format!("routes[{i}]"), &mut problems) {
-                    Some(r) => routes.push(r),
-                    None => routes_ok = false,
-                }
-            }
-        }
-        Some(_) => {
-            routes_ok = false;
-            problems.push(Problem {
-                path: "routes".into(),
-                message: "must be an array of tables ([[routes]])".into(),
-            });
-        }
-    }
+    let routes = array::<RouteConfig>(&mut table, "routes", &mut problems);
+    let templates = array::<crate::model::template::TemplateSpec>(&mut table, "templates", &mut problems);
 
     for key in table.keys() {
         problems.push(Problem {
             path: key.clone(),
             message:
-                "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`"
+                "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`, `templates`"
                     .into(),
         });
     }
 
-    match (outbox, api, sms, connectors_ok, routes_ok) {
-        (Some(outbox), Some(api), Some(sms), true, true) => (
+    match (outbox, api, sms, connectors_ok, routes, templates) {
+        (Some(outbox), Some(api), Some(sms), true, Some(routes), Some(templates)) => (
             Some(Config {
                 outbox,
                 api,
                 sms,
                 connectors,
                 routes,
+                templates,
             }),
             problems,
         ),

@@ -15,6 +15,11 @@ fn valid_name(s: &str) -> bool {
 
 pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
     let mut c = Check::new(env);
+    for (i, t) in cfg.templates.iter().enumerate() {
+        if let Err(e) = t.clone().check(&cfg.api.default_language) {
+            c.bad(&format!("templates[{i}].{}", e.field), e.message);
+        }
+    }
     let o = &cfg.outbox;
     c.range("outbox.shards", o.shards, 0, 64);
     c.range("outbox.group_commit_max", o.group_commit_max, 1, 65_536);
@@ -133,8 +138,22 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
     }
     for (i, r) in cfg.routes.iter().enumerate() {
         let p = format!("routes[{i}]");
+        if r.is_inbound() {
+            inbound_route(&mut c, cfg, r, &p);
+            continue;
+        }
         if r.to.is_empty() {
             c.bad(format!("{p}.to"), "must name at least one connector");
+        }
+        if r.forward.is_some() {
+            c.bad(format!("{p}.forward"), "forward is for routes with match.direction = \"inbound\"");
+        }
+        if let Some(m) = &r.matches {
+            for (field, given) in [("keyword", m.keyword.is_some()), ("sender_prefix", m.sender_prefix.is_some()), ("connector", m.connector.is_some())] {
+                if given {
+                    c.bad(format!("{p}.match.{field}"), "only inbound routes (match.direction = \"inbound\") match this");
+                }
+            }
         }
         for (j, name) in r.to.iter().enumerate() {
             if !cfg.connectors.contains_key(name) {
@@ -185,4 +204,35 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
         }
     }
     c.problems
+}
+
+/// An inbound route: what it matches exists, and what it forwards to is an address.
+fn inbound_route(c: &mut Check, cfg: &Config, r: &RouteConfig, p: &str) {
+    if !r.to.is_empty() {
+        c.bad(format!("{p}.to"), "an inbound route forwards (forward = { to = ... }); it sends through no connector itself");
+    }
+    let Some(f) = &r.forward else {
+        c.bad(format!("{p}.forward"), "an inbound route needs forward = { to = ... }");
+        return;
+    };
+    let plan = crate::model::address::NumberPlan::default();
+    let targets = f.to.to_vec();
+    if targets.is_empty() {
+        c.bad(format!("{p}.forward.to"), "must name at least one address");
+    }
+    for (j, t) in targets.iter().enumerate() {
+        let ok = if t.contains('@') {
+            crate::model::email::address(t).map(|_| ())
+        } else {
+            plan.destination(t).map(|_| ()).map_err(|e| e.to_string())
+        };
+        if let Err(e) = ok {
+            c.bad(format!("{p}.forward.to[{j}]"), e);
+        }
+    }
+    for (j, name) in r.matches.as_ref().and_then(|m| m.connector.as_ref()).map(|n| n.to_vec()).unwrap_or_default().iter().enumerate() {
+        if !cfg.connectors.contains_key(name) {
+            c.bad(format!("{p}.match.connector[{j}]"), format!("no connector named {name:?}"));
+        }
+    }
 }

@@ -197,6 +197,11 @@ pub trait Listener: Send + Sync {
 
 /// What a connector may call on the hub.
 pub trait HubSink: Send + Sync {
+    /// The conversation a reply to `in_reply_to` (a Message-ID we sent) from or to `number`
+    /// continues: the message replied to, and the number the reply should come from.
+    fn thread(&self, _in_reply_to: &str, _number: &str) -> Option<(MessageId, String)> {
+        None
+    }
     /// Submit a message into the outbox (as the HTTP API does); resolves with its id after the
     /// group commit, which is when the peer may be acknowledged.
     fn submit(

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::connector::{HubSink, Link, Receipt};
 use crate::metrics as m;
 use crate::outbox::{Changes, Outbox, StoreError};
-use crate::model::address::NumberPlan;
+use crate::model::address::{NumberCheck, NumberPlan};
 use crate::model::{now_ms, Direction, IdGen, Message, MessageId, State};
 use crate::model::Envelope;
 use router::Router;
@@ -135,6 +135,10 @@ pub struct Hub {
     pub(super) link_index: HashMap<Arc<str>, usize>,
     pub(super) actors: Vec<mpsc::Sender<ShardEvent>>,
     pub plan: NumberPlan,
+    /// Templates messages may name.
+    pub templates: Arc<crate::templates::Catalog>,
+    /// Inbound routes.
+    pub(super) forwards: super::forward::Forwards,
     pub callback_secret: Option<Vec<u8>>,
     pub callbacks_wake: Notify,
     pub(super) unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
@@ -152,6 +156,7 @@ impl Hub {
     pub fn start(
         cfg: Arc<Config>,
         outbox: Arc<Outbox>,
+        templates: Arc<crate::templates::Catalog>,
         links: Vec<Arc<Link>>,
     ) -> Result<Arc<Hub>, (String, crate::connector::StartError)> {
         let (drain_signal, shutdown) = crate::connector::Shutdown::new();
@@ -164,6 +169,11 @@ impl Hub {
         let plan = NumberPlan {
             country_code: cfg.sms.country_code.clone(),
             trunk_prefix: cfg.sms.trunk_prefix.clone(),
+            check: match (cfg.api.sms_number_check, cfg.api.sms_number_types.is_empty()) {
+                (crate::config::NumberCheckMode::E164, _) => NumberCheck::Shape,
+                (_, true) => NumberCheck::Plan,
+                (_, false) => NumberCheck::PlanTypes(cfg.api.sms_number_types.clone()),
+            },
         };
         let callback_secret = cfg
             .api
@@ -188,6 +198,7 @@ impl Hub {
             actor_rx.push(rx);
         }
         let (unknown, unknown_rx) = mpsc::unbounded_channel();
+        let forwards = super::forward::Forwards::new(&cfg.routes);
         let hub = Arc::new(Hub {
             remote_index: RemoteIndex::new(),
             listeners: parking_lot::RwLock::new(Vec::new()),
@@ -199,6 +210,8 @@ impl Hub {
             link_index,
             actors,
             plan,
+            templates,
+            forwards,
             callback_secret,
             callbacks_wake: Notify::new(),
             unknown,
@@ -255,6 +268,12 @@ impl Hub {
 
     /// Store drafts as messages (one per draft), acknowledged after the group commit.
     pub async fn accept(&self, drafts: Vec<Envelope>) -> Result<Vec<Accepted>, AcceptError> {
+        self.accept_with(drafts, Changes::new()).await
+    }
+
+    /// [`Hub::accept`], with `extra` changes in the same outbox write as the first stored
+    /// message (or on their own when none is stored): a received message and its forwards.
+    pub async fn accept_with(&self, drafts: Vec<Envelope>, mut extra: Changes) -> Result<Vec<Accepted>, AcceptError> {
         let depth = self.outbox.depth();
         if depth >= self.cfg.outbox.max_depth as i64 {
             return Err(AcceptError::Saturated(depth));
@@ -304,10 +323,14 @@ impl Hub {
             }
         }
         let mut waits = Vec::new();
-        for (s, (ops, enqueue, n)) in per_shard.into_iter().enumerate() {
+        for (s, (mut ops, enqueue, n)) in per_shard.into_iter().enumerate() {
             if n > 0 {
+                ops.extend(std::mem::take(&mut extra));
                 waits.push((s, n, self.outbox.submit(s as u32, ops, enqueue, n)?));
             }
+        }
+        if !extra.is_empty() {
+            self.outbox.write(0, extra, vec![], 0).await?;
         }
         let mut result = Ok(());
         for (s, n, rx) in waits {

@@ -118,6 +118,10 @@ impl HubSink for Hub {
         })
     }
 
+    fn thread(&self, in_reply_to: &str, number: &str) -> Option<(MessageId, String)> {
+        Hub::thread(self, in_reply_to, number)
+    }
+
     fn listen(&self, listener: Arc<dyn crate::connector::Listener>) {
         self.listeners.write().push(listener);
     }
@@ -300,13 +304,32 @@ impl Hub {
         ops.store(&msg);
         ops.ref_attachments(&msg);
         ops.extend(extra);
-        self.outbox
-            .write(shard, ops, vec![], 1)
-            .await
-            .map_err(|e| match e {
-                StoreError::Busy => HubError::Busy,
-                e => HubError::Store(e.to_string()),
+        let forwards = self.forwards_for(&msg);
+        let store_error = |e: StoreError| match e {
+            StoreError::Busy => HubError::Busy,
+            e => HubError::Store(e.to_string()),
+        };
+        if forwards.is_empty() {
+            self.outbox.write(shard, ops, vec![], 1).await.map_err(store_error)?;
+        } else {
+            // The received message and what it is forwarded as: one write.
+            let accepted = self.accept_with(forwards, ops).await.map_err(|e| match e {
+                super::AcceptError::Saturated(_) => HubError::Busy,
+                super::AcceptError::Store(e) => store_error(e),
             })?;
+            for a in accepted {
+                match a {
+                    super::Accepted::Stored(s) => {
+                        metrics::counter!(m::FORWARDED_TOTAL).increment(1);
+                        tracing::debug!(parent = %id, forward = %s.id, to = %s.to, "forwarded");
+                    }
+                    super::Accepted::NoRoute(d) => {
+                        metrics::counter!(m::FORWARD_FAILED_TOTAL).increment(1);
+                        tracing::warn!(parent = %id, to = %d.to, "cannot forward: no route for this address");
+                    }
+                }
+            }
+        }
         metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => connector.to_string()).increment(1);
         for l in self.listeners.read().iter() {
             l.on_inbound(&msg);

@@ -16,6 +16,8 @@ pub mod dispatch;
 #[cfg(feature = "server")]
 pub mod early;
 #[cfg(feature = "server")]
+mod forward;
+#[cfg(feature = "server")]
 mod intake;
 #[cfg(feature = "server")]
 pub mod state;

@@ -1,5 +1,6 @@
 //! Routing: ordered rules from `[[routes]]` matching destination prefix, sender, channel and
-//! tags; each names connectors and a strategy for choosing among those that are up.
+//! tags; each names connectors and a strategy for choosing among those that are up. (Inbound
+//! routes, which forward what is received, are [`super::forward`]'s.)
 
 use crate::config::{RouteConfig, Strategy};
 use crate::model::Channel;
@@ -48,6 +49,7 @@ impl Router {
         let routes = cfg
             .iter()
             .enumerate()
+            .filter(|(_, r)| !r.is_inbound())
             .map(|(index, r)| {
                 let m = r.matches.clone().unwrap_or_default();
                 let links: Vec<usize> = r.to.iter().filter_map(|n| link_index(n)).collect();

@@ -5,6 +5,7 @@
 use crate::codec::gsm7;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use super::phone::{Invalid, NumberType, Plans};
 
 /// Where a message goes or comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,7 +47,7 @@ impl Address {
     }
 }
 
-/// An address reads as its text (`+447700900123`, `alerts@example.org`).
+/// An address reads as its text (`+447400123123`, `alerts@example.org`).
 impl std::ops::Deref for Address {
     type Target = str;
     fn deref(&self) -> &str {
@@ -67,17 +68,36 @@ pub enum AddressError {
     Empty,
     #[error("{0:?} is not an E.164 number (+ and 8-15 digits)")]
     NotE164(String),
+    #[error("{0:?} has no country calling code")]
+    NoCountry(String),
+    #[error("{0:?} is not a number in the numbering plan of +{1}")]
+    NotInPlan(String, u16),
+    #[error("{0:?} is a {1:?} number, not one of the allowed types {2:?}")]
+    NumberType(String, NumberType, Vec<NumberType>),
     #[error(
         "sender {0:?} is not an E.164 number, a short code (3-8 digits) or 1-11 GSM characters"
     )]
     BadSender(String),
 }
 
-/// How national numbers are turned into E.164.
+/// How national numbers are turned into E.164, and how E.164 numbers are checked.
 #[derive(Debug, Clone, Default)]
 pub struct NumberPlan {
     pub country_code: Option<String>,
     pub trunk_prefix: String,
+    pub check: NumberCheck,
+}
+
+/// How far a destination number is checked (`api.sms_number_check`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NumberCheck {
+    /// Valid in its country's plan (libphonenumber's metadata), of one of the types if given
+    /// (`api.sms_number_types`).
+    #[default]
+    Plan,
+    PlanTypes(Vec<NumberType>),
+    /// Only the E.164 shape: `+` and 8–15 digits (for ranges the metadata does not know yet).
+    Shape,
 }
 
 fn is_e164(s: &str) -> bool {
@@ -117,10 +137,19 @@ impl NumberPlan {
         } else {
             return Err(AddressError::NotE164(raw.to_string()));
         };
-        if is_e164(&candidate) {
-            Ok(candidate)
-        } else {
-            Err(AddressError::NotE164(raw.to_string()))
+        if !is_e164(&candidate) {
+            return Err(AddressError::NotE164(raw.to_string()));
+        }
+        let types = match &self.check {
+            NumberCheck::Shape => return Ok(candidate),
+            NumberCheck::Plan => &[][..],
+            NumberCheck::PlanTypes(t) => t.as_slice(),
+        };
+        match Plans::get().classify(&candidate) {
+            Ok(t) if types.is_empty() || types.contains(&t) => Ok(candidate),
+            Ok(t) => Err(AddressError::NumberType(raw.to_string(), t, types.to_vec())),
+            Err(Invalid::NoCountry) => Err(AddressError::NoCountry(raw.to_string())),
+            Err(Invalid::NotInPlan(cc)) => Err(AddressError::NotInPlan(raw.to_string(), cc)),
         }
     }
 }
@@ -147,32 +176,46 @@ mod tests {
 
     #[test]
     fn destinations() {
-        let plain = NumberPlan::default();
-        assert_eq!(plain.destination("+447700900123").unwrap(), "+447700900123");
+        let plain = NumberPlan { check: NumberCheck::Shape, ..NumberPlan::default() };
+        assert_eq!(plain.destination("+447400123123").unwrap(), "+447400123123");
         assert_eq!(
-            plain.destination("+44 7700-900123").unwrap(),
-            "+447700900123"
+            plain.destination("+44 7400-123123").unwrap(),
+            "+447400123123"
         );
+        // The shape check passes a number outside every plan (Ofcom's drama range).
+        assert!(plain.destination("+447700900123").is_ok());
         assert_eq!(
-            plain.destination("00447700900123").unwrap(),
-            "+447700900123"
+            plain.destination("00447400123123").unwrap(),
+            "+447400123123"
         );
-        assert!(plain.destination("07700900123").is_err());
+        assert!(plain.destination("07400123123").is_err());
         assert!(plain.destination("+1234567").is_err());
         assert!(plain.destination("+1234567890123456").is_err());
-        assert!(plain.destination("+44770090012a").is_err());
+        assert!(plain.destination("+44740012312a").is_err());
         assert!(plain.destination("").is_err());
         let uk = NumberPlan {
             country_code: Some("44".into()),
             trunk_prefix: "0".into(),
+            check: NumberCheck::Shape,
         };
-        assert_eq!(uk.destination("07700900123").unwrap(), "+447700900123");
+        assert_eq!(uk.destination("07400123123").unwrap(), "+447400123123");
+    }
+
+    #[test]
+    fn destinations_in_the_plan() {
+        let plan = NumberPlan { country_code: Some("44".into()), trunk_prefix: "0".into(), ..NumberPlan::default() };
+        assert_eq!(plan.destination("07400 123456").unwrap(), "+447400123456");
+        assert_eq!(plan.destination("+447700900123"), Err(AddressError::NotInPlan("+447700900123".into(), 44)));
+        assert_eq!(plan.destination("+999999999"), Err(AddressError::NoCountry("+999999999".into())));
+        let mobiles = NumberPlan { check: NumberCheck::PlanTypes(vec![NumberType::Mobile]), ..NumberPlan::default() };
+        assert!(mobiles.destination("+447400123456").is_ok());
+        assert!(matches!(mobiles.destination("+442079460000"), Err(AddressError::NumberType(_, NumberType::FixedLine, _))));
     }
 
     #[test]
     fn senders() {
         assert!(validate_sender("Postern").is_ok());
-        assert!(validate_sender("+447700900123").is_ok());
+        assert!(validate_sender("+447400123123").is_ok());
         assert!(validate_sender("12345").is_ok());
         assert!(validate_sender("TwelveChars!").is_err());
         assert!(validate_sender("").is_err());

@@ -25,6 +25,9 @@ pub enum Origin {
     Peer { connector: String, account: String },
     /// Came in from a network link (an inbound message).
     Network,
+    /// Sent on by an inbound route, or a reply threaded to a message: `parent` is the message
+    /// it came from.
+    Forward { parent: super::MessageId },
 }
 
 /// What the sender asked.

@@ -9,7 +9,9 @@ pub mod email;
 pub mod envelope;
 mod legacy;
 pub mod message;
+pub mod phone;
 pub mod request;
+pub mod template;
 
 pub use address::Address;
 pub use content::{BlobRef, Body, Content, Email, Sms};

@@ -9,6 +9,7 @@ use crate::time::parse_rfc3339;
 use crate::codec::{gsm7, segment, Coding};
 use super::{Channel, OneOrMany};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 use serde::Serialize;
 
@@ -89,6 +90,15 @@ pub struct MessageRequest {
     /// Email: where replies go.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// A template's name: it gives the body (`text`, and for email `subject` and `html`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The template's variables (a JSON object).
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+    /// The template's language (`pt-BR`; falls back to `pt`, then the default).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// A validation failure.
@@ -96,15 +106,16 @@ pub struct MessageRequest {
 pub struct Invalid {
     pub code: &'static str,
     pub message: String,
-    pub field: &'static str,
+    /// The field concerned: `to`, or a path such as `params.name`.
+    pub field: Cow<'static, str>,
 }
 
 impl Invalid {
-    pub fn new(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Invalid {
             code,
             message: message.into(),
-            field,
+            field: field.into(),
         }
     }
 }
@@ -121,6 +132,32 @@ pub struct Rules<'a> {
     pub sms: &'a SmsConfig,
     pub plan: &'a NumberPlan,
     pub default_validity_s: u64,
+    pub templates: &'a dyn super::template::Templates,
+}
+
+/// Fill the body from the request's template, if it names one.
+fn apply_template(req: &mut MessageRequest, channel: Channel, rules: &Rules) -> Result<(), Invalid> {
+    let Some(name) = req.template.as_deref() else {
+        if req.params.is_some() || req.language.is_some() {
+            let field = if req.params.is_some() { "params" } else { "language" };
+            return Err(Invalid::new("invalid_field", field, format!("{field} goes with template")));
+        }
+        return Ok(());
+    };
+    if let Some(field) = [("text", req.text.is_some()), ("subject", req.subject.is_some()), ("html", req.html.is_some())]
+        .into_iter()
+        .find_map(|(f, given)| given.then_some(f))
+    {
+        return Err(Invalid::new("invalid_field", field, format!("give a template or {field}, not both")));
+    }
+    let params = req.params.clone().unwrap_or(serde_json::Value::Null);
+    let r = rules.templates.render(name, channel, req.language.as_deref(), &params)?;
+    req.text = r.text;
+    if channel == Channel::Email {
+        req.subject = r.subject;
+        req.html = r.html;
+    }
+    Ok(())
 }
 
 /// The body as given, before splitting into recipients.
@@ -345,13 +382,14 @@ fn sms_parts(req: &MessageRequest, rules: &Rules) -> Result<(Option<Address>, Co
 }
 
 /// Validate a JSON request into drafts.
-pub fn validate(req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
+pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
     let now = now_ms();
     // Explicit, or from the first recipient: an address with `@` is email.
     let first_to = req.to.to_vec().into_iter().next().unwrap_or_default();
     let channel = req
         .channel
         .unwrap_or(if first_to.contains('@') { Channel::Email } else { Channel::Sms });
+    apply_template(&mut req, channel, rules)?;
     let (from, content) = match channel {
         Channel::Sms => sms_parts(&req, rules)?,
         Channel::Email => {

@@ -11,7 +11,8 @@ pub const CF_EVENTS: &str = "events";
 pub const CF_PARTS: &str = "parts";
 pub const CF_BLOBS: &str = "blobs";
 pub const CF_BLOB_REFS: &str = "blob_refs";
-pub const ALL_CFS: [&str; 7] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS];
+pub const CF_RECORDS: &str = "records";
+pub const ALL_CFS: [&str; 8] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS, CF_RECORDS];
 
 /// `blob_refs`: digest ‖ message id -> nothing: one entry per message that refers to a blob.
 pub fn blob_ref_key(digest: &[u8; 32], id: MessageId) -> [u8; 40] {

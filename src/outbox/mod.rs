@@ -7,6 +7,7 @@ mod changes;
 pub mod health;
 mod keys;
 mod queries;
+mod records;
 pub mod retry;
 pub mod shard;
 pub mod store;
@@ -435,7 +436,7 @@ mod tests {
 
     fn queued(id: MessageId, due: Millis) -> Message {
         let sms = Sms { body: Body::Text("hi".into()), udh: None, coding: Coding::Gsm7, segments: 1 };
-        let env = Envelope::new(Channel::Sms, Address::sms("+447700900123"), Content::Sms(sms), due + 60_000);
+        let env = Envelope::new(Channel::Sms, Address::sms("+447400123123"), Content::Sms(sms), due + 60_000);
         Message::new(id, Direction::Outbound, env, State::Queued, due, due)
     }
 

@@ -55,6 +55,7 @@ pub enum Cf {
     Parts = 4,
     Blobs = 5,
     BlobRefs = 6,
+    Records = 7,
 }
 
 impl Cf {

@@ -2,6 +2,8 @@
 //! and small helpers to wait for a message's state.
 #![allow(dead_code)]
 
+pub mod mail;
+
 use postern::app::Gateway;
 use postern::config::Config;
 use serde_json::Value;
@@ -117,6 +119,16 @@ impl TestGateway {
             .send()
             .await
             .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    /// Any method, with an optional JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }

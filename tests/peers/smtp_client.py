@@ -2,7 +2,8 @@
 as JSON: {"ok": true} or {"ok": false, "code": 550, "error": "..."}.
 
 Reads a JSON spec on stdin: host, port, from, to (list), subject, text, pad (extra body bytes),
-cafile (STARTTLS with this CA when given), raw (send this message text as it is instead), attachments ([{filename, content_type, hex}]).
+cafile (STARTTLS with this CA when given), raw (send this message text as it is instead), attachments ([{filename, content_type, hex}]),
+headers ({name: value}, e.g. In-Reply-To).
 """
 import json, smtplib, ssl, sys
 from email.message import EmailMessage
@@ -12,6 +13,8 @@ msg = EmailMessage()
 msg["From"] = spec["from"]
 msg["To"] = ", ".join(spec["to"])
 msg["Subject"] = spec.get("subject", "")
+for name, value in spec.get("headers", {}).items():
+    msg[name] = value
 msg.set_content(spec.get("text", "") + "x" * spec.get("pad", 0))
 for a in spec.get("attachments", []):
     maintype, subtype = a["content_type"].split("/")

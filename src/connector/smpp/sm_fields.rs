@@ -141,8 +141,8 @@ mod tests {
     fn submit_sm_fields_match_the_view() {
         let sm = SubmitSm::builder()
             .source_addr_ton(Ton::International)
-            .source_addr(super::super::c("447700900001"))
-            .destination_addr(super::super::c("447700900123"))
+            .source_addr(super::super::c("447400123001"))
+            .destination_addr(super::super::c("447400123123"))
             .esm_class(EsmClass::from(0x40u8))
             .data_coding(DataCoding::from(8u8))
             .short_message(OctetString::from_vec(vec![5, 0, 3, 0x2A, 2, 1, 0, 0x41]).unwrap())
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn message_payload_supersedes_short_message() {
         let sm = SubmitSm::builder()
-            .destination_addr(super::super::c("447700900123"))
+            .destination_addr(super::super::c("447400123123"))
             .push_tlv(SubTlv::MessagePayload(MessagePayload::new(AnyOctetString::from_slice(b"long text"))))
             .build();
         let cmd = wire(sm.into());
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn receipt_tlvs_are_read() {
-        let mut d: DeliverSm = super::super::receipt_deliver_sm("abc123", "447700900123", "Postern", Some(b"id:abc123 stat:DELIVRD err:000".to_vec()), Some(MessageState::Delivered));
+        let mut d: DeliverSm = super::super::receipt_deliver_sm("abc123", "447400123123", "Postern", Some(b"id:abc123 stat:DELIVRD err:000".to_vec()), Some(MessageState::Delivered));
         d.push_tlv(rusmpp::tlvs::MessageDeliveryRequestTlvValue::NetworkErrorCode(NetworkErrorCode::new(ErrorCodeNetworkType::Gsm, 34)));
         let cmd = wire(d.into());
         let Some(Pdu::DeliverSm(d)) = cmd.pdu() else { panic!("not a deliver_sm") };

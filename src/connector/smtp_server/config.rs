@@ -28,7 +28,7 @@ pub struct SmtpAccount {
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpServerConfig {
     pub listen: String,
-    /// Our mail domain: `+447700900123@domain` (or without `+`) is that number.
+    /// Our mail domain: `+447400123123@domain` (or without `+`) is that number.
     pub domain: String,
     /// Offer STARTTLS with this certificate chain and key (PEM files).
     pub tls: Option<crate::connector::smpp::config::TlsFiles>,

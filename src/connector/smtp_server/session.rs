@@ -297,7 +297,7 @@ fn sms_sender(cfg: &super::config::SmtpServerConfig, mail_from: &str) -> Option<
     by(false).or_else(|| by(true)).or_else(|| cfg.sms_sender.clone())
 }
 
-/// `+447700900123@domain` or `447700900123@domain` → `+447700900123`.
+/// `+447400123123@domain` or `447400123123@domain` → `+447400123123`.
 fn number_of(address: &str, domain: &str) -> Option<String> {
     let (local, d) = address.rsplit_once('@')?;
     if !d.eq_ignore_ascii_case(domain) {
@@ -305,25 +305,6 @@ fn number_of(address: &str, domain: &str) -> Option<String> {
     }
     let digits = local.strip_prefix('+').unwrap_or(local);
     crate::model::address::NumberPlan::default().destination(&format!("+{digits}")).ok()
-}
-
-/// `text` cut (at a character) to fit `max` segments.
-fn fit(text: &str, max: usize) -> String {
-    if crate::codec::measure(text).segments <= max {
-        return text.to_string();
-    }
-    let chars: Vec<char> = text.chars().collect();
-    let (mut lo, mut hi) = (0, chars.len());
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        let s: String = chars[..mid].iter().collect();
-        if crate::codec::measure(&s).segments <= max {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    chars[..lo].iter().collect()
 }
 
 /// The subject of a parsed mail and the SMS made of it (`body` chooses what; cut to `max`
@@ -342,7 +323,7 @@ pub fn sms_of_mail(
         SmsBody::SubjectAndText if subject.is_empty() => text,
         SmsBody::SubjectAndText => format!("{subject}\n{text}").trim().to_string(),
     };
-    let spec = BodySpec { text: Some(fit(&text, max)), binary: None, data_coding: None, coding: None, udh: None };
+    let spec = BodySpec { text: Some(crate::codec::segment::fit(&text, max)), binary: None, data_coding: None, coding: None, udh: None };
     check_body(spec, max)
         .map(|sms| (subject, sms))
         .map_err(|e| format!("no text for an SMS: {}", e.message))
@@ -437,10 +418,17 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
     let from = tx.from.clone().unwrap_or_default();
     let now = now_ms();
     let mut ids = Vec::new();
+    // A reply to a mail that forwarded an SMS: back to the phone from the number it wrote to.
+    let in_reply_to = mail.in_reply_to().as_text().or_else(|| mail.in_reply_to().as_text_list().and_then(|l| l.first().map(|c| c.as_ref())));
     for to in &tx.to {
+        let thread = in_reply_to.and_then(|r| hub.thread(r, to));
+        // (A modem does not know its own number: its SMS then come from the bank's default.)
         let env = Envelope {
             channel: Channel::Sms,
-            from: sms_sender(&srv.cfg, &from).map(Address::sms),
+            from: match &thread {
+                Some((_, number)) if !number.is_empty() => Some(Address::sms(number.clone())),
+                _ => sms_sender(&srv.cfg, &from).map(Address::sms),
+            },
             to: Address::Msisdn(to.clone()),
             content: Content::Sms(sms.clone()),
             client_ref: None,
@@ -453,7 +441,10 @@ async fn submit(srv: &SmtpServer, tx: &Transaction, data: &[u8]) -> String {
             priority: 0,
             send_at: None,
             expires_at: now + 48 * 3600 * 1000,
-            origin: Origin::Peer { connector: srv.name.to_string(), account: from.clone() },
+            origin: match thread {
+                Some((parent, _)) => Origin::Forward { parent },
+                None => Origin::Peer { connector: srv.name.to_string(), account: from.clone() },
+            },
         };
         match hub.submit(env).await {
             Ok(id) => ids.push(id.to_string()),
@@ -473,17 +464,13 @@ mod tests {
 
     #[test]
     fn numbers_senders_and_fitting() {
-        assert_eq!(number_of("+447700900123@sms.example", "sms.example").as_deref(), Some("+447700900123"));
-        assert_eq!(number_of("447700900123@SMS.example", "sms.example").as_deref(), Some("+447700900123"));
+        assert_eq!(number_of("+447400123123@sms.example", "sms.example").as_deref(), Some("+447400123123"));
+        assert_eq!(number_of("447400123123@SMS.example", "sms.example").as_deref(), Some("+447400123123"));
         assert_eq!(number_of("ana@sms.example", "sms.example"), None);
-        assert_eq!(number_of("+447700900123@other.example", "sms.example"), None);
+        assert_eq!(number_of("+447400123123@other.example", "sms.example"), None);
         assert!(allowed(&[], "x@y.z"));
         assert!(allowed(&["@ops.example".into()], "Ana@OPS.example"));
         assert!(!allowed(&["@ops.example".into()], "ana@evil.example"));
         assert!(allowed(&["ana@ops.example".into()], "ANA@ops.example"));
-        let long = "é".repeat(500);
-        let cut = fit(&long, 2);
-        assert!(crate::codec::measure(&cut).segments <= 2 && cut.chars().count() > 100);
-        assert_eq!(fit("short", 1), "short");
     }
 }

@@ -176,7 +176,7 @@ impl SimModem {
             pdu_mode: false,
             mt: 0,
             ds: 0,
-            csca: "+447700900000".into(),
+            csca: "+447400123000".into(),
             mem1: "SM".into(),
             store: BTreeMap::new(),
             sr_store: BTreeMap::new(),

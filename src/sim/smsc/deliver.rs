@@ -164,7 +164,7 @@ pub(super) async fn mo_loop(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Comma
             let sm = DeliverSm::builder()
                 .source_addr_ton(Ton::International)
                 .source_addr_npi(Npi::Isdn)
-                .source_addr(c(&format!("4477009{:05}", n % 100_000)))
+                .source_addr(c(&format!("4474001{:05}", n % 100_000)))
                 .dest_addr_ton(Ton::Unknown)
                 .dest_addr_npi(Npi::Unknown)
                 .destination_addr(c("12345"))
