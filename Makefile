@@ -4,7 +4,7 @@ FUZZ_SECONDS ?= 30
 
 .PHONY: run test deps test-deps build release fuzz-deps fuzz-smoke fuzz bench check-config
 
-FUZZ_TARGETS = sms_pdu wbxml udh gsm7_unpack api_request xform smpp_view at_parser hwdb smtp_mail
+FUZZ_TARGETS = sms_pdu wbxml udh gsm7_unpack api_request xform smpp_view at_parser hwdb smtp_mail form_data
 
 deps:
 	@scripts/install-deps.sh

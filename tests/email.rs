@@ -14,7 +14,8 @@ async fn html_and_attachments_over_starttls() {
     let (cert, key) = test_cert(dir.path());
     let peer = SmtpPeer::start(Some((&cert, &key)));
     let ca = format!("tls_ca = {:?}", cert.display().to_string());
-    let link = smtp_link(peer.port, "starttls", &[&ca]);
+    // Two recipients per transaction: the mail (to, cc, bcc) goes out in two.
+    let link = smtp_link(peer.port, "starttls", &[&ca, "max_recipients = 2"]);
     let g = Scenario::new()
         .connector("mail", "smtp", &link.iter().map(String::as_str).collect::<Vec<_>>())
         .route(&["mail"], &[])
@@ -51,7 +52,11 @@ async fn html_and_attachments_over_starttls() {
     assert!(message_id.starts_with(&format!("<{id}@")), "{message_id}");
 
     let mails = peer.mails();
-    assert_eq!(mails.len(), 1);
+    assert_eq!(mails.len(), 2, "three recipients, two per transaction");
+    assert_eq!(mails[0]["message_id"], mails[1]["message_id"], "one mail");
+    let mut rcpts: Vec<&str> = mails.iter().flat_map(|m| m["rcpts"].as_array().unwrap().iter().map(|r| r.as_str().unwrap())).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["Ana@example.org", "archive@example.org", "chef@example.org"], "bcc gets it too");
     let mail = &mails[0];
     assert_eq!(mail["subject"], "Réunion ✓ demain", "RFC 2047 decoded back");
     assert_eq!(mail["from"], "alerts@postern.example");
@@ -60,9 +65,6 @@ async fn html_and_attachments_over_starttls() {
     assert_eq!(mail["cc"], "chef@example.org");
     assert_eq!(mail["bcc"], Value::Null, "no Bcc header on the wire");
     assert_eq!(mail["reply_to"], "ops@postern.example");
-    let mut rcpts: Vec<&str> = mail["rcpts"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
-    rcpts.sort();
-    assert_eq!(rcpts, ["Ana@example.org", "archive@example.org", "chef@example.org"], "bcc gets it too");
     let parts: Vec<&str> = mail["parts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert_eq!(parts[..4], ["multipart/mixed", "multipart/alternative", "text/plain", "text/html"], "{parts:?}");
     assert!(mail["text"].as_str().unwrap().contains("pièces jointes"));
@@ -126,6 +128,11 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
     }
     let (_, list) = g.get("/v1/messages").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 0, "nothing stored");
+    // A refused request leaves the media store as it was: its inline attachment is not kept.
+    let (s, _) = g.post("/v1/messages", json!({"to": "a@example.org", "subject": "s", "text": "t", "from": "nope", "attachments": [{"content_base64": "aGVsbG8gd29ybGQ="}]})).await;
+    assert_eq!(s, 422);
+    let digest = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"; // sha256("hello world")
+    assert_eq!(g.get(&format!("/v1/media/{digest}")).await.0, 404, "no blob stored for a refused request");
     // An email only goes where a connector carries email: the sandbox here (it takes every
     // channel), never the SMPP link.
     let id = g.send(json!({"to": "a@example.org", "subject": "s", "text": "t"})).await;
@@ -297,4 +304,61 @@ async fn auth_is_required_when_accounts_are_set() {
     assert_eq!(r["ok"], true, "LOGIN: {r}");
     let (_, all) = g.get("/v1/messages").await;
     assert_eq!(all["messages"].as_array().unwrap().len(), 2, "{all}");
+}
+
+/// `multipart/form-data` uploads (sent by curl, a real client): a `message` JSON part and file
+/// parts that become attachments; malformed forms are refused with the part concerned, and
+/// nothing (message or media) is stored for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads_attach_their_files() {
+    let g = Scenario::new().sandbox("sb", &["dlr_delay_ms = 10"]).route(&["sb"], &[]).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("report.csv");
+    std::fs::write(&csv, "site,level\nP4,dry\n").unwrap();
+    let pdf = dir.path().join("map.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4 not really a map").unwrap();
+    let curl = |args: Vec<String>| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("{}/v1/messages", g.base)])
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (code.parse::<u16>().unwrap(), serde_json::from_str::<Value>(body).unwrap_or(Value::Null))
+    };
+    let message = r#"message={"to": "ana@example.org", "subject": "Water report", "text": "Attached."};type=application/json"#;
+    let (s, v) = curl(vec!["-F".into(), message.into(), "-F".into(), format!("file=@{};type=text/csv", csv.display()), "-F".into(), format!("map=@{};type=application/pdf", pdf.display())]);
+    assert_eq!(s, 202, "{v}");
+    let id = v["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, m) = g.get(&format!("/v1/messages/{id}")).await;
+    let atts = m["attachments"].as_array().unwrap();
+    assert_eq!(atts.len(), 2, "{m}");
+    assert_eq!((atts[0]["filename"].clone(), atts[0]["content_type"].clone()), (json!("report.csv"), json!("text/csv")));
+    let digest = atts[1]["digest"].as_str().unwrap();
+    let r = reqwest::get(format!("{}/v1/media/{digest}", g.base)).await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"%PDF-1.4 not really a map");
+
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, "never stored").unwrap();
+    let file = format!("file=@{}", other.display());
+    for (args, code, field) in [
+        (vec!["-F".to_string(), file.clone()], "invalid_multipart", "message"),
+        (vec!["-F".into(), message.into(), "-F".into(), message.into(), "-F".into(), file.clone()], "invalid_multipart", "message"),
+        (vec!["-F".into(), message.into(), "-F".into(), "note=plain field".into(), "-F".into(), file.clone()], "invalid_multipart", "attachments"),
+        (vec!["-F".into(), r#"message={"to": "ana@example.org", "text": "no subject"}"#.into(), "-F".into(), file.clone()], "empty_subject", "subject"),
+        (vec!["-F".into(), "message={not json".into(), "-F".into(), file.clone()], "invalid_json", ""),
+        (vec!["-H".into(), "Content-Type: multipart/form-data".into(), "--data-binary".into(), "--x--".into()], "invalid_multipart", "body"),
+    ] {
+        let (s, v) = curl(args.clone());
+        assert!(s == 400 || s == 422, "{args:?}: {s} {v}");
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{args:?}: {v}");
+        }
+    }
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"never stored"));
+    assert_eq!(g.get(&format!("/v1/media/{digest}")).await.0, 404, "refused forms store no media");
+    let (_, all) = g.get("/v1/messages").await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 1);
 }

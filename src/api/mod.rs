@@ -7,6 +7,7 @@ mod blobs;
 mod kannel;
 mod rest;
 mod templates;
+mod upload;
 
 use crate::hub::Hub;
 use bytes::Bytes;

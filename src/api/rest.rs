@@ -2,6 +2,7 @@
 
 use super::error::{from_json_error, ApiError};
 use super::{json_response, json_response_sized, read_body, Api, Resp};
+use super::upload::Uploads;
 use crate::time::rfc3339;
 use crate::model::{Body, Content, Direction, Message, MessageId, Origin, State};
 use crate::model::request::{self, Invalid, MessageRequest, Rules};
@@ -139,45 +140,17 @@ pub(super) fn split_results(
     (messages, rejected)
 }
 
-/// Email attachments given as bytes are stored as blobs (synced) and become references;
-/// references must name a stored blob. (Bytes stored for a request that is then refused are
-/// swept after `outbox.blob_grace_s`.)
-async fn store_attachments(api: &Api, mr: &mut MessageRequest) -> Result<(), ApiError> {
-    use base64::Engine as _;
-    for a in &mut mr.attachments {
-        if let Some(b64) = a.content_base64.take() {
-            if a.digest.is_some() {
-                return Err(ApiError::bad_request("invalid_field", "give an attachment's digest or its content_base64, not both").field("attachments"));
-            }
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| ApiError::bad_request("invalid_field", format!("content_base64: {e}")).field("attachments"))?;
-            if bytes.is_empty() {
-                return Err(ApiError::bad_request("invalid_field", "an attachment is empty").field("attachments"));
-            }
-            let d = api.hub.outbox.put_blob(&bytes).await?;
-            a.digest = Some(d.to_string());
-            a.size = Some(bytes.len() as u64);
-        } else if let Some(d) = &a.digest {
-            let digest: crate::outbox::Digest = d.parse().map_err(|_| {
-                ApiError::bad_request("invalid_field", "an attachment digest is 64 hex digits (POST /v1/blobs)").field("attachments")
-            })?;
-            match api.hub.outbox.get_blob(&digest) {
-                Ok(Some(b)) => a.size = Some(b.len() as u64),
-                Ok(None) => {
-                    return Err(ApiError::unprocessable("unknown_attachment", format!("no blob {d}: upload it with POST /v1/blobs")).field("attachments"))
-                }
-                Err(e) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())),
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let body = json_body(api, req).await?;
-    let mut mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
-    store_attachments(api, &mut mr).await?;
+    let mut uploads = Uploads::default();
+    let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mr = if content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+        super::upload::multipart(api, req, &content_type, &mut uploads).await?
+    } else {
+        let body = json_body(api, req).await?;
+        let mut mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
+        super::upload::prepare(api, &mut mr, &mut uploads)?;
+        mr
+    };
     let v = request::validate(mr, &rules(api))?;
     let rejected: Vec<Value> = v
         .rejected
@@ -194,6 +167,7 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
         e["rejected"] = Value::Array(rejected);
         return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
     }
+    uploads.store(api).await?;
     let results = api.hub.accept(v.drafts).await?;
     let (messages, rejected) = split_results(results, rejected);
     if messages.is_empty() {
@@ -239,10 +213,12 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
     let mut items: Vec<Result<(usize, Vec<Value>), ApiError>> =
         Vec::with_capacity(batch.messages.len());
     let mut drafts: Vec<Envelope> = Vec::with_capacity(batch.messages.len());
+    let mut uploads = Uploads::default();
     for v in batch.messages {
         let mut item = serde_json::from_str::<MessageRequest>(v.get()).map_err(from_json_error);
+        let mut item_uploads = Uploads::default();
         if let Ok(mr) = &mut item {
-            if let Err(e) = store_attachments(api, mr).await {
+            if let Err(e) = super::upload::prepare(api, mr, &mut item_uploads) {
                 item = Err(e);
             }
         }
@@ -253,6 +229,9 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
                 (true, Some((_, first))) => Err(ApiError::from(first.clone())),
                 _ => Ok(val),
             });
+        if item.is_ok() {
+            uploads.extend(item_uploads);
+        }
         items.push(item.map(|val| {
             let n = val.drafts.len();
             drafts.extend(val.drafts);
@@ -265,6 +244,7 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
             )
         }));
     }
+    uploads.store(api).await?;
     let mut results = api.hub.accept(drafts).await?.into_iter();
     let mut out = Vec::with_capacity(items.len());
     let mut accepted = 0;
@@ -344,7 +324,7 @@ pub(super) fn message_json(m: &Message) -> Value {
             v["attachments"] = json!(e
                 .attachments
                 .iter()
-                .map(|a| json!({"digest": a.digest, "size": a.size, "media_type": a.media_type, "filename": a.filename}))
+                .map(|a| json!({"digest": a.digest, "size": a.size, "media_type": a.media_type, "content_type": a.media_type, "filename": a.filename}))
                 .collect::<Vec<_>>());
         }
     }

@@ -2,6 +2,7 @@
 //! segmenting, TS 23.040 PDUs and UDH. Used by the API (to measure messages), and by the SMPP
 //! and modem connectors.
 
+pub mod form_data;
 pub mod gsm7;
 pub mod national;
 pub mod reassembly;

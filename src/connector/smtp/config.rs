@@ -42,6 +42,9 @@ pub struct SmtpConfig {
     pub tps: f64,
     /// Seconds to wait for each answer of the relay.
     pub timeout_s: u64,
+    /// Most recipients (to, cc, bcc) in one SMTP transaction; a mail for more is sent in as
+    /// many transactions as it takes (the relay's limit: Postfix's `smtpd_recipient_limit`).
+    pub max_recipients: usize,
 }
 
 impl Default for SmtpConfig {
@@ -59,6 +62,7 @@ impl Default for SmtpConfig {
             window: 16,
             tps: 0.0,
             timeout_s: 30,
+            max_recipients: 100,
         }
     }
 }
@@ -109,5 +113,6 @@ impl crate::connector::Settings for SmtpConfig {
         c.env_var(&format!("{p}.password_env"), &self.password_env);
         c.range(&format!("{p}.pool"), self.pool, 1, 64);
         c.range(&format!("{p}.timeout_s"), self.timeout_s, 1, 600);
+        c.range(&format!("{p}.max_recipients"), self.max_recipients, 1, 10_000);
     }
 }

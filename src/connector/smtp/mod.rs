@@ -144,6 +144,27 @@ impl SmtpConnector {
     }
 }
 
+impl SmtpConnector {
+    /// Send `email` to all its recipients, at most `max_recipients` per transaction. (Should a
+    /// later transaction fail for a while, the retry sends the mail to every recipient again:
+    /// those of the earlier transactions get it twice.)
+    async fn send(&self, t: &Transport, email: &lettre::Message) -> Result<(), lettre::transport::smtp::Error> {
+        let envelope = email.envelope();
+        let max = self.cfg.max_recipients.max(1);
+        if envelope.to().len() <= max {
+            return t.send(email.clone()).await.map(|_| ());
+        }
+        let raw = email.formatted();
+        for chunk in envelope.to().chunks(max) {
+            // (A chunk is never empty, which is all Envelope::new refuses.)
+            if let Ok(part) = lettre::address::Envelope::new(envelope.from().cloned(), chunk.to_vec()) {
+                t.send_raw(&part, &raw).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Connector for SmtpConnector {
     fn start(self: Arc<Self>, hub: Arc<dyn HubSink>, _shutdown: Shutdown) -> Result<(), StartError> {
         let t = self.transport().map_err(StartError::Setup)?;
@@ -168,8 +189,8 @@ impl Connector for SmtpConnector {
                 Ok(x) => x,
                 Err(o) => return o,
             };
-            match t.send(email).await {
-                Ok(_) => {
+            match self.send(t, &email).await {
+                Ok(()) => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
                     Outcome::Submitted { remote_ids: vec![message_id] }
                 }
