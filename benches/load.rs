@@ -161,16 +161,31 @@ impl Conn {
     }
 }
 
+/// `EMAIL_BYTES=N`: `single` and `batch` send emails of N bytes of text (to `userK@example.org`)
+/// instead of SMS.
+fn email_text() -> Option<&'static str> {
+    static T: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    T.get_or_init(|| std::env::var("EMAIL_BYTES").ok().and_then(|v| v.parse::<usize>().ok()).map(|n| "x".repeat(n))).as_deref()
+}
+
 fn request(mode: &str, batch: usize, n: u64) -> (Vec<u8>, u64) {
     let to = |k: u64| format!("+4477{:08}", k % 100_000_000);
+    let item = |k: u64, text: String| match email_text() {
+        Some(body) => format!("{{\"to\":\"user{k}@example.org\",\"subject\":\"{text}\",\"text\":\"{body}\"}}"),
+        None => format!("{{\"to\":\"{}\",\"text\":\"{text}\"}}", to(k)),
+    };
     match mode {
+        "single" if email_text().is_some() => {
+            let body = item(n, format!("load test message {n}"));
+            (format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes(), 1)
+        }
         "single" => {
             let body = format!("{{\"to\":\"{}\",\"from\":\"Postern\",\"text\":\"load test message {n}\"}}", to(n));
             (format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes(), 1)
         }
         "batch" => {
             let items: Vec<String> = (0..batch as u64)
-                .map(|k| format!("{{\"to\":\"{}\",\"text\":\"load test message {n}-{k}\"}}", to(n * batch as u64 + k)))
+                .map(|k| item(n * batch as u64 + k, format!("load test message {n}-{k}")))
                 .collect();
             let body = format!("{{\"messages\":[{}]}}", items.join(","));
             (

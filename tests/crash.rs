@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const WINDOW: usize = 64;
 
 mod common;
-use common::{start_binary as start, start_binary_with as start_with};
+use common::{start_binary as start, start_binary_with as start_with, Reaped};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing() {
@@ -310,4 +310,52 @@ async fn smpp_crash_mid_window_no_loss_bounded_duplicates() {
         "SMPP crash: {} acknowledged, {before} submitted before SIGKILL, {duplicates} re-sent",
         acked.len()
     );
+}
+
+/// Mail into the SMTP listener, the process killed (SIGKILL) while clients are sending: every
+/// mail that got its `250` is a stored SMS after the restart (the `250` comes after the sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_smtp_250_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("postern.toml");
+    // The SMS link is down (nothing listens): the messages stay queued, as stored.
+    std::fs::write(&cfg, format!(
+        "[outbox]\npath = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\n[connectors.mailin]\ntype = \"smtp-server\"\nlisten = \"127.0.0.1:{port}\"\ndomain = \"sms.example\"\nbody = \"subject\"\n[connectors.down]\ntype = \"smpp\"\nurl = \"smpp://127.0.0.1:1\"\nsystem_id = \"x\"\npassword = \"x\"\n[[routes]]\nto = [\"down\"]\n",
+        dir.path().join("data").display().to_string()
+    )).unwrap();
+    let (child, _) = start(&cfg);
+    let mut child = Reaped(child);
+    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_flood.py");
+    let flood = std::process::Command::new("python3")
+        .arg(peers)
+        .args(["127.0.0.1", &port.to_string(), "+447400123123@sms.example", "6", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.0.kill().unwrap(); // SIGKILL, mid-stream
+    child.0.wait().unwrap();
+    let out = flood.wait_with_output().unwrap();
+    let acked: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert!(acked.len() > 20, "too few mails before the kill: {}", acked.len());
+
+    let (child, base) = start(&cfg);
+    let _child = Reaped(child);
+    let mut stored = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let v: Value = reqwest::get(format!("{base}/v1/messages?limit=1000{cursor}")).await.unwrap().json().await.unwrap();
+        for m in v["messages"].as_array().unwrap() {
+            stored.insert(m["text"].as_str().unwrap().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    for s in &acked {
+        assert!(stored.contains(s), "mail {s} got its 250 but is not stored");
+    }
+    eprintln!("{} mails acknowledged before SIGKILL, all stored ({} stored in all)", acked.len(), stored.len());
 }

@@ -137,3 +137,42 @@ fn bad_inbound_routes_are_refused_at_load() {
         assert!(e.contains(path), "{route} → {e}");
     }
 }
+
+/// Mail into a mailbox of the SMTP listener, forwarded as mail by an inbound route: its HTML
+/// and attachments go along, to a real SMTP server (aiosmtpd), from the stored blobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_mailbox_is_forwarded_with_its_attachments() {
+    let peer = SmtpPeer::start(None);
+    let mail = smtp_link(peer.port, "none", &[]);
+    let mail: Vec<&str> = mail.iter().map(String::as_str).collect();
+    let g = Scenario::new()
+        .connector("mail", "smtp", &mail)
+        .connector("mailin", "smtp-server", &["listen = \"127.0.0.1:0\"", "domain = \"postern.example\"", "mailboxes = [\"intake@postern.example\"]"])
+        .raw("[[routes]]\nmatch = { direction = \"inbound\", connector = \"mailin\" }\nforward = { to = [\"ops@example.org\", \"+447400123125\"] }\n\n")
+        .route(&["mail"], &["match = { channel = \"email\" }"])
+        .sandbox("sb", &["dlr_delay_ms = 10"])
+        .route(&["sb"], &["match = { channel = \"sms\" }"])
+        .start()
+        .await;
+    let (host, port) = listener(&g);
+    let csv = b"site,level\nP4,dry\n";
+    let r = smtplib(json!({"host": host, "port": port, "from": "field@example.org", "to": ["intake@postern.example"],
+        "subject": "Readings", "text": "See the file.", "attachments": [{"filename": "levels.csv", "content_type": "text/csv", "hex": hex::encode(csv)}]}));
+    assert_eq!(r["ok"], true, "{r}");
+    let fwd = wait_for("the forward", 10, || async {
+        let (_, v) = g.get("/v1/messages?channel=email&direction=outbound").await;
+        v["messages"].as_array()?.first().cloned()
+    })
+    .await;
+    g.wait_state(fwd["id"].as_str().unwrap(), "submitted", 10).await;
+    let mails = peer.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["subject"], "Readings");
+    let att = &mails[0]["attachments"][0];
+    assert_eq!(att["filename"], "levels.csv", "{}", mails[0]);
+    use sha2::Digest;
+    assert_eq!(att["sha256"], hex::encode(sha2::Sha256::digest(csv)));
+    // The same mail to a phone: subject and text, cut to fit.
+    let (_, sms) = g.get("/v1/messages?to=%2B447400123125").await;
+    assert_eq!(sms["messages"][0]["text"].as_str().unwrap().trim_end(), "Readings: See the file.", "{sms}");
+}

@@ -6,12 +6,15 @@
 //! origin names the message it came from (`parent_id`), written in the same outbox write as the
 //! received message: both are stored, or neither.
 //!
+//! Mail forwarded as mail keeps its HTML and attachments (the stored blobs, not copied).
+//!
 //! The way back: a forwarded mail carries `Reply-To: <sender-number>@<reply_domain>`; a reply
 //! to it reaches the `smtp-server` connector, which sends it to the phone as SMS, from the
 //! number the phone first wrote to, threaded by `In-Reply-To` ([`Hub::thread`]).
 
 use super::Hub;
 use crate::config::{ForwardConfig, RouteConfig};
+use crate::model::email::AttachmentRequest;
 use crate::model::request::{self, MessageRequest, Rules};
 use crate::model::{Body, Channel, Content, Direction, Envelope, Message, MessageId, Origin};
 use serde_json::json;
@@ -137,6 +140,26 @@ impl Hub {
             }
             let made = serde_json::from_value::<MessageRequest>(req)
                 .map_err(|e| e.to_string())
+                .map(|mut r| {
+                    if let (true, Content::Email(e)) = (email, &m.envelope.content) {
+                        // Mail to mail: its HTML (unless a template makes the body) and its
+                        // attachments (already stored) go along.
+                        if f.template.is_none() {
+                            r.html = e.html.clone();
+                            if r.html.is_some() && text.is_empty() {
+                                r.text = None;
+                            }
+                        }
+                        r.attachments = e.attachments.iter().map(|a| AttachmentRequest {
+                            filename: a.filename.clone(),
+                            content_type: Some(a.media_type.clone()),
+                            digest: Some(a.digest.clone()),
+                            content_base64: None,
+                            size: Some(a.size),
+                        }).collect();
+                    }
+                    r
+                })
                 .and_then(|r| request::validate(r, &rules).map_err(|e| format!("{}: {}", e.field, e.message)));
             match made {
                 Ok(v) => {
