@@ -126,6 +126,19 @@ async fn bad_email_requests_are_refused_and_nothing_is_stored() {
         assert_eq!(v["error"]["code"], code, "{body}: {v}");
         assert_eq!(v["error"]["field"], field, "{body}: {v}");
     }
+    // Limits: count, total size (one 2 MiB blob attached 13 times is 26 MiB), subject, body.
+    let big = g.http.post(format!("{}/v1/blobs", g.base)).body(vec![7u8; 2 << 20]).send().await.unwrap();
+    let big = big.json::<Value>().await.unwrap()["digest"].as_str().unwrap().to_string();
+    let att = |n: usize| (0..n).map(|_| json!({"digest": big})).collect::<Vec<_>>();
+    for (body, code) in [
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": att(21)}), "too_many_attachments"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t", "attachments": att(13)}), "attachments_too_large"),
+        (json!({"to": "a@example.org", "subject": "s".repeat(999), "text": "t"}), "invalid_field"),
+        (json!({"to": "a@example.org", "subject": "s", "text": "t".repeat((1 << 20) + 1)}), "body_too_large"),
+    ] {
+        let (s, v) = g.post("/v1/messages", body).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (422, Some(code)), "{v}");
+    }
     let (_, list) = g.get("/v1/messages").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 0, "nothing stored");
     // A refused request leaves the media store as it was: its inline attachment is not kept.

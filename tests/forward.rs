@@ -176,3 +176,39 @@ async fn mail_to_a_mailbox_is_forwarded_with_its_attachments() {
     let (_, sms) = g.get("/v1/messages?to=%2B447400123125").await;
     assert_eq!(sms["messages"][0]["text"].as_str().unwrap().trim_end(), "Readings: See the file.", "{sms}");
 }
+
+/// An SMS from the SMSC simulator (MO over an SMPP bind) matching an inbound route by the
+/// number it was sent to becomes a templated mail at the real SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_from_the_smsc_becomes_a_mail() {
+    use postern::sim::smsc::{SimConfig, SmscSim};
+    let smsc = SmscSim::start(SimConfig { mo_rate: 5.0, mo_text: "Clinic 7 needs vaccine".into(), ..Default::default() }).await.unwrap();
+    let peer = SmtpPeer::start(None);
+    let mail = smtp_link(peer.port, "none", &[]);
+    let mail: Vec<&str> = mail.iter().map(String::as_str).collect();
+    let url = format!("url = \"smpp://{}\"", smsc.addr);
+    let g = Scenario::new()
+        .connector("op", "smpp", &[&url, "system_id = \"postern\"", "password = \"secret\""])
+        .connector("mail", "smtp", &mail)
+        .raw(concat!(
+            "[[templates]]\nname = \"mo\"\nchannel = \"email\"\nsubject = \"[{{ to }}] {{ from }}\"\ntext = \"{{ text }}\"\n\n",
+            "[[routes]]\nmatch = { direction = \"inbound\", prefix = \"12345\", sender_prefix = \"44\" }\n",
+            "forward = { to = \"duty@example.org\", template = \"mo\" }\n\n",
+        ))
+        .route(&["mail"], &["match = { channel = \"email\" }"])
+        .route(&["op"], &["match = { channel = \"sms\" }"])
+        .start()
+        .await;
+    let mails = wait_for("a forwarded MO", 20, || async {
+        let m = peer.mails();
+        (!m.is_empty()).then(|| Value::Array(m))
+    })
+    .await;
+    let m = &mails[0];
+    assert!(m["subject"].as_str().unwrap().starts_with("[12345] 4474001"), "{m}");
+    assert_eq!(m["text"].as_str().unwrap().trim_end(), "Clinic 7 needs vaccine");
+    let (_, inbound) = g.get("/v1/messages?direction=inbound").await;
+    let first = &inbound["messages"].as_array().unwrap().last().unwrap()["id"];
+    let (_, emails) = g.get("/v1/messages?channel=email").await;
+    assert!(emails["messages"].as_array().unwrap().iter().any(|e| &e["parent_id"] == first), "{emails}");
+}

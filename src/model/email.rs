@@ -12,6 +12,9 @@ pub const MAX_COPIES: usize = 50;
 pub const MAX_PART_BYTES: usize = 1 << 20;
 /// Longest subject (RFC 5322's line limit).
 pub const MAX_SUBJECT: usize = 998;
+/// Most bytes of attachments on one message (before base64: a mail of about 33 MiB, under the
+/// 35 MiB most providers take).
+pub const MAX_ATTACHMENT_BYTES: u64 = 25 << 20;
 
 /// One attachment as the API gives it: a stored blob (`digest`) or the bytes themselves
 /// (`content_base64`, stored by the API before validation, which fills in `digest` and `size`).
@@ -115,6 +118,14 @@ pub fn content(req: &MessageRequest) -> Result<Email, Invalid> {
             media_type,
             filename: a.filename.clone(),
         });
+    }
+    let total: u64 = attachments.iter().map(|a| a.size).sum();
+    if total > MAX_ATTACHMENT_BYTES {
+        return Err(Invalid::new(
+            "attachments_too_large",
+            "attachments",
+            format!("the attachments hold {total} bytes, more than {MAX_ATTACHMENT_BYTES}"),
+        ));
     }
     if req.cc.len() + req.bcc.len() > MAX_COPIES {
         return Err(Invalid::new("too_many_recipients", "cc", format!("at most {MAX_COPIES} cc and bcc addresses")));
