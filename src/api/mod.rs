@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 mod blobs;
+pub mod idempotency;
 mod kannel;
 mod rest;
 mod templates;
@@ -29,6 +30,8 @@ pub struct Api {
     pub hub: Arc<Hub>,
     pub auth: auth::ApiAuth,
     pub sendsms: kannel::SendsmsUsers,
+    /// Idempotency keys being answered.
+    pub idempotency: idempotency::InUse,
 }
 
 pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Resp {
@@ -99,7 +102,7 @@ impl Api {
     pub fn new(hub: Arc<Hub>) -> Api {
         let auth = auth::ApiAuth::new(&hub.cfg.api.keys);
         let sendsms = kannel::SendsmsUsers::new(&hub.cfg.api.sendsms_users);
-        Api { hub, auth, sendsms }
+        Api { hub, auth, sendsms, idempotency: Default::default() }
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
@@ -181,6 +184,19 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 /// Serve until `shutdown` turns true; then stop accepting and let open requests finish.
 pub async fn serve(api: Arc<Api>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Idempotency keys older than their window are swept hourly.
+    let weak = Arc::downgrade(&api.hub);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            let Some(hub) = weak.upgrade() else { return };
+            match idempotency::sweep(&hub.outbox).await {
+                Ok(n) if n > 0 => tracing::info!(swept = n, "idempotency keys swept"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            }
+        }
+    });
     loop {
         tokio::select! {
             r = listener.accept() => {

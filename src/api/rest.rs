@@ -3,6 +3,7 @@
 use super::error::{from_json_error, ApiError};
 use super::{json_response, json_response_sized, read_body, Api, Resp};
 use super::upload::Uploads;
+use super::idempotency;
 use crate::time::rfc3339;
 use crate::model::{Body, Content, Direction, Message, MessageId, Origin, State};
 use crate::model::request::{self, Invalid, MessageRequest, Rules};
@@ -140,13 +141,29 @@ pub(super) fn split_results(
     (messages, rejected)
 }
 
+/// The request's `Idempotency-Key` header (owned: the body is read after).
+fn idempotency_key(req: &Request<Incoming>) -> Option<hyper::header::HeaderMap> {
+    req.headers().get("idempotency-key").map(|v| {
+        let mut h = hyper::header::HeaderMap::new();
+        h.insert("idempotency-key", v.clone());
+        h
+    })
+}
+
 async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let mut uploads = Uploads::default();
     let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let mr = if content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
-        super::upload::multipart(api, req, &content_type, &mut uploads).await?
+    let key = idempotency_key(&req);
+    let multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
+    let body = if multipart { read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await? } else { json_body(api, req).await? };
+    let claim = match key.as_ref().map(|h| idempotency::begin(api, h, "POST /v1/messages", &body)).transpose()? {
+        Some(idempotency::Begin::Replay(r)) => return Ok(r),
+        Some(idempotency::Begin::Fresh(c)) => Some(c),
+        _ => None,
+    };
+    let mr = if multipart {
+        super::upload::multipart(api, body, &content_type, &mut uploads).await?
     } else {
-        let body = json_body(api, req).await?;
         let mut mr: MessageRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
         super::upload::prepare(api, &mut mr, &mut uploads)?;
         mr
@@ -168,16 +185,35 @@ async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
         return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
     }
     uploads.store(api).await?;
-    let results = api.hub.accept(v.drafts).await?;
-    let (messages, rejected) = split_results(results, rejected);
-    if messages.is_empty() {
-        let mut e = ApiError::unprocessable("unknown_route", "no route matches the destination")
-            .field("to")
-            .body();
-        e["rejected"] = Value::Array(rejected);
-        return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &e));
-    }
-    Ok(json_response(StatusCode::ACCEPTED, &SendJson { messages, rejected }))
+    let answer = |results: Vec<Accepted>, rejected: Vec<Value>| {
+        let (messages, rejected) = split_results(results, rejected);
+        if messages.is_empty() {
+            let mut e = ApiError::unprocessable("unknown_route", "no route matches the destination").field("to").body();
+            e["rejected"] = Value::Array(rejected);
+            (StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        } else {
+            (StatusCode::ACCEPTED, serde_json::to_string(&SendJson { messages, rejected }).unwrap_or_default())
+        }
+    };
+    let (status, body) = match claim {
+        None => answer(api.hub.accept(v.drafts).await?, rejected),
+        // With an idempotency key the answer is made from what is accepted before the write,
+        // and kept in that write.
+        Some(c) => {
+            let mut made = None;
+            api.hub
+                .accept_then(v.drafts, |results, changes| {
+                    let (status, body) = answer(results.to_vec(), rejected);
+                    if status == StatusCode::ACCEPTED {
+                        c.store(status, &body, changes);
+                    }
+                    made = Some((status, body));
+                })
+                .await?;
+            made.unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, String::new()))
+        }
+    };
+    Ok(super::text_response(status, body, "application/json"))
 }
 
 #[derive(Deserialize)]
@@ -189,7 +225,13 @@ struct BatchRequest<'a> {
 }
 
 async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let key = idempotency_key(&req);
     let body = json_body(api, req).await?;
+    let claim = match key.as_ref().map(|h| idempotency::begin(api, h, "POST /v1/messages/batch", &body)).transpose()? {
+        Some(idempotency::Begin::Replay(r)) => return Ok(r),
+        Some(idempotency::Begin::Fresh(c)) => Some(c),
+        _ => None,
+    };
     let batch: BatchRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
     let max = api.hub.cfg.api.max_batch;
     if batch.messages.len() > max {
@@ -245,28 +287,46 @@ async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError>
         }));
     }
     uploads.store(api).await?;
-    let mut results = api.hub.accept(drafts).await?.into_iter();
-    let mut out = Vec::with_capacity(items.len());
-    let mut accepted = 0;
-    for (index, item) in items.into_iter().enumerate() {
-        match item {
-            Ok((n, rejected)) => {
-                let (messages, rejected) =
-                    split_results(results.by_ref().take(n).collect(), rejected);
-                accepted += messages.len();
-                out.push(BatchItemJson::Sent { index, messages, rejected });
+    // An item with one message is about 115 bytes (index, id, recipient, state, segments).
+    let answer = |results: Vec<Accepted>, items: Vec<Result<(usize, Vec<Value>), ApiError>>| {
+        let mut results = results.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        let mut accepted = 0;
+        for (index, item) in items.into_iter().enumerate() {
+            match item {
+                Ok((n, rejected)) => {
+                    let (messages, rejected) = split_results(results.by_ref().take(n).collect(), rejected);
+                    accepted += messages.len();
+                    out.push(BatchItemJson::Sent { index, messages, rejected });
+                }
+                Err(e) => out.push(BatchItemJson::Failed { error: e.body()["error"].take(), index }),
             }
-            Err(e) => out.push(BatchItemJson::Failed { error: e.body()["error"].take(), index }),
+        }
+        let status = if accepted > 0 { StatusCode::ACCEPTED } else { StatusCode::UNPROCESSABLE_ENTITY };
+        let size = 64 + 128 * out.len();
+        (status, BatchJson { accepted, results: out }, size)
+    };
+    match claim {
+        None => {
+            let (status, json, size) = answer(api.hub.accept(drafts).await?, items);
+            Ok(json_response_sized(status, &json, size))
+        }
+        Some(c) => {
+            let mut made = None;
+            api.hub
+                .accept_then(drafts, |results, changes| {
+                    let (status, json, _) = answer(results.to_vec(), items);
+                    let body = serde_json::to_string(&json).unwrap_or_default();
+                    if status == StatusCode::ACCEPTED {
+                        c.store(status, &body, changes);
+                    }
+                    made = Some((status, body));
+                })
+                .await?;
+            let (status, body) = made.unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, String::new()));
+            Ok(super::text_response(status, body, "application/json"))
         }
     }
-    let status = if accepted > 0 {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    // An item with one message is about 115 bytes (index, id, recipient, state, segments).
-    let size = 64 + 128 * out.len();
-    Ok(json_response_sized(status, &BatchJson { accepted, results: out }, size))
 }
 
 fn parse_id(id: &str) -> Result<MessageId, ApiError> {

@@ -5,13 +5,12 @@
 //! digest must name a stored blob.
 
 use super::error::{from_json_error, ApiError};
-use super::{read_body, Api};
+use super::Api;
 use crate::codec::form_data;
 use crate::model::email::AttachmentRequest;
 use crate::model::request::MessageRequest;
 use crate::outbox::Digest;
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 
 /// Bytes to store when the request is accepted.
 #[derive(Default)]
@@ -69,8 +68,7 @@ pub(super) fn prepare(api: &Api, mr: &mut MessageRequest, uploads: &mut Uploads)
 
 /// The request of a `multipart/form-data` body: its `message` part, with each file part added
 /// to the attachments.
-pub(super) async fn multipart(api: &Api, req: Request<Incoming>, content_type: &str, uploads: &mut Uploads) -> Result<MessageRequest, ApiError> {
-    let body = read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await?;
+pub(super) async fn multipart(api: &Api, body: bytes::Bytes, content_type: &str, uploads: &mut Uploads) -> Result<MessageRequest, ApiError> {
     let form = form_data::parse(body, content_type)
         .await
         .map_err(|e| ApiError::bad_request("invalid_multipart", e.to_string()).field(e.field()))?;

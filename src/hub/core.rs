@@ -37,6 +37,7 @@ pub struct StoredSummary {
 }
 
 /// Per-draft result of `accept`: the stored message, or why its route was refused.
+#[derive(Debug, Clone)]
 pub enum Accepted {
     Stored(StoredSummary),
     NoRoute(Envelope),
@@ -273,7 +274,13 @@ impl Hub {
 
     /// [`Hub::accept`], with `extra` changes in the same outbox write as the first stored
     /// message (or on their own when none is stored): a received message and its forwards.
-    pub async fn accept_with(&self, drafts: Vec<Envelope>, mut extra: Changes) -> Result<Vec<Accepted>, AcceptError> {
+    pub async fn accept_with(&self, drafts: Vec<Envelope>, extra: Changes) -> Result<Vec<Accepted>, AcceptError> {
+        self.accept_then(drafts, |_, more| more.extend(extra)).await
+    }
+
+    /// [`Hub::accept`], with changes made from what was accepted (the ids given) written in the
+    /// same outbox write: an idempotency key's answer is stored with the messages it names.
+    pub async fn accept_then(&self, drafts: Vec<Envelope>, then: impl FnOnce(&[Accepted], &mut Changes)) -> Result<Vec<Accepted>, AcceptError> {
         let depth = self.outbox.depth();
         if depth >= self.cfg.outbox.max_depth as i64 {
             return Err(AcceptError::Saturated(depth));
@@ -322,6 +329,8 @@ impl Hub {
                 slot.1.push(msg);
             }
         }
+        let mut extra = Changes::new();
+        then(&out, &mut extra);
         let mut waits = Vec::new();
         for (s, (mut ops, enqueue, n)) in per_shard.into_iter().enumerate() {
             if n > 0 {

@@ -60,6 +60,10 @@ impl Changes {
     pub fn settle_callback(&mut self, key: EventKey) {
         self.0.push(Op::delete(Cf::Events, key));
     }
+    /// Store a record (see [`super::Outbox::put_record`]) in the same write.
+    pub fn put_record(&mut self, collection: &str, id: &str, value: Vec<u8>) {
+        self.0.push(Op::put(Cf::Records, keys::record_key(collection, id), value));
+    }
     /// Message `id` refers to blob `digest` (it is kept while any message does).
     pub fn ref_blob(&mut self, digest: &super::Digest, id: MessageId) {
         self.0.push(Op::put(Cf::BlobRefs, keys::blob_ref_key(&digest.0, id), Vec::new()));

@@ -14,6 +14,15 @@ pub const CF_BLOB_REFS: &str = "blob_refs";
 pub const CF_RECORDS: &str = "records";
 pub const ALL_CFS: [&str; 8] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS, CF_RECORDS];
 
+/// `records`: collection ‖ 0 ‖ id.
+pub fn record_key(collection: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(collection.len() + 1 + id.len());
+    k.extend_from_slice(collection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 /// `blob_refs`: digest ‖ message id -> nothing: one entry per message that refers to a blob.
 pub fn blob_ref_key(digest: &[u8; 32], id: MessageId) -> [u8; 40] {
     let mut k = [0u8; 40];

@@ -6,14 +6,6 @@
 use super::keys::*;
 use super::*;
 
-fn record_key(collection: &str, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(collection.len() + 1 + id.len());
-    k.extend_from_slice(collection.as_bytes());
-    k.push(0);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
 impl Outbox {
     /// Store (or replace) a record; synced before it returns.
     pub async fn put_record(&self, collection: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
