@@ -27,6 +27,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     #[error("templates: {0}")]
     Templates(#[from] crate::templates::TemplateError),
     #[error("connector {name}: {source}")]
@@ -67,7 +69,14 @@ impl Gateway {
         let cfg = Arc::new(cfg);
         let links = connector::build_all(&cfg.connectors, &cfg.outbox.path);
         let templates = crate::templates::Catalog::load(Some(outbox.clone()), &cfg.templates, &cfg.api.default_language)?;
-        let hub = Hub::start(cfg.clone(), outbox.clone(), Arc::new(templates), links)
+        let webhooks = Arc::new(crate::webhooks::Registry::load(
+            Some(outbox.clone()),
+            &crate::webhooks::specs_of(&cfg.webhooks).map_err(|e| StartError::Webhooks(e.to_string()))?,
+            crate::webhooks::policy::UrlPolicy { allow_private: cfg.api.webhook_allow_private },
+            cfg.api.webhook_schedule_s.clone(),
+        ).map_err(|e| StartError::Webhooks(e.to_string()))?);
+        tokio::spawn(crate::webhooks::worker::supervise(Arc::downgrade(&webhooks), outbox.clone()));
+        let hub = Hub::start(cfg.clone(), outbox.clone(), Arc::new(templates), webhooks, links)
             .map_err(|(name, source)| StartError::Connector { name, source })?;
         let (shutdown, rx) = watch::channel(false);
         let api = Arc::new(Api::new(hub.clone()));

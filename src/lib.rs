@@ -19,4 +19,6 @@ pub mod secret;
 pub mod sim;
 #[cfg(feature = "server")]
 pub mod templates;
+#[cfg(feature = "server")]
+pub mod webhooks;
 pub mod time;

@@ -9,6 +9,7 @@ mod kannel;
 mod rest;
 mod templates;
 mod upload;
+mod webhooks;
 
 use crate::hub::Hub;
 use bytes::Bytes;

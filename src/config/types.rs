@@ -20,6 +20,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[templates]]`: read-only templates (more at `/v1/templates`).
     pub templates: Vec<crate::model::template::TemplateSpec>,
+    /// `[[webhooks]]`: read-only webhook endpoints (more at `/v1/webhooks`); each a table of
+    /// `url`, `events`, `connectors`, `channels`, `tags`, `max_in_flight`, `secret`.
+    pub webhooks: Vec<toml::Table>,
 }
 
 /// `durability`: when an accepted message counts as safe.
@@ -131,6 +134,11 @@ pub struct ApiConfig {
     /// The language of templates that name none, and the last before "any" in a message's
     /// language fallback chain.
     pub default_language: String,
+    /// Webhooks may go to loopback and private addresses (off: refused, against SSRF).
+    pub webhook_allow_private: bool,
+    /// Seconds before each webhook try after the first (Standard Webhooks' schedule); the
+    /// delivery is dead-lettered after the last.
+    pub webhook_schedule_s: Vec<u64>,
 }
 
 /// `api.sms_number_check`.
@@ -156,6 +164,8 @@ impl Default for ApiConfig {
             sms_number_check: NumberCheckMode::Plan,
             sms_number_types: Vec::new(),
             default_language: "en".into(),
+            webhook_allow_private: false,
+            webhook_schedule_s: vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000],
         }
     }
 }
@@ -342,18 +352,19 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
 
     let routes = array::<RouteConfig>(&mut table, "routes", &mut problems);
     let templates = array::<crate::model::template::TemplateSpec>(&mut table, "templates", &mut problems);
+    let webhooks = array::<toml::Table>(&mut table, "webhooks", &mut problems);
 
     for key in table.keys() {
         problems.push(Problem {
             path: key.clone(),
             message:
-                "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`, `templates`"
+                "unknown section, expected one of `outbox`, `api`, `sms`, `connectors`, `routes`, `templates`, `webhooks`"
                     .into(),
         });
     }
 
-    match (outbox, api, sms, connectors_ok, routes, templates) {
-        (Some(outbox), Some(api), Some(sms), true, Some(routes), Some(templates)) => (
+    match (outbox, api, sms, connectors_ok, routes, templates, webhooks) {
+        (Some(outbox), Some(api), Some(sms), true, Some(routes), Some(templates), Some(webhooks)) => (
             Some(Config {
                 outbox,
                 api,
@@ -361,6 +372,7 @@ pub(super) fn parse_sections(mut table: toml::Table) -> (Option<Config>, Vec<Pro
                 connectors,
                 routes,
                 templates,
+                webhooks,
             }),
             problems,
         ),

@@ -339,6 +339,7 @@ impl<'a> Working<'a> {
     async fn into_turn(self, epoch: u64) -> Turn {
         let Working { hub, shard, cache, now, work, mut ops, after, depth_delta, cancels, held, must_sync, no_receipts, .. } = self;
         let mut events = 0;
+        let mut hooks = 0;
         let n = work.len();
         let mut notify = Vec::new();
         let mut recent = HashMap::with_capacity_and_hasher(n, Default::default());
@@ -357,6 +358,7 @@ impl<'a> Working<'a> {
                     ops.owe_callback(now, eid, CallbackEvent::encode(&ev));
                     events += 1;
                 }
+                hooks += hub.webhooks.on_state(&msg, t.state, t.at, &hub.ids, &mut ops);
             }
             if stored < msg.delivery.history.len() && msg.envelope.peer().is_some() {
                 notify.push((Message::clone(&msg), msg.delivery.history[stored..].iter().map(|t| t.state).collect()));
@@ -376,6 +378,7 @@ impl<'a> Working<'a> {
             cancels,
             depth_delta,
             events,
+            hooks,
             notify,
             recent,
             cached,

@@ -129,22 +129,8 @@ pub fn kannel_url(template: &str, msg: &Message, state: State, at: Millis, dlr_t
     out
 }
 
-/// The JSON body of a status callback.
-pub fn status_json(msg: &Message, state: State, at: Millis) -> serde_json::Value {
-    serde_json::json!({
-        "id": msg.id.to_string(),
-        "to": msg.envelope.to,
-        "from": msg.envelope.from,
-        "state": state.as_str(),
-        "at": rfc3339(at),
-        "client_ref": msg.envelope.client_ref,
-        "segments": msg.envelope.content.parts(),
-        "attempts": msg.delivery.attempts,
-        "remote_ids": msg.delivery.remote_ids,
-        "connector": msg.delivery.connector,
-        "error": msg.delivery.error.as_ref().map(|e| serde_json::json!({"code": e.code, "message": e.message})),
-    })
-}
+/// The JSON body of a status callback (the same as a `message.status` webhook's `data`).
+pub use crate::webhooks::status_json;
 
 /// Callbacks owed for `msg` entering `state` at `at`.
 pub fn events_for(msg: &Message, state: State, at: Millis) -> Vec<CallbackEvent> {

@@ -140,6 +140,8 @@ pub struct Hub {
     pub templates: Arc<crate::templates::Catalog>,
     /// Inbound routes.
     pub(super) forwards: super::forward::Forwards,
+    /// Webhook endpoints.
+    pub webhooks: Arc<crate::webhooks::Registry>,
     pub callback_secret: Option<Vec<u8>>,
     pub callbacks_wake: Notify,
     pub(super) unknown: mpsc::UnboundedSender<(Instant, u8, Receipt)>,
@@ -158,6 +160,7 @@ impl Hub {
         cfg: Arc<Config>,
         outbox: Arc<Outbox>,
         templates: Arc<crate::templates::Catalog>,
+        webhooks: Arc<crate::webhooks::Registry>,
         links: Vec<Arc<Link>>,
     ) -> Result<Arc<Hub>, (String, crate::connector::StartError)> {
         let (drain_signal, shutdown) = crate::connector::Shutdown::new();
@@ -213,6 +216,7 @@ impl Hub {
             plan,
             templates,
             forwards,
+            webhooks,
             callback_secret,
             callbacks_wake: Notify::new(),
             unknown,

@@ -304,6 +304,7 @@ impl Hub {
         ops.store(&msg);
         ops.ref_attachments(&msg);
         ops.extend(extra);
+        let hooks = self.webhooks.on_inbound(&msg, &crate::webhooks::inbound_json(&msg), &self.ids, &mut ops);
         let forwards = self.forwards_for(&msg);
         let store_error = |e: StoreError| match e {
             StoreError::Busy => HubError::Busy,
@@ -331,6 +332,9 @@ impl Hub {
             }
         }
         metrics::counter!(m::INBOUND_TOTAL, m::L_CONNECTOR => connector.to_string()).increment(1);
+        if hooks > 0 {
+            self.webhooks.wake.notify_waiters();
+        }
         for l in self.listeners.read().iter() {
             l.on_inbound(&msg);
         }

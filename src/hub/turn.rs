@@ -70,6 +70,8 @@ pub(super) struct Turn {
     pub(super) cancels: Vec<MessageId>,
     pub(super) depth_delta: i64,
     pub(super) events: usize,
+    /// Webhook deliveries queued.
+    pub(super) hooks: usize,
     /// Committed state changes to tell listeners about (messages that came in via a connector).
     pub(super) notify: Vec<(Message, Vec<State>)>,
     /// Messages this turn changed, other than those now in the submitted cache: a later turn
@@ -176,6 +178,9 @@ fn finish(hub: &Weak<Hub>, shard: &ShardState, cache: &mut SubmittedCache, turn:
                 }
                 if turn.events > 0 {
                     hub.callbacks_wake.notify_one();
+                }
+                if turn.hooks > 0 {
+                    hub.webhooks.wake.notify_waiters();
                 }
             }
             shard.depth.fetch_add(turn.depth_delta, Ordering::Relaxed);

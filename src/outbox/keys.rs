@@ -12,7 +12,8 @@ pub const CF_PARTS: &str = "parts";
 pub const CF_BLOBS: &str = "blobs";
 pub const CF_BLOB_REFS: &str = "blob_refs";
 pub const CF_RECORDS: &str = "records";
-pub const ALL_CFS: [&str; 8] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS, CF_RECORDS];
+pub const CF_HOOKS: &str = "hooks";
+pub const ALL_CFS: [&str; 9] = [CF_MSG, CF_DUE, CF_REMOTE, CF_EVENTS, CF_PARTS, CF_BLOBS, CF_BLOB_REFS, CF_RECORDS, CF_HOOKS];
 
 /// `records`: collection ‖ 0 ‖ id.
 pub fn record_key(collection: &str, id: &str) -> Vec<u8> {

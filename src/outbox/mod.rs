@@ -6,6 +6,7 @@ mod blobs;
 mod changes;
 pub mod health;
 mod keys;
+mod hooks;
 mod queries;
 mod records;
 pub mod retry;

@@ -56,6 +56,7 @@ pub enum Cf {
     Blobs = 5,
     BlobRefs = 6,
     Records = 7,
+    Hooks = 8,
 }
 
 impl Cf {
