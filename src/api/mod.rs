@@ -78,6 +78,16 @@ pub fn with_retry_after(mut r: Resp, seconds: Option<u32>) -> Resp {
     r
 }
 
+/// A JSON body as `T` (a precise 400/422 otherwise).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(error::from_json_error)
+}
+
+/// One parameter of a query string, decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
 /// Read a body up to `limit` bytes; larger is 413.
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {

@@ -17,25 +17,25 @@ use serde_json::{json, Value};
 pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, segs: &[&str]) -> Result<Resp, ApiError> {
     let cat = &api.hub.templates;
     let query = req.uri().query().unwrap_or("").to_string();
-    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let param = |name: &str| super::query_param(&query, name);
     match (method, segs) {
         (&Method::GET, []) => {
             let list: Vec<Value> = cat.list(param("name").as_deref()).iter().map(|t| view(t)).collect();
             Ok(json_response(StatusCode::OK, &json!({"templates": list})))
         }
         (&Method::POST, []) => {
-            let spec: TemplateSpec = parse(&json_body(api, req).await?)?;
+            let spec: TemplateSpec = super::parse_json(&json_body(api, req).await?)?;
             let t = cat.create(spec).await.map_err(error)?;
             Ok(json_response(StatusCode::CREATED, &view(&t)))
         }
         (&Method::POST, ["render"]) => {
-            let r: RenderRequest = parse(&json_body(api, req).await?)?;
+            let r: RenderRequest = super::parse_json(&json_body(api, req).await?)?;
             let out = cat.render(&r.template, r.channel.unwrap_or(Channel::Sms), r.language.as_deref(), &r.params)?;
             Ok(json_response(StatusCode::OK, &json!({"subject": out.subject, "text": out.text, "html": out.html})))
         }
         (&Method::GET, [id]) => cat.get(id).map(|t| json_response(StatusCode::OK, &view(&t))).ok_or_else(|| ApiError::not_found("template")),
         (&Method::PUT, [id]) => {
-            let u: Update = parse(&json_body(api, req).await?)?;
+            let u: Update = super::parse_json(&json_body(api, req).await?)?;
             let parts = Rendered { subject: u.subject, text: u.text, html: u.html };
             let t = cat.update(id, u.version, parts).await.map_err(error)?;
             Ok(json_response(StatusCode::OK, &view(&t)))
@@ -74,10 +74,6 @@ struct RenderRequest {
     language: Option<String>,
     #[serde(default)]
     params: Value,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(super::error::from_json_error)
 }
 
 fn view(t: &Template) -> Value {

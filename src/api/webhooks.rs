@@ -20,17 +20,17 @@ const ROTATION_MS: i64 = 24 * 3600 * 1000;
 pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, segs: &[&str]) -> Result<Resp, ApiError> {
     let reg = &api.hub.webhooks;
     let query = req.uri().query().unwrap_or("").to_string();
-    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let param = |name: &str| super::query_param(&query, name);
     match (method, segs) {
         (&Method::GET, []) => Ok(json_response(StatusCode::OK, &json!({"webhooks": reg.list().iter().map(|e| view(e, false)).collect::<Vec<_>>()}))),
         (&Method::POST, []) => {
-            let spec: EndpointSpec = parse(&json_body(api, req).await?)?;
+            let spec: EndpointSpec = super::parse_json(&json_body(api, req).await?)?;
             let e = reg.create(spec).await.map_err(error)?;
             Ok(json_response(StatusCode::CREATED, &view(&e, true)))
         }
         (&Method::GET, [id]) => reg.get(id).map(|e| json_response(StatusCode::OK, &view(&e, false))).ok_or_else(|| ApiError::not_found("webhook")),
         (&Method::PATCH, [id]) => {
-            let p: Patch = parse(&json_body(api, req).await?)?;
+            let p: Patch = super::parse_json(&json_body(api, req).await?)?;
             let e = reg
                 .update(id, |e| {
                     if let Some(u) = p.url {
@@ -76,7 +76,7 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
             Ok(json_response(StatusCode::OK, &json!({"deleted": id})))
         }
         (&Method::POST, [id, "secret"]) => {
-            let given: Rotate = parse(&json_body(api, req).await.unwrap_or_else(|_| bytes::Bytes::from_static(b"{}")))?;
+            let given: Rotate = super::parse_json(&json_body(api, req).await.unwrap_or_else(|_| bytes::Bytes::from_static(b"{}")))?;
             let secret = match given.secret {
                 Some(s) => {
                     sign::key_of(&s).map_err(|m| ApiError::unprocessable("invalid_field", m).field("secret"))?;
@@ -151,10 +151,6 @@ struct Patch {
 #[serde(deny_unknown_fields)]
 struct Rotate {
     secret: Option<String>,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(super::error::from_json_error)
 }
 
 /// An endpoint as the API shows it; its secret only when just made.

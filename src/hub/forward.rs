@@ -122,7 +122,8 @@ impl Hub {
                     req["language"] = json!(f.language);
                 }
                 (None, true) => {
-                    req["subject"] = json!(subject.clone().unwrap_or_else(|| format!("Message from {from}")));
+                    let given = subject.clone().filter(|s| !s.trim().is_empty());
+                    req["subject"] = json!(given.unwrap_or_else(|| format!("Message from {from}")));
                     req["text"] = json!(text);
                 }
                 (None, false) => {

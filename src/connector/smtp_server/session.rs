@@ -369,7 +369,12 @@ async fn store_mail(
             bcc: Vec::new(),
             reply_to: None,
             text: mail.body_text(0).map(|t| t.to_string()),
-            html: mail.body_html(0).filter(|_| mail.html_body_count() > 0).map(|h| h.to_string()),
+            // (mail-parser offers a text part as HTML too: only a real text/html part counts.)
+            html: mail
+                .html_part(0)
+                .filter(|p| matches!(p.body, mail_parser::PartType::Html(_)))
+                .and_then(|_| mail.body_html(0))
+                .map(|h| h.to_string()),
             attachments,
         }),
         client_ref: None,
