@@ -168,6 +168,7 @@ async fn mail_to_a_mailbox_is_forwarded_with_its_attachments() {
     let mails = peer.mails();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0]["subject"], "Readings");
+    assert_eq!(mails[0]["html"], Value::Null, "a text-only mail stays text-only");
     let att = &mails[0]["attachments"][0];
     assert_eq!(att["filename"], "levels.csv", "{}", mails[0]);
     use sha2::Digest;
