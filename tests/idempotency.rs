@@ -79,3 +79,23 @@ async fn the_answer_survives_a_sigkill() {
     let v: Value = reqwest::get(format!("{base}/v1/messages")).await.unwrap().json().await.unwrap();
     assert_eq!(v["messages"].as_array().unwrap().len(), 1);
 }
+
+/// Templates and webhook endpoints take a key too: the same request again makes nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_webhooks_take_a_key() {
+    let g = Scenario::new().api("webhook_allow_private = true").raw(SANDBOX).start().await;
+    let hook = json!({"url": "http://127.0.0.1:9/h"});
+    let (s, _, first) = post(&g, "/v1/webhooks", "hook-1", &hook).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, replayed, again) = post(&g, "/v1/webhooks", "hook-1", &hook).await;
+    assert_eq!((s, replayed.as_deref(), &again), (201, Some("true"), &first), "the same endpoint, its secret too");
+    assert_eq!(g.get("/v1/webhooks").await.1["webhooks"].as_array().unwrap().len(), 1);
+    let (s, _, e) = post(&g, "/v1/webhooks", "hook-1", &json!({"url": "http://127.0.0.1:9/other"})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("idempotency_key_reused")));
+
+    let t = json!({"name": "k", "text": "hello"});
+    let (s, _, first) = post(&g, "/v1/templates", "tpl-1", &t).await;
+    assert_eq!(s, 201);
+    let (s, replayed, again) = post(&g, "/v1/templates", "tpl-1", &t).await;
+    assert_eq!((s, replayed.as_deref(), &again), (201, Some("true"), &first));
+}

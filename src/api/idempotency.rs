@@ -1,4 +1,6 @@
-//! `Idempotency-Key` on the creating endpoints (`POST /v1/messages`, `/v1/messages/batch`):
+//! `Idempotency-Key` on the creating endpoints (`POST /v1/messages`, `/v1/messages/batch`, and
+//! with a weaker promise, see [`around`], `/v1/templates` and `/v1/webhooks`; a blob is named by
+//! its bytes, so uploading it again changes nothing anyway):
 //! the same key with the same request within 24 hours gets the first answer again (with
 //! `Idempotent-Replayed: true`) and creates nothing; the same key with another request is
 //! `409 idempotency_key_reused`; the same key while its first request is still being answered is
@@ -116,6 +118,31 @@ impl Claim<'_> {
             changes.put_record(COLLECTION, &self.key, v);
         }
     }
+}
+
+/// For a creating endpoint whose creation is a write of its own (templates, webhooks): with a
+/// key, the first answer again for the same request, `409` for another; otherwise `create`
+/// runs and its 2xx answer is kept (written after the creation: a crash between the two leaves
+/// the key free, and a retry creates again: a template is refused as existing, a webhook
+/// endpoint would be made twice).
+pub(super) async fn around<F, Fut>(api: &Api, key: Option<&HeaderMap>, what: &str, body: bytes::Bytes, create: F) -> Result<Resp, ApiError>
+where
+    F: FnOnce(bytes::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    let claim = match key.map(|h| begin(api, h, what, &body)).transpose()? {
+        Some(Begin::Replay(r)) => return Ok(r),
+        Some(Begin::Fresh(c)) => Some(c),
+        _ => None,
+    };
+    let (status, v) = create(body).await?;
+    let text = v.to_string();
+    if let (Some(c), true) = (&claim, status.is_success()) {
+        let mut ops = Changes::new();
+        c.store(status, &text, &mut ops);
+        api.hub.outbox.write(0, ops, vec![], 0).await?;
+    }
+    Ok(super::text_response(status, text, "application/json"))
 }
 
 /// Remove the keys older than the window; how many.

@@ -143,7 +143,7 @@ pub(super) fn split_results(
 }
 
 /// The request's `Idempotency-Key` header (owned: the body is read after).
-fn idempotency_key(req: &Request<Incoming>) -> Option<hyper::header::HeaderMap> {
+pub(super) fn idempotency_key(req: &Request<Incoming>) -> Option<hyper::header::HeaderMap> {
     req.headers().get("idempotency-key").map(|v| {
         let mut h = hyper::header::HeaderMap::new();
         h.insert("idempotency-key", v.clone());

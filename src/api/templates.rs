@@ -24,9 +24,14 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
             Ok(json_response(StatusCode::OK, &json!({"templates": list})))
         }
         (&Method::POST, []) => {
-            let spec: TemplateSpec = super::parse_json(&json_body(api, req).await?)?;
-            let t = cat.create(spec).await.map_err(error)?;
-            Ok(json_response(StatusCode::CREATED, &view(&t)))
+            let key = super::rest::idempotency_key(&req);
+            let body = json_body(api, req).await?;
+            super::idempotency::around(api, key.as_ref(), "POST /v1/templates", body, |body| async move {
+                let spec: TemplateSpec = super::parse_json(&body)?;
+                let t = cat.create(spec).await.map_err(error)?;
+                Ok((StatusCode::CREATED, view(&t)))
+            })
+            .await
         }
         (&Method::POST, ["render"]) => {
             let r: RenderRequest = super::parse_json(&json_body(api, req).await?)?;

@@ -24,9 +24,14 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
     match (method, segs) {
         (&Method::GET, []) => Ok(json_response(StatusCode::OK, &json!({"webhooks": reg.list().iter().map(|e| view(e, false)).collect::<Vec<_>>()}))),
         (&Method::POST, []) => {
-            let spec: EndpointSpec = super::parse_json(&json_body(api, req).await?)?;
-            let e = reg.create(spec).await.map_err(error)?;
-            Ok(json_response(StatusCode::CREATED, &view(&e, true)))
+            let key = super::rest::idempotency_key(&req);
+            let body = json_body(api, req).await?;
+            super::idempotency::around(api, key.as_ref(), "POST /v1/webhooks", body, |body| async move {
+                let spec: EndpointSpec = super::parse_json(&body)?;
+                let e = reg.create(spec).await.map_err(error)?;
+                Ok((StatusCode::CREATED, view(&e, true)))
+            })
+            .await
         }
         (&Method::GET, [id]) => reg.get(id).map(|e| json_response(StatusCode::OK, &view(&e, false))).ok_or_else(|| ApiError::not_found("webhook")),
         (&Method::PATCH, [id]) => {
