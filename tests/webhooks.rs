@@ -136,8 +136,22 @@ async fn every_event_arrives_signed_in_order_once() {
     assert_eq!(pending["deliveries"].as_array().unwrap().len(), 0, "{pending}");
     let (_, dead) = g.get(&format!("/v1/webhooks/{id}/deliveries?state=failed")).await;
     assert_eq!(dead["deliveries"].as_array().unwrap().len(), 0);
+    // A replay sends everything since a time again, with the same webhook-ids.
+    let since = "2020-01-01T00:00:00Z";
+    let (s, e) = g.post(&format!("/v1/webhooks/{id}/replay?since={since}"), json!({})).await;
+    assert_eq!(s, 422, "older than the 24 h kept: {e}");
+    let since = postern::time::rfc3339(postern::model::now_ms() - 3_600_000);
+    let (s, r) = g.post(&format!("/v1/webhooks/{id}/replay?since={since}"), json!({})).await;
+    assert_eq!((s, r["replayed"].as_u64()), (202, Some(changes as u64)), "{r}");
+    let until = Instant::now() + Duration::from_secs(30);
+    let ok = |rx: &Receiver| rx.requests().iter().filter(|r| r["status"] == 204).count();
+    while ok(&rx) < 2 * changes {
+        assert!(Instant::now() < until, "{} of {} after the replay", ok(&rx), 2 * changes);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rx.accepted().len(), changes, "the same webhook-ids: nothing new after de-duplication");
     let metrics = g.http.get(format!("{}/metrics", g.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("postern_webhook_sent_total{{endpoint=\"{id}\"}} {changes}")), "{}", metrics.lines().filter(|l| l.contains("webhook")).collect::<Vec<_>>().join("\n"));
+    assert!(metrics.contains(&format!("postern_webhook_sent_total{{endpoint=\"{id}\"}} {}", 2 * changes)), "{}", metrics.lines().filter(|l| l.contains("webhook")).collect::<Vec<_>>().join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

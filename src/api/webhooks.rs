@@ -1,7 +1,8 @@
 //! `/v1/webhooks`: endpoints (create: its secret shown once; list; get; `PATCH` to change or
 //! enable again; delete), their secret's rotation (`POST …/secret`: a new one, the old kept for
 //! 24 hours), and their deliveries (`GET …/deliveries?state=pending|failed` with every try;
-//! `POST …/deliveries/{id}/retry` sends a dead letter again).
+//! `POST …/deliveries/{id}/retry` sends a dead letter again; `POST …/replay?since=` sends again
+//! what was sent since then, within the 24 hours sent deliveries are kept).
 
 use super::error::ApiError;
 use super::rest::json_body;
@@ -105,6 +106,34 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
             let mut v = view(&e, false);
             v["secret"] = json!(secret);
             Ok(json_response(StatusCode::OK, &v))
+        }
+        (&Method::POST, [id, "replay"]) => {
+            let e = reg.get(id).ok_or_else(|| ApiError::not_found("webhook"))?;
+            let since = param("since")
+                .and_then(|s| crate::time::parse_rfc3339(&s))
+                .ok_or_else(|| ApiError::bad_request("invalid_field", "since is an RFC 3339 time").field("since"))?;
+            if since < now_ms() - crate::webhooks::worker::KEEP_SENT_MS {
+                return Err(ApiError::unprocessable("invalid_field", "sent deliveries are kept 24 hours: since is older").field("since"));
+            }
+            let mut n = 0;
+            let mut after = None;
+            loop {
+                let page = api.hub.outbox.hook_sent(e.num, after, 1000)
+                    .map_err(|x| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", x.to_string()))?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(*last);
+                let mut ops = Changes::new();
+                for (seq, bytes) in page.iter().filter(|(s, _)| s.millis() >= since) {
+                    ops.replay_hook(e.num, *seq, bytes.clone());
+                    n += 1;
+                }
+                api.hub.outbox.write(0, ops, vec![], 0).await?;
+                if page.len() < 1000 {
+                    break;
+                }
+            }
+            reg.wake.notify_waiters();
+            Ok(json_response(StatusCode::ACCEPTED, &json!({"replayed": n})))
         }
         (&Method::GET, [id, "deliveries"]) => {
             let e = reg.get(id).ok_or_else(|| ApiError::not_found("webhook"))?;

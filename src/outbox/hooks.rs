@@ -8,6 +8,8 @@ use super::*;
 
 const QUEUE: u8 = b'q';
 const DEAD: u8 = b'd';
+/// Sent, kept for replays until swept.
+const SENT: u8 = b's';
 
 fn hook_key(kind: u8, endpoint: u64, seq: MessageId) -> [u8; 17] {
     let mut k = [0u8; 17];
@@ -33,9 +35,22 @@ impl Changes {
     pub fn requeue_hook(&mut self, endpoint: u64, seq: MessageId, delivery: Vec<u8>) {
         self.enqueue_hook(endpoint, seq, delivery);
     }
-    /// A queued delivery is done (sent).
+    /// A queued delivery is done (or dropped).
     pub fn settle_hook(&mut self, endpoint: u64, seq: MessageId) {
         self.0.push(Op::delete(Cf::Hooks, hook_key(QUEUE, endpoint, seq)));
+    }
+    /// A queued delivery was sent: kept among the sent ones (for replays) until swept.
+    pub fn sent_hook(&mut self, endpoint: u64, seq: MessageId, delivery: Vec<u8>) {
+        self.settle_hook(endpoint, seq);
+        self.0.push(Op::put(Cf::Hooks, hook_key(SENT, endpoint, seq), delivery));
+    }
+    /// Forget a sent delivery (swept).
+    pub fn forget_sent_hook(&mut self, endpoint: u64, seq: MessageId) {
+        self.0.push(Op::delete(Cf::Hooks, hook_key(SENT, endpoint, seq)));
+    }
+    /// Send a sent delivery again (a replay): queued once more.
+    pub fn replay_hook(&mut self, endpoint: u64, seq: MessageId, delivery: Vec<u8>) {
+        self.enqueue_hook(endpoint, seq, delivery);
     }
     /// A queued delivery failed for the last time: it moves to the dead letters.
     pub fn bury_hook(&mut self, endpoint: u64, seq: MessageId, delivery: Vec<u8>) {
@@ -83,6 +98,11 @@ impl Outbox {
     /// Dead letters of `endpoint`, in order, after `after`.
     pub fn hook_dead(&self, endpoint: u64, after: Option<MessageId>, limit: usize) -> Result<Vec<(MessageId, Vec<u8>)>, OutboxError> {
         self.hook_scan(DEAD, endpoint, after, limit)
+    }
+
+    /// Sent deliveries of `endpoint`, in order, after `after`.
+    pub fn hook_sent(&self, endpoint: u64, after: Option<MessageId>, limit: usize) -> Result<Vec<(MessageId, Vec<u8>)>, OutboxError> {
+        self.hook_scan(SENT, endpoint, after, limit)
     }
 
     /// One dead letter.

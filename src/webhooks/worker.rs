@@ -42,6 +42,7 @@ struct Tried {
 pub async fn supervise(reg: Weak<Registry>, outbox: Arc<Outbox>) {
     let client = client();
     let mut tasks: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut last_sweep = Instant::now();
     loop {
         let Some(r) = reg.upgrade() else { break };
         let nums: HashSet<u64> = r.list().iter().map(|e| e.num).collect();
@@ -54,6 +55,12 @@ pub async fn supervise(reg: Weak<Registry>, outbox: Arc<Outbox>) {
         });
         for num in nums {
             tasks.entry(num).or_insert_with(|| tokio::spawn(endpoint(reg.clone(), outbox.clone(), client.clone(), num)));
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            for e in r.list() {
+                sweep_sent(&outbox, e.num).await;
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), r.wake.notified()).await;
     }
@@ -133,13 +140,39 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
     }
 }
 
+/// Sent deliveries are kept this long for replays.
+pub const KEEP_SENT_MS: i64 = 24 * 3600 * 1000;
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Forget the sent deliveries of `num` older than [`KEEP_SENT_MS`] (their seq is
+/// time-ordered: the sweep stops at the first younger one).
+async fn sweep_sent(outbox: &Outbox, num: u64) {
+    let cutoff = now_ms() - KEEP_SENT_MS;
+    loop {
+        let old: Vec<MessageId> = outbox.hook_sent(num, None, 1000).unwrap_or_default().into_iter().map(|(s, _)| s).take_while(|s| s.millis() < cutoff).collect();
+        if old.is_empty() {
+            return;
+        }
+        let mut ops = Changes::new();
+        for s in &old {
+            ops.forget_sent_hook(num, *s);
+        }
+        if outbox.write(0, ops, vec![], 0).await.is_err() || old.len() < 1000 {
+            return;
+        }
+    }
+}
+
 /// The bookkeeping of one try.
 async fn settle(reg: &Weak<Registry>, id: &str, num: u64, schedule: &[u64], t: Tried, ops: &mut Changes) {
     let Tried { seq, mut delivery, status, latency, answer, retry_after } = t;
     metrics::histogram!(LATENCY, "endpoint" => id.to_string()).record(latency.as_secs_f64());
     if status.is_some_and(|s| (200..300).contains(&s)) {
         metrics::counter!(SENT, "endpoint" => id.to_string()).increment(1);
-        ops.settle_hook(num, seq);
+        // Kept (without the tries) for replays until swept.
+        delivery.attempts.clear();
+        delivery.next_at = 0;
+        ops.sent_hook(num, seq, delivery.encode());
         return;
     }
     metrics::counter!(FAILED, "endpoint" => id.to_string()).increment(1);
