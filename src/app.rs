@@ -74,7 +74,7 @@ impl Gateway {
             &crate::webhooks::specs_of(&cfg.webhooks).map_err(|e| StartError::Webhooks(e.to_string()))?,
             crate::webhooks::policy::UrlPolicy { allow_private: cfg.api.webhook_allow_private },
             cfg.api.webhook_schedule_s.clone(),
-        ).map_err(|e| StartError::Webhooks(e.to_string()))?);
+        ).map_err(|e| StartError::Webhooks(e.to_string()))?.keep_sent(cfg.api.webhook_keep_sent_s));
         tokio::spawn(crate::webhooks::worker::supervise(Arc::downgrade(&webhooks), outbox.clone()));
         let hub = Hub::start(cfg.clone(), outbox.clone(), Arc::new(templates), webhooks, links)
             .map_err(|(name, source)| StartError::Connector { name, source })?;

@@ -112,8 +112,8 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
             let since = param("since")
                 .and_then(|s| crate::time::parse_rfc3339(&s))
                 .ok_or_else(|| ApiError::bad_request("invalid_field", "since is an RFC 3339 time").field("since"))?;
-            if since < now_ms() - crate::webhooks::worker::KEEP_SENT_MS {
-                return Err(ApiError::unprocessable("invalid_field", "sent deliveries are kept 24 hours: since is older").field("since"));
+            if since < now_ms() - reg.keep_sent_ms {
+                return Err(ApiError::unprocessable("invalid_field", format!("sent deliveries are kept {} s (api.webhook_keep_sent_s): since is older", reg.keep_sent_ms / 1000)).field("since"));
             }
             let mut n = 0;
             let mut after = None;
@@ -124,7 +124,10 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
                 after = Some(*last);
                 let mut ops = Changes::new();
                 for (seq, bytes) in page.iter().filter(|(s, _)| s.millis() >= since) {
-                    ops.replay_hook(e.num, *seq, bytes.clone());
+                    let Some(mut d) = Delivery::decode(bytes) else { continue };
+                    d.attempts.clear();
+                    d.next_at = 0;
+                    ops.replay_hook(e.num, *seq, d.encode());
                     n += 1;
                 }
                 api.hub.outbox.write(0, ops, vec![], 0).await?;

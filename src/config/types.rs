@@ -139,6 +139,9 @@ pub struct ApiConfig {
     /// Seconds before each webhook try after the first (Standard Webhooks' schedule); the
     /// delivery is dead-lettered after the last.
     pub webhook_schedule_s: Vec<u64>,
+    /// Seconds sent webhook deliveries are kept for replays (0: not kept, no replays: about
+    /// 40 % more events a second, BENCHMARKS.md).
+    pub webhook_keep_sent_s: u64,
 }
 
 /// `api.sms_number_check`.
@@ -166,6 +169,7 @@ impl Default for ApiConfig {
             default_language: "en".into(),
             webhook_allow_private: false,
             webhook_schedule_s: vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000],
+            webhook_keep_sent_s: 24 * 3600,
         }
     }
 }

@@ -240,6 +240,8 @@ pub struct Registry {
     /// Seconds between tries: the first try, then one per entry (Standard Webhooks' schedule
     /// by default).
     pub schedule_s: Vec<u64>,
+    /// How long sent deliveries are kept for replays (0: not kept).
+    pub keep_sent_ms: i64,
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
     /// Whether there is any endpoint (the hot path asks this first).
     any: AtomicBool,
@@ -265,7 +267,13 @@ impl Registry {
             }
         }
         let any = AtomicBool::new(!list.is_empty());
-        Ok(Registry { outbox, policy, schedule_s, endpoints: RwLock::new(list), any, changing: Default::default(), wake: Default::default() })
+        Ok(Registry { outbox, policy, schedule_s, keep_sent_ms: 24 * 3600 * 1000, endpoints: RwLock::new(list), any, changing: Default::default(), wake: Default::default() })
+    }
+
+    /// Keep sent deliveries this long (0: not at all).
+    pub fn keep_sent(mut self, seconds: u64) -> Registry {
+        self.keep_sent_ms = seconds as i64 * 1000;
+        self
     }
 
     pub fn list(&self) -> Vec<Arc<Endpoint>> {

@@ -31,6 +31,8 @@ pub const DISABLED: &str = "postern_webhook_disabled";
 /// What one try came to.
 struct Tried {
     seq: MessageId,
+    /// The delivery as stored (kept as it is once sent: no encoding on the hot path).
+    raw: Vec<u8>,
     delivery: Delivery,
     status: Option<u16>,
     latency: Duration,
@@ -59,7 +61,7 @@ pub async fn supervise(reg: Weak<Registry>, outbox: Arc<Outbox>) {
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             for e in r.list() {
-                sweep_sent(&outbox, e.num).await;
+                sweep_sent(&outbox, e.num, r.keep_sent_ms).await;
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), r.wake.notified()).await;
@@ -107,10 +109,11 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
                 }
                 in_flight.insert(seq, d.message_id);
                 let (client, url, keys, policy) = (client.clone(), ep.url.clone(), ep.keys(now), r.policy.clone());
-                sends.spawn(async move { attempt(&client, &url, &keys, &policy, seq, d).await });
+                sends.spawn(async move { attempt(&client, &url, &keys, &policy, seq, bytes, d).await });
             }
         }
         let schedule = r.schedule_s.clone();
+        let keep_sent = r.keep_sent_ms > 0;
         let id = ep.id.clone();
         let wake = r.wake.notified();
         let idle = next_due.map_or(1000, |t| (t - now).clamp(1, 1000)) as u64;
@@ -122,7 +125,7 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
                 while let Some(done) = next {
                     if let Ok(t) = done {
                         finished.push(t.seq);
-                        settle(&reg, &id, num, &schedule, t, &mut ops).await;
+                        settle(&reg, &id, num, &schedule, keep_sent, t, &mut ops).await;
                     }
                     next = sends.try_join_next();
                 }
@@ -140,14 +143,12 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
     }
 }
 
-/// Sent deliveries are kept this long for replays.
-pub const KEEP_SENT_MS: i64 = 24 * 3600 * 1000;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Forget the sent deliveries of `num` older than [`KEEP_SENT_MS`] (their seq is
-/// time-ordered: the sweep stops at the first younger one).
-async fn sweep_sent(outbox: &Outbox, num: u64) {
-    let cutoff = now_ms() - KEEP_SENT_MS;
+/// Forget the sent deliveries of `num` older than `keep_ms` (their seq is time-ordered: the
+/// sweep stops at the first younger one).
+async fn sweep_sent(outbox: &Outbox, num: u64, keep_ms: i64) {
+    let cutoff = now_ms() - keep_ms;
     loop {
         let old: Vec<MessageId> = outbox.hook_sent(num, None, 1000).unwrap_or_default().into_iter().map(|(s, _)| s).take_while(|s| s.millis() < cutoff).collect();
         if old.is_empty() {
@@ -164,15 +165,17 @@ async fn sweep_sent(outbox: &Outbox, num: u64) {
 }
 
 /// The bookkeeping of one try.
-async fn settle(reg: &Weak<Registry>, id: &str, num: u64, schedule: &[u64], t: Tried, ops: &mut Changes) {
-    let Tried { seq, mut delivery, status, latency, answer, retry_after } = t;
+async fn settle(reg: &Weak<Registry>, id: &str, num: u64, schedule: &[u64], keep_sent: bool, t: Tried, ops: &mut Changes) {
+    let Tried { seq, raw, mut delivery, status, latency, answer, retry_after } = t;
     metrics::histogram!(LATENCY, "endpoint" => id.to_string()).record(latency.as_secs_f64());
     if status.is_some_and(|s| (200..300).contains(&s)) {
         metrics::counter!(SENT, "endpoint" => id.to_string()).increment(1);
-        // Kept (without the tries) for replays until swept.
-        delivery.attempts.clear();
-        delivery.next_at = 0;
-        ops.sent_hook(num, seq, delivery.encode());
+        // Kept for replays until swept (as stored; a replay starts its tries afresh).
+        if keep_sent {
+            ops.sent_hook(num, seq, raw);
+        } else {
+            ops.settle_hook(num, seq);
+        }
         return;
     }
     metrics::counter!(FAILED, "endpoint" => id.to_string()).increment(1);
@@ -206,9 +209,10 @@ async fn settle(reg: &Weak<Registry>, id: &str, num: u64, schedule: &[u64], t: T
 }
 
 /// One try: POST the event, signed.
-async fn attempt(client: &HttpClient, url: &str, keys: &[Vec<u8>], policy: &super::policy::UrlPolicy, seq: MessageId, delivery: Delivery) -> Tried {
+#[allow(clippy::too_many_arguments)]
+async fn attempt(client: &HttpClient, url: &str, keys: &[Vec<u8>], policy: &super::policy::UrlPolicy, seq: MessageId, raw: Vec<u8>, delivery: Delivery) -> Tried {
     let start = Instant::now();
-    let mut tried = Tried { seq, delivery, status: None, latency: Duration::ZERO, answer: String::new(), retry_after: None };
+    let mut tried = Tried { seq, raw, delivery, status: None, latency: Duration::ZERO, answer: String::new(), retry_after: None };
     if let Err(e) = policy.check_connect(url).await {
         tried.answer = format!("refused by the URL policy: {e}");
         return tried;
