@@ -13,7 +13,9 @@ use super::error::ApiError;
 use super::{Api, Resp};
 use crate::model::{now_ms, Millis};
 use crate::outbox::Changes;
-use hyper::header::HeaderMap;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::Request;
 use hyper::StatusCode;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -54,19 +56,21 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// What to do with a request.
+/// The request's `Idempotency-Key` (owned: the body is read after).
+pub(super) fn key_of(req: &Request<Incoming>) -> Option<HeaderValue> {
+    req.headers().get("idempotency-key").cloned()
+}
+
+/// What to do with a request that has a key.
 pub(super) enum Begin<'a> {
-    /// No key: as usual.
-    None,
     /// A new key: answer, and [`Claim::store`] the answer with what is created.
     Fresh(Claim<'a>),
     /// Seen: this is the first answer.
     Replay(Resp),
 }
 
-/// Look the request's key up (if it has one).
-pub(super) fn begin<'a>(api: &'a Api, headers: &HeaderMap, what: &str, body: &[u8]) -> Result<Begin<'a>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(Begin::None) };
+/// Look a request's key up.
+pub(super) fn begin<'a>(api: &'a Api, v: &HeaderValue, what: &str, body: &[u8]) -> Result<Begin<'a>, ApiError> {
     let key = v
         .to_str()
         .ok()
@@ -125,7 +129,7 @@ impl Claim<'_> {
 /// runs and its 2xx answer is kept (written after the creation: a crash between the two leaves
 /// the key free, and a retry creates again: a template is refused as existing, a webhook
 /// endpoint would be made twice).
-pub(super) async fn around<F, Fut>(api: &Api, key: Option<&HeaderMap>, what: &str, body: bytes::Bytes, create: F) -> Result<Resp, ApiError>
+pub(super) async fn around<F, Fut>(api: &Api, key: Option<&HeaderValue>, what: &str, body: bytes::Bytes, create: F) -> Result<Resp, ApiError>
 where
     F: FnOnce(bytes::Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
@@ -133,7 +137,7 @@ where
     let claim = match key.map(|h| begin(api, h, what, &body)).transpose()? {
         Some(Begin::Replay(r)) => return Ok(r),
         Some(Begin::Fresh(c)) => Some(c),
-        _ => None,
+        None => None,
     };
     let (status, v) = create(body).await?;
     let text = v.to_string();

@@ -142,25 +142,16 @@ pub(super) fn split_results(
     (messages, rejected)
 }
 
-/// The request's `Idempotency-Key` header (owned: the body is read after).
-pub(super) fn idempotency_key(req: &Request<Incoming>) -> Option<hyper::header::HeaderMap> {
-    req.headers().get("idempotency-key").map(|v| {
-        let mut h = hyper::header::HeaderMap::new();
-        h.insert("idempotency-key", v.clone());
-        h
-    })
-}
-
 async fn send_one(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let mut uploads = Uploads::default();
     let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let key = idempotency_key(&req);
+    let key = idempotency::key_of(&req);
     let multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     let body = if multipart { read_body(req.into_body(), api.hub.cfg.api.max_body_bytes).await? } else { json_body(api, req).await? };
     let claim = match key.as_ref().map(|h| idempotency::begin(api, h, "POST /v1/messages", &body)).transpose()? {
         Some(idempotency::Begin::Replay(r)) => return Ok(r),
         Some(idempotency::Begin::Fresh(c)) => Some(c),
-        _ => None,
+        None => None,
     };
     let mr = if multipart {
         super::upload::multipart(api, body, &content_type, &mut uploads).await?
@@ -226,12 +217,12 @@ struct BatchRequest<'a> {
 }
 
 async fn send_batch(api: &Api, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let key = idempotency_key(&req);
+    let key = idempotency::key_of(&req);
     let body = json_body(api, req).await?;
     let claim = match key.as_ref().map(|h| idempotency::begin(api, h, "POST /v1/messages/batch", &body)).transpose()? {
         Some(idempotency::Begin::Replay(r)) => return Ok(r),
         Some(idempotency::Begin::Fresh(c)) => Some(c),
-        _ => None,
+        None => None,
     };
     let batch: BatchRequest = serde_json::from_slice(&body).map_err(from_json_error)?;
     let max = api.hub.cfg.api.max_batch;

@@ -24,7 +24,7 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
             Ok(json_response(StatusCode::OK, &json!({"templates": list})))
         }
         (&Method::POST, []) => {
-            let key = super::rest::idempotency_key(&req);
+            let key = super::idempotency::key_of(&req);
             let body = json_body(api, req).await?;
             super::idempotency::around(api, key.as_ref(), "POST /v1/templates", body, |body| async move {
                 let spec: TemplateSpec = super::parse_json(&body)?;

@@ -25,7 +25,7 @@ pub(super) async fn route(api: &Api, req: Request<Incoming>, method: &Method, se
     match (method, segs) {
         (&Method::GET, []) => Ok(json_response(StatusCode::OK, &json!({"webhooks": reg.list().iter().map(|e| view(e, false)).collect::<Vec<_>>()}))),
         (&Method::POST, []) => {
-            let key = super::rest::idempotency_key(&req);
+            let key = super::idempotency::key_of(&req);
             let body = json_body(api, req).await?;
             super::idempotency::around(api, key.as_ref(), "POST /v1/webhooks", body, |body| async move {
                 let spec: EndpointSpec = super::parse_json(&body)?;

@@ -178,14 +178,14 @@ impl Catalog {
         }
         chain.push(self.default_language.clone());
         let map = self.by_id.read();
-        let channel_name = channel.as_str();
         for lang in &chain {
-            for ch in [channel_name, "any"] {
-                let hit = map.iter().find(|(id, _)| {
-                    let mut p = id.splitn(3, ':');
-                    p.next() == Some(name) && p.next() == Some(ch) && p.next().is_some_and(|x| x.eq_ignore_ascii_case(lang))
+            for ch in [Some(channel), None] {
+                let hit = map.values().find(|t| {
+                    t.spec.name == name
+                        && t.spec.channel == ch
+                        && t.spec.language.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(lang))
                 });
-                if let Some((_, t)) = hit {
+                if let Some(t) = hit {
                     return Some(t.clone());
                 }
             }

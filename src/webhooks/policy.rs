@@ -1,9 +1,9 @@
 //! Where webhooks may go: `http` or `https` only, and, unless the config allows it
 //! (`api.webhook_allow_private`), not to loopback, private, link-local or unspecified
 //! addresses (a guard against making Postern reach into its own network for whoever can
-//! create an endpoint). Checked when an endpoint is made and again before each connection, on
-//! the addresses the name resolves to then. (A name that resolves differently between that
-//! check and the connection is not caught.)
+//! create an endpoint). Checked when an endpoint is made and again before each round of sends
+//! to it, on the addresses the name resolves to then. (A name that resolves differently between
+//! that check and the connection is not caught.)
 
 use std::net::IpAddr;
 

@@ -85,6 +85,13 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
             let queue = outbox.hook_queue(num, None, SCAN).unwrap_or_default();
             metrics::gauge!(DEPTH, "endpoint" => ep.id.clone()).set(queue.len() as f64);
             let mut blocked: HashSet<MessageId> = in_flight.values().copied().collect();
+            // The URL policy on the addresses the name resolves to now: once per round (the
+            // client's pooled connections are not one per delivery), when there is a queue.
+            let refused = match queue.is_empty() {
+                true => None,
+                false => r.policy.check_connect(&ep.url).await.err().map(|e| format!("refused by the URL policy: {e}")),
+            };
+            let keys = ep.keys(now);
             for (seq, bytes) in queue {
                 if sends.len() >= ep.max_in_flight {
                     break;
@@ -108,8 +115,8 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
                     continue;
                 }
                 in_flight.insert(seq, d.message_id);
-                let (client, url, keys, policy) = (client.clone(), ep.url.clone(), ep.keys(now), r.policy.clone());
-                sends.spawn(async move { attempt(&client, &url, &keys, &policy, seq, bytes, d).await });
+                let (client, url, keys, refused) = (client.clone(), ep.url.clone(), keys.clone(), refused.clone());
+                sends.spawn(async move { attempt(&client, &url, &keys, refused, seq, bytes, d).await });
             }
         }
         let schedule = r.schedule_s.clone();
@@ -210,11 +217,11 @@ async fn settle(reg: &Weak<Registry>, id: &str, num: u64, schedule: &[u64], keep
 
 /// One try: POST the event, signed.
 #[allow(clippy::too_many_arguments)]
-async fn attempt(client: &HttpClient, url: &str, keys: &[Vec<u8>], policy: &super::policy::UrlPolicy, seq: MessageId, raw: Vec<u8>, delivery: Delivery) -> Tried {
+async fn attempt(client: &HttpClient, url: &str, keys: &[Vec<u8>], refused: Option<String>, seq: MessageId, raw: Vec<u8>, delivery: Delivery) -> Tried {
     let start = Instant::now();
     let mut tried = Tried { seq, raw, delivery, status: None, latency: Duration::ZERO, answer: String::new(), retry_after: None };
-    if let Err(e) = policy.check_connect(url).await {
-        tried.answer = format!("refused by the URL policy: {e}");
+    if let Some(why) = refused {
+        tried.answer = why;
         return tried;
     }
     let d = &tried.delivery;
