@@ -131,6 +131,11 @@ impl Api {
             (&Method::GET | &Method::POST, ["cgi-bin", "sendsms"]) => {
                 Ok(kannel::sendsms(&self, req).await)
             }
+            // A connector's peer (a receipt, an inbound message): the connector checks it.
+            (_, ["v1", "providers", name, rest @ ..]) => {
+                let (name, rest) = (name.to_string(), rest.join("/"));
+                Ok(self.peer_request(&name, rest, req).await)
+            }
             (_, ["v1", ..]) => match self.auth.check(
                 req.headers()
                     .get(hyper::header::AUTHORIZATION)
@@ -148,6 +153,34 @@ impl Api {
         };
         crate::metrics::hot().requests.increment(1);
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// Hand a request at `/v1/providers/{name}/{path}` to connector `name`.
+    async fn peer_request(&self, name: &str, path: String, req: Request<Incoming>) -> Resp {
+        let Some(link) = self.hub.links.iter().find(|l| &*l.name == name) else {
+            return ApiError::not_found("connector").into_response();
+        };
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, 1 << 20).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let peer = crate::connector::PeerRequest {
+            method: parts.method.to_string(),
+            path,
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers,
+            body,
+        };
+        let answer = link.connector.on_peer_request(peer).await;
+        let mut r = text_response(StatusCode::OK, answer.body, answer.content_type);
+        *r.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        r
     }
 
     /// Liveness: the process answers; the store's error is reported while it cannot write

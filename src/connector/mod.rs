@@ -3,10 +3,11 @@
 //! whose `receive` resolves only after the outbox write (that is when a peer may be acked).
 //! A [`Link`] wraps each connector with its window of in-flight messages and token bucket.
 
-#[cfg(feature = "server")]
 pub mod http;
 pub mod modem;
 pub mod pacing;
+pub mod peer_request;
+pub mod provider;
 pub mod ratelimit;
 pub mod registry;
 pub mod sandbox;
@@ -15,6 +16,7 @@ pub mod smtp;
 pub mod smtp_server;
 pub mod tls;
 
+pub use peer_request::{PeerRequest, PeerResponse};
 pub use registry::{ConnectorConfig, Limits, Resource, Settings};
 
 use crate::model::{Message, MessageId, State};
@@ -345,6 +347,11 @@ pub trait Connector: Send + Sync {
     /// false`), nothing is kept to match one with: no remote-id index entry, no cached message.
     fn wants_receipts(&self) -> bool {
         true
+    }
+    /// A request from this connector's peer at `/v1/providers/{name}/…` (a receipt, an inbound
+    /// message): the connector authenticates it and answers (see [`peer_request`]).
+    fn on_peer_request(&self, _req: PeerRequest) -> BoxFuture<'_, PeerResponse> {
+        Box::pin(async { PeerResponse::not_found() })
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`connector/<name>/config.rs`), how it is checked, what it takes for itself, and how it is
 //! built. Adding a connector is its folder plus one arm here.
 
-use super::{modem, sandbox, smpp, smtp, smtp_server, Connector};
+use super::{modem, provider, sandbox, smpp, smtp, smtp_server, Connector};
 use crate::check::Check;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -66,6 +66,7 @@ pub enum ConnectorConfig {
     Modem(modem::config::ModemBankConfig),
     Smtp(smtp::config::SmtpConfig),
     SmtpServer(smtp_server::config::SmtpServerConfig),
+    Http(provider::config::HttpConfig),
 }
 
 impl ConnectorConfig {
@@ -78,6 +79,7 @@ impl ConnectorConfig {
             ConnectorConfig::Modem(s) => s,
             ConnectorConfig::Smtp(s) => s,
             ConnectorConfig::SmtpServer(s) => s,
+            ConnectorConfig::Http(s) => s,
         }
     }
     pub fn limits(&self) -> Limits {

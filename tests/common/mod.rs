@@ -26,6 +26,7 @@ pub struct Scenario {
     retry: Vec<String>,
     api: Vec<String>,
     rest: Vec<String>,
+    listen: Option<String>,
 }
 
 impl Scenario {
@@ -40,6 +41,11 @@ impl Scenario {
     /// A `key = value` line for `[outbox.retry]`.
     pub fn retry(mut self, kv: &str) -> Self {
         self.retry.push(kv.to_string());
+        self
+    }
+    /// The API's listening address (default: a free loopback port chosen at start).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.to_string());
         self
     }
     /// A `key = value` line for `[api]`.
@@ -69,10 +75,11 @@ impl Scenario {
     /// The configuration text for a data directory.
     pub fn toml(&self, dir: &std::path::Path) -> String {
         format!(
-            "[outbox]\npath = {:?}\nshards = 2\n{}\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{}\n[api]\nlisten = \"127.0.0.1:0\"\n{}\n{}",
+            "[outbox]\npath = {:?}\nshards = 2\n{}\n[outbox.retry]\ninitial_delay_ms = 50\njitter = 0.0\n{}\n[api]\nlisten = {:?}\n{}\n{}",
             dir.display().to_string(),
             self.outbox.join("\n"),
             self.retry.join("\n"),
+            self.listen.as_deref().unwrap_or("127.0.0.1:0"),
             self.api.join("\n"),
             self.rest.join("\n")
         )
@@ -245,6 +252,11 @@ pub async fn esme_bind(
         )
         .await?;
     Ok((client, events.boxed()))
+}
+
+/// A loopback port free now (for a peer that must be told a port before it listens).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Start the real `postern` binary on `config`; returns the child and the API base URL.
