@@ -382,10 +382,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Hwdb { cmd } => run_hwdb(cmd),
         Cmd::Template { cmd: TemplateCmd::Render { name, params, channel, language, config, api, key } } => {
-            let channel = match channel.as_str() {
-                "sms" => postern::model::Channel::Sms,
-                "email" => postern::model::Channel::Email,
-                other => anyhow::bail!("--channel is sms or email, not {other:?}"),
+            let Some(channel) = postern::model::Channel::parse(&channel) else {
+                anyhow::bail!("--channel is sms, email or xmpp, not {channel:?}")
             };
             cli::template::render(cli::template::RenderArgs {
                 name: &name, params: &params, channel, language: language.as_deref(), config: config.as_deref(), api: &api, key: key.as_deref(),

@@ -366,6 +366,7 @@ pub(super) fn message_json(m: &Message) -> Value {
                 v["udh"] = json!(hex::encode(u));
             }
         }
+        Content::Chat(c) => v["text"] = json!(c.text),
         Content::Email(e) => {
             v["subject"] = json!(e.subject);
             v["cc"] = json!(e.cc);
@@ -440,11 +441,10 @@ fn list(api: &Api, query: &str) -> Result<Resp, ApiError> {
             }
             "to" => filter.to = Some(v.into_owned()),
             "channel" => {
-                filter.channel = Some(match &*v {
-                    "sms" => crate::model::Channel::Sms,
-                    "email" => crate::model::Channel::Email,
-                    _ => {
-                        return Err(ApiError::bad_request("invalid_query", "channel must be sms or email")
+                filter.channel = Some(match crate::model::Channel::parse(&v) {
+                    Some(c) => c,
+                    None => {
+                        return Err(ApiError::bad_request("invalid_query", "channel must be sms, email or xmpp")
                             .field("channel"))
                     }
                 })

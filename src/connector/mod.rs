@@ -15,6 +15,7 @@ pub mod smpp;
 pub mod smtp;
 pub mod smtp_server;
 pub mod tls;
+pub mod xmpp;
 
 pub use peer_request::{PeerRequest, PeerResponse};
 pub use registry::{ConnectorConfig, Limits, Resource, Settings};

@@ -2,7 +2,7 @@
 //! (`connector/<name>/config.rs`), how it is checked, what it takes for itself, and how it is
 //! built. Adding a connector is its folder plus one arm here.
 
-use super::{modem, provider, sandbox, smpp, smtp, smtp_server, Connector};
+use super::{modem, provider, sandbox, smpp, smtp, smtp_server, xmpp, Connector};
 use crate::check::Check;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -67,6 +67,7 @@ pub enum ConnectorConfig {
     Smtp(smtp::config::SmtpConfig),
     SmtpServer(smtp_server::config::SmtpServerConfig),
     Http(provider::config::HttpConfig),
+    Xmpp(xmpp::config::XmppConfig),
 }
 
 impl ConnectorConfig {
@@ -80,6 +81,7 @@ impl ConnectorConfig {
             ConnectorConfig::Smtp(s) => s,
             ConnectorConfig::SmtpServer(s) => s,
             ConnectorConfig::Http(s) => s,
+            ConnectorConfig::Xmpp(s) => s,
         }
     }
     pub fn limits(&self) -> Limits {

@@ -48,6 +48,7 @@ fn text_of(m: &Message) -> (String, Option<String>) {
             Body::Binary { data, .. } => (hex::encode(data), None),
         },
         Content::Email(e) => (e.text.clone().unwrap_or_default(), Some(e.subject.clone())),
+        Content::Chat(c) => (c.text.clone(), None),
     }
 }
 

@@ -49,6 +49,14 @@ pub struct Email {
 pub enum Content {
     Sms(Sms),
     Email(Email),
+    /// A chat message (XMPP).
+    Chat(Chat),
+}
+
+/// The content of a chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chat {
+    pub text: String,
 }
 
 impl Content {
@@ -56,7 +64,7 @@ impl Content {
     pub fn sms(&self) -> Option<&Sms> {
         match self {
             Content::Sms(s) => Some(s),
-            Content::Email(_) => None,
+            Content::Email(_) | Content::Chat(_) => None,
         }
     }
     /// The plain text, if there is one.
@@ -65,13 +73,14 @@ impl Content {
             Content::Sms(Sms { body: Body::Text(t), .. }) => Some(t),
             Content::Sms(_) => None,
             Content::Email(e) => e.text.as_deref(),
+            Content::Chat(c) => Some(&c.text),
         }
     }
     /// Parts that go to the peer (SMS segments; 1 otherwise): each gets a remote id.
     pub fn parts(&self) -> u16 {
         match self {
             Content::Sms(s) => s.segments,
-            Content::Email(_) => 1,
+            Content::Email(_) | Content::Chat(_) => 1,
         }
     }
 }

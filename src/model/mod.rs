@@ -14,7 +14,7 @@ pub mod request;
 pub mod template;
 
 pub use address::Address;
-pub use content::{BlobRef, Body, Content, Email, Sms};
+pub use content::{BlobRef, Body, Chat, Content, Email, Sms};
 pub use delivery::{Delivery, ErrorInfo, Transition};
 pub use envelope::{Envelope, KannelDlr, Origin};
 pub use message::*;
@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 pub enum Channel {
     Sms,
     Email,
+    /// XMPP chat messages to and from bare JIDs.
+    Xmpp,
 }
 
 impl Channel {
@@ -34,6 +36,16 @@ impl Channel {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
+            Channel::Xmpp => "xmpp",
+        }
+    }
+    /// The channel a name (`sms`, `email`, `xmpp`) says.
+    pub fn parse(name: &str) -> Option<Channel> {
+        match name {
+            "sms" => Some(Channel::Sms),
+            "email" => Some(Channel::Email),
+            "xmpp" => Some(Channel::Xmpp),
+            _ => None,
         }
     }
 }

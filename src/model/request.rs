@@ -381,6 +381,25 @@ fn sms_parts(req: &MessageRequest, rules: &Rules) -> Result<(Option<Address>, Co
     Ok((from, content))
 }
 
+/// Most bytes of an XMPP message's text (servers refuse large stanzas: Prosody's default
+/// `c2s_stanza_size_limit` is 256 KiB).
+pub const MAX_CHAT_BYTES: usize = 64 * 1024;
+
+/// A bare JID (`user@domain`, an `xmpp:` URI's path too), normalised as RFC 7622 says; a full
+/// JID's resource is refused (messages go to the account, the server picks the session).
+pub fn jid(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let raw = raw.strip_prefix("xmpp:").unwrap_or(raw);
+    let j: jid::Jid = raw.parse().map_err(|e| format!("not a JID: {e}"))?;
+    if j.node().is_none() {
+        return Err("a JID with a user part (user@domain) is needed".into());
+    }
+    if j.resource().is_some() {
+        return Err("a bare JID (user@domain), without a resource".into());
+    }
+    Ok(j.to_string())
+}
+
 /// Validate a JSON request into drafts.
 pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
     let now = now_ms();
@@ -400,6 +419,23 @@ pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Inv
                 None => None,
             };
             (from, Content::Email(super::email::content(&req)?))
+        }
+        Channel::Xmpp => {
+            let from = match &req.from {
+                Some(f) => Some(Address::Jid(jid(f).map_err(|e| Invalid::new("invalid_sender", "from", e))?)),
+                None => None,
+            };
+            let text = match &req.text {
+                Some(t) if !t.is_empty() => t.clone(),
+                _ => return Err(Invalid::new("missing_field", "text", "an XMPP message needs text")),
+            };
+            if text.len() > MAX_CHAT_BYTES {
+                return Err(Invalid::new("text_too_long", "text", format!("at most {MAX_CHAT_BYTES} bytes")));
+            }
+            if req.binary.is_some() || req.subject.is_some() || req.html.is_some() || !req.attachments.is_empty() {
+                return Err(Invalid::new("invalid_field", "channel", "an XMPP message is text only"));
+            }
+            (from, Content::Chat(super::Chat { text }))
         }
     };
     let send_at = match &req.send_at {
@@ -487,6 +523,7 @@ pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Inv
         let to = match channel {
             Channel::Sms => rules.plan.destination(&raw).map(Address::Msisdn).map_err(|e| e.to_string()),
             Channel::Email => super::email::address(&raw).map(Address::Email),
+            Channel::Xmpp => jid(&raw).map(Address::Jid),
         };
         match to {
             Ok(to) => {

@@ -188,6 +188,7 @@ pub fn inbound_json(msg: &Message) -> serde_json::Value {
             Body::Text(t) => v["text"] = t.as_str().into(),
             Body::Binary { data, .. } => v["binary"] = hex::encode(data).into(),
         },
+        Content::Chat(c) => v["text"] = c.text.as_str().into(),
         Content::Email(e) => {
             v["subject"] = e.subject.as_str().into();
             v["text"] = serde_json::json!(e.text);

@@ -86,6 +86,10 @@ fn item(link: &HttpLink, msg: &Message) -> Result<Value, Outcome> {
             v["bcc"] = json!(e.bcc);
             v["reply_to"] = json!(e.reply_to);
         }
+        Content::Chat(c) => {
+            v["channel"] = "xmpp".into();
+            v["text"] = c.text.as_str().into();
+        }
         Content::Email(_) => {
             return Err(Outcome::PermFail {
                 error: DeliveryError::new(ErrorClass::Permanent, ErrorKind::Unencodable, "attachments do not go through a postern link")
