@@ -34,6 +34,8 @@ pub const ACCEPT_TO_SUBMIT_SECONDS: &str = "postern_message_accept_to_submit_sec
 pub const SUBMIT_TO_FINAL_SECONDS: &str = "postern_message_submit_to_final_seconds";
 pub const CALLBACKS_TOTAL: &str = "postern_callbacks_total";
 pub const INBOUND_TOTAL: &str = "postern_inbound_received_total";
+/// Inbound messages and MO parts a peer sent again (after a lost ack), stored once.
+pub const INBOUND_DUPLICATES_TOTAL: &str = "postern_inbound_duplicates_total";
 /// Received messages an inbound route matched but could not forward (see `hub::forward`).
 pub const FORWARD_FAILED_TOTAL: &str = "postern_forward_failed_total";
 /// Forwarded messages stored, by route.

@@ -256,6 +256,7 @@ async fn inbound_messages_are_stored_and_listed() {
             body: postern::model::Body::Text("hi there".into()),
             metadata: None,
             dest_port: None,
+            dedup_id: None,
         })
         .await
         .unwrap();
@@ -272,6 +273,7 @@ async fn inbound_messages_are_stored_and_listed() {
             },
             metadata: None,
             dest_port: None,
+            dedup_id: None,
         })
         .await
         .unwrap();

@@ -367,3 +367,35 @@ async fn held_mo_parts_survive_a_restart() {
     }
     assert!(hub.held_parts("op").is_empty());
 }
+
+/// The inbound messages stored, by sender.
+async fn inbound_senders(g: &TestGateway) -> Vec<String> {
+    let (_, l) = g.get("/v1/messages?direction=inbound&limit=1000").await;
+    l["messages"].as_array().unwrap().iter().map(|m| m["from"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_sent_again_after_a_lost_resp_is_stored_once() {
+    // The SMSC drops the connection on every 6th PDU it reads, a deliver_sm_resp among them:
+    // that MO was stored here but the SMSC never heard so, and sends it again after the
+    // rebind. Each MO has its own sender (the simulator numbers them).
+    let run = |dedup: &'static str| async move {
+        let s = sim(SimConfig { mo_rate: 30.0, drop_after: 6, ..Default::default() }).await;
+        let g = Scenario::new().outbox(dedup).raw(&link(s.addr, "")).start().await;
+        wait_up(&g).await;
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while s.counters.mo.load(Relaxed) < 60 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let senders = inbound_senders(&g).await;
+        let distinct: std::collections::HashSet<&String> = senders.iter().collect();
+        (senders.len(), distinct.len(), s.counters.mo.load(Relaxed))
+    };
+    let (stored, distinct, sent) = run("inbound_dedup_s = 60").await;
+    assert!(sent >= 60, "the SMSC sent {sent} MO");
+    assert_eq!(stored, distinct, "{stored} stored for {distinct} distinct MO");
+    // Without the window the same faults store some twice (the test can tell).
+    let (stored, distinct, _) = run("inbound_dedup_s = 0").await;
+    assert!(stored > distinct, "no MO was sent again: {stored} stored, {distinct} distinct");
+}

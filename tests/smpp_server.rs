@@ -91,6 +91,7 @@ async fn esme_submits_and_gets_its_receipt_and_mo() {
         body: postern::model::Body::Text("YES".into()),
         metadata: None,
         dest_port: None,
+        dedup_id: None,
     })
     .await
     .unwrap();

@@ -57,6 +57,7 @@ async fn make_fixture() {
             body: postern::model::Body::Text("hello in".into()),
             metadata: None,
             dest_port: None,
+            dedup_id: None,
         })
         .await
         .unwrap()

@@ -53,6 +53,12 @@ pub struct OutboxConfig {
     pub max_depth: u64,
     /// Seconds an uploaded blob no message refers to is kept before it is removed.
     pub blob_grace_s: u64,
+    /// Seconds within which an inbound message (or MO part) with the same sender, recipient
+    /// and content on the same connector is taken for the peer sending it again after a lost
+    /// ack, and stored once; 0 turns this off. Messages the peer names by an id of its own
+    /// (a Message-ID, a Twilio MessageSid, a modem's SMSC timestamp) are matched by that id
+    /// for a day instead.
+    pub inbound_dedup_s: u64,
     pub retry: RetryConfig,
 }
 
@@ -77,6 +83,7 @@ impl Default for OutboxConfig {
             ready_queue: 20_000,
             max_depth: 2_000_000,
             blob_grace_s: 24 * 3600,
+            inbound_dedup_s: 60,
             retry: RetryConfig::default(),
         }
     }

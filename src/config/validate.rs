@@ -26,6 +26,7 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
     c.range("outbox.ready_queue", o.ready_queue, 16, 10_000_000);
     c.range("outbox.max_depth", o.max_depth, 1, u64::MAX);
     c.range("outbox.blob_grace_s", o.blob_grace_s, 60, 365 * 86_400);
+    c.range("outbox.inbound_dedup_s", o.inbound_dedup_s, 0, 86_400);
     if o.path.as_os_str().is_empty() {
         c.bad("outbox.path", "must not be empty");
     }

@@ -227,8 +227,9 @@ pub trait HubSink: Send + Sync {
     /// been sent again yet, it is submitted now instead (no duplicate, counted once).
     fn reconcile(&self, _connector: Arc<str>, _id: MessageId, _part: u16, _remote_id: String) {}
     /// Store a message that came in whole (an email to one of our mailboxes): received, with
-    /// `Origin::Network`; resolves after the outbox write.
-    fn receive_envelope(&self, _connector: Arc<str>, _env: crate::model::Envelope) -> BoxFuture<'_, Result<MessageId, HubError>> {
+    /// `Origin::Network`; resolves after the outbox write. `peer_id` is the peer's own id for
+    /// it (a Message-ID, a stanza id): the same one again is stored once (hub::dedup).
+    fn receive_envelope(&self, _connector: Arc<str>, _env: crate::model::Envelope, _peer_id: Option<String>) -> BoxFuture<'_, Result<MessageId, HubError>> {
         Box::pin(async { Err(HubError::Store("not supported".into())) })
     }
     /// Store bytes as a blob (synced); resolves with its hex SHA-256.
@@ -284,6 +285,9 @@ pub struct InboundMessage {
     pub metadata: Option<serde_json::Value>,
     /// Destination application port (UDH), e.g. 2948 for WAP Push.
     pub dest_port: Option<u16>,
+    /// The peer's own id for the message (a modem's SMSC timestamp, a Twilio MessageSid): the
+    /// same one again is stored once. Without it a re-send is told by its content.
+    pub dedup_id: Option<String>,
 }
 
 /// The gateway's shutdown as a connector sees it: once draining, inbound sides take no new

@@ -237,6 +237,7 @@ impl Hub {
         tokio::spawn(super::intake::retry_unknown_receipts(weak.clone(), unknown_rx));
         tokio::spawn(super::intake::release_early_receipts(weak.clone()));
         tokio::spawn(super::intake::sweep_blobs(weak.clone()));
+        tokio::spawn(super::intake::sweep_inbound_fingerprints(weak.clone()));
         for link in &hub.links {
             if let Err(e) = link
                 .connector

@@ -94,6 +94,25 @@ pub(super) async fn sweep_blobs(hub: std::sync::Weak<Hub>) {
     }
 }
 
+/// Hourly: inbound fingerprints past their window are removed.
+pub(super) async fn sweep_inbound_fingerprints(hub: std::sync::Weak<Hub>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let Some(h) = hub.upgrade() else { return };
+        match super::dedup::sweep(&h.outbox).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "inbound fingerprints swept"),
+            Err(e) => tracing::warn!(error = %e, "inbound fingerprint sweep failed"),
+        }
+    }
+}
+
+/// A message (or part) a peer sent again: counted; the peer is answered as for the first.
+fn duplicate(connector: &str) {
+    metrics::counter!(m::INBOUND_DUPLICATES_TOTAL, m::L_CONNECTOR => connector.to_string()).increment(1);
+    tracing::info!(connector, "inbound message sent again by the peer: stored once");
+}
+
 impl HubSink for Hub {
     fn submit(
         &self,
@@ -185,10 +204,26 @@ impl HubSink for Hub {
         self.apply_receipt(id, 0, r, None);
     }
 
-    fn receive_envelope(&self, connector: Arc<str>, env: Envelope) -> BoxFuture<'_, Result<MessageId, HubError>> {
+    fn receive_envelope(&self, connector: Arc<str>, env: Envelope, peer_id: Option<String>) -> BoxFuture<'_, Result<MessageId, HubError>> {
         Box::pin(async move {
+            let from = env.from.as_deref().unwrap_or("");
+            let fp = match &peer_id {
+                Some(p) => Some(super::dedup::Fingerprint::by_id(&connector, from, p)),
+                None => {
+                    let content = postcard::to_allocvec(&env.content).unwrap_or_default();
+                    super::dedup::Fingerprint::by_content(&connector, from, &[env.to.as_bytes(), &content], self.cfg.outbox.inbound_dedup_s)
+                }
+            };
+            if let Some(prev) = fp.as_ref().and_then(|f| f.seen(&self.outbox)).and_then(|s| s.parse().ok()) {
+                duplicate(&connector);
+                return Ok(prev);
+            }
             let id = self.ids.next();
-            self.store_received(id, &connector, env, Changes::new()).await?;
+            let mut extra = Changes::new();
+            if let Some(f) = &fp {
+                f.remember(Some(id), &mut extra);
+            }
+            self.store_received(id, &connector, env, extra).await?;
             Ok(id)
         })
     }
@@ -216,6 +251,16 @@ impl HubSink for Hub {
             let value = postcard::to_allocvec(&part).map_err(|e| HubError::Store(e.to_string()))?;
             let shard = (part.reference as u32) % self.outbox.shards().len() as u32;
             let mut changes = Changes::new();
+            let body = postcard::to_allocvec(&part.body).unwrap_or_default();
+            let place = [part.reference.to_le_bytes().as_slice(), &[part.total, part.seq]].concat();
+            let fp = super::dedup::Fingerprint::by_content(&connector, &part.sender, &[part.receiver.as_bytes(), &place, &body], self.cfg.outbox.inbound_dedup_s);
+            if let Some(f) = &fp {
+                if f.seen(&self.outbox).is_some() {
+                    duplicate(&connector);
+                    return Ok(());
+                }
+                f.remember(None, &mut changes);
+            }
             changes.hold_part(&connector, &part, value);
             self.outbox.write(shard, changes, vec![], 0).await.map_err(|e| match e {
                 StoreError::Busy => HubError::Busy,
@@ -243,10 +288,25 @@ impl HubSink for Hub {
 
 impl Hub {
     /// Store an inbound message (with `extra` changes in the same write).
-    pub(super) async fn store_inbound(&self, inbound: InboundMessage, extra: Changes) -> Result<MessageId, HubError> {
+    pub(super) async fn store_inbound(&self, inbound: InboundMessage, mut extra: Changes) -> Result<MessageId, HubError> {
         {
             let now = now_ms();
+            let fp = match &inbound.dedup_id {
+                Some(p) => Some(super::dedup::Fingerprint::by_id(&inbound.connector, &inbound.from, p)),
+                None => {
+                    let body = postcard::to_allocvec(&inbound.body).unwrap_or_default();
+                    let port = inbound.dest_port.unwrap_or(0).to_le_bytes();
+                    super::dedup::Fingerprint::by_content(&inbound.connector, &inbound.from, &[inbound.to.as_bytes(), &body, &port], self.cfg.outbox.inbound_dedup_s)
+                }
+            };
+            if let Some(prev) = fp.as_ref().and_then(|f| f.seen(&self.outbox)).and_then(|s| s.parse().ok()) {
+                duplicate(&inbound.connector);
+                return Ok(prev);
+            }
             let id = self.ids.next();
+            if let Some(f) = &fp {
+                f.remember(Some(id), &mut extra);
+            }
             let (coding, segments) = match &inbound.body {
                 message::Body::Text(t) => {
                     let m = crate::codec::measure(t);

@@ -12,6 +12,8 @@ pub mod callbacks;
 #[cfg(feature = "server")]
 mod core;
 #[cfg(feature = "server")]
+mod dedup;
+#[cfg(feature = "server")]
 pub mod dispatch;
 #[cfg(feature = "server")]
 pub mod early;

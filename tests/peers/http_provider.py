@@ -12,7 +12,7 @@ Twilio: POST /2010-04-01/Accounts/{sid}/Messages.json (form, basic auth sid:toke
   To ending 9999 -> 429 with Retry-After: 1 on the first try;
   then callbacks "sent" and "delivered" (To ending 8888: "undelivered", ErrorCode 30003)
   to the message's StatusCallback.
-POST /_test/inbound {"url", "From", "To", "Body", "bad_signature"?} -> posts a signed inbound
+POST /_test/inbound {"url", "From", "To", "Body", "MessageSid"?, "bad_signature"?} -> posts a signed inbound
   message to url and answers {"status", "body"} of Postern's answer.
 Generic: POST /generic/send {"to", "text", "cb"} -> 200 {"data": {"id": "G<n>"}}, then posts
   {"ref": id, "state": "DLVRD"} to cb (text "fail" -> {"state": "NOPE", "err": "E42"}).
@@ -110,7 +110,7 @@ class H(BaseHTTPRequestHandler):
                 threading.Thread(target=callbacks, args=(form["StatusCallback"], msid, to), daemon=True).start()
         elif path == "/_test/inbound":
             v = json.loads(body)
-            params = {"MessageSid": "SM%032x" % next(counter), "AccountSid": sid, "From": v["From"], "To": v["To"], "Body": v["Body"], "NumMedia": "0"}
+            params = {"MessageSid": v.get("MessageSid") or "SM%032x" % next(counter), "AccountSid": sid, "From": v["From"], "To": v["To"], "Body": v["Body"], "NumMedia": "0"}
             sig = "bm90IGEgc2lnbmF0dXJl" if v.get("bad_signature") else None
             status, text = post_form(v["url"], params, sig)
             self.answer(200, {"status": status, "body": text})

@@ -93,7 +93,7 @@ pub(super) async fn inbound(link: &HttpLink, req: &PeerRequest) -> PeerResponse 
         return link.refuse(400, "missing_field", "from and to are required");
     };
     let text = get("text").unwrap_or_default();
-    match link.receive(from, to, text, serde_json::json!({"provider": "kannel"})).await {
+    match link.receive(from, to, text, serde_json::json!({"provider": "kannel"}), None).await {
         // Kannel sends a text answer back as a reply SMS: an empty one sends nothing.
         Ok(()) => PeerResponse { status: 200, content_type: "text/plain", body: String::new() },
         Err(r) => r,

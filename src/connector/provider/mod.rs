@@ -143,7 +143,7 @@ impl HttpLink {
     }
 
     /// Store an inbound SMS; `Err` when the store could not take it.
-    async fn receive(&self, from: String, to: String, text: String, metadata: serde_json::Value) -> Result<(), PeerResponse> {
+    async fn receive(&self, from: String, to: String, text: String, metadata: serde_json::Value, dedup_id: Option<String>) -> Result<(), PeerResponse> {
         let Some(hub) = self.hub.get() else { return Err(PeerResponse::retry_later()) };
         let msg = super::InboundMessage {
             connector: self.name.clone(),
@@ -152,6 +152,7 @@ impl HttpLink {
             body: crate::model::Body::Text(text),
             metadata: Some(metadata),
             dest_port: None,
+            dedup_id,
         };
         match hub.receive(msg).await {
             Ok(_) => {

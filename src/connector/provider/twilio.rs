@@ -164,7 +164,7 @@ pub(super) async fn inbound(link: &HttpLink, req: &PeerRequest) -> PeerResponse 
     };
     let meta = serde_json::json!({"provider": "twilio", "message_sid": get("MessageSid"), "num_media": get("NumMedia")});
     match link
-        .receive(from, to, get("Body").unwrap_or_default(), meta)
+        .receive(from, to, get("Body").unwrap_or_default(), meta, get("MessageSid"))
         .await
     {
         // An empty TwiML answer: no reply from Twilio's side.

@@ -327,6 +327,8 @@ impl SmppConnector {
             body,
             metadata: Some(serde_json::json!({"smpp": {"data_coding": dc}, "incomplete_parts_missing": missing})),
             dest_port,
+            // deliver_sm names no message: a re-sent one is told by its content.
+            dedup_id: None,
         }
     }
 

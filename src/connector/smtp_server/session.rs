@@ -385,7 +385,9 @@ async fn store_mail(
         expires_at: now_ms(),
         origin: Origin::Network,
     };
-    hub.receive_envelope(srv.name.clone(), env).await.map(|id| id.to_string()).map_err(busy)
+    // A client that re-sends after a lost 250 sends the same Message-ID: stored once.
+    let peer_id = mail.message_id().map(|m| format!("{mailbox} {m}"));
+    hub.receive_envelope(srv.name.clone(), env, peer_id).await.map(|id| id.to_string()).map_err(busy)
 }
 
 /// Turn the mail into one SMS per recipient; the reply to send.

@@ -180,7 +180,7 @@ impl XmppConnector {
         );
         env.from = Some(Address::Jid(from.to_string()));
         env.metadata = id.as_ref().map(|i| serde_json::json!({"xmpp_id": i}));
-        match hub.receive_envelope(self.name.clone(), env).await {
+        match hub.receive_envelope(self.name.clone(), env, id.clone()).await {
             Ok(_) => {
                 self.counts.received.fetch_add(1, Ordering::Relaxed);
                 if let (true, Some(id)) = (wants_receipt, id) {

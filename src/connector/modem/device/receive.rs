@@ -282,7 +282,7 @@ impl Modem {
                 }
                 Ok(())
             }
-            Tpdu::Deliver { originator, ud, .. } => {
+            Tpdu::Deliver { originator, ud, scts, .. } => {
                 let from = if originator.ton == 1 && !originator.number.starts_with('+') {
                     format!("+{}", originator.number)
                 } else {
@@ -301,6 +301,9 @@ impl Modem {
                     .filter(|c| c.total > 1)
                 {
                     None => {
+                        // Read again after a crash before its slot was freed: the same SIM,
+                        // SMSC timestamp and text name the same message.
+                        let seen_as = format!("{}|{scts:?}|{body:?}", ss.sim_key);
                         self.store_mo(
                             port,
                             ss,
@@ -310,6 +313,7 @@ impl Modem {
                             Vec::new(),
                             dest_port,
                             slot.into_iter().collect(),
+                            Some(seen_as),
                         )
                         .await
                     }
@@ -350,7 +354,7 @@ impl Modem {
     /// A reassembled (or expired, incomplete) multipart MO, with the slots of its parts.
     pub(super) async fn store_reassembled<IO: AsyncRead + AsyncWrite + Unpin>(&self, port: &mut AtPort<IO>, ss: &mut Session, hub: &Arc<dyn HubSink>, done: crate::codec::reassembly::Reassembled) -> Result<(), Stop> {
         let p = ss.part_slots.remove(&done.key).unwrap_or_default();
-        self.store_mo(port, ss, hub, done.key.sender.clone(), done.body, done.missing, p.dest_port, p.slots).await
+        self.store_mo(port, ss, hub, done.key.sender.clone(), done.body, done.missing, p.dest_port, p.slots, None).await
     }
 
     /// Store an MO message in the hub, then free its storage slots (never before: a crash in
@@ -366,6 +370,7 @@ impl Modem {
         missing: Vec<u8>,
         dest_port: Option<u16>,
         slots: Vec<(String, u32)>,
+        dedup_id: Option<String>,
     ) -> Result<(), Stop> {
         let body = match body {
             PartBody::Text(t) => Body::Text(t),
@@ -384,6 +389,7 @@ impl Modem {
                 serde_json::json!({"modem": {"port": self.label, "imsi": info.imsi, "operator": info.operator}, "incomplete_parts_missing": missing}),
             ),
             dest_port,
+            dedup_id,
         };
         match hub.receive(inbound).await {
             Ok(_) => {
