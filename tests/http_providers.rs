@@ -456,3 +456,57 @@ async fn http_connector_config_is_checked() {
         assert!(e.to_string().contains(field), "{kv}: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mastodon_and_x_presets_post_alerts() {
+    std::env::set_var("HTTP_TEST_SOCIAL_TOKEN", "social-token");
+    let p = Provider::start();
+    let g = Scenario::new()
+        .connector("masto", "http", &["preset = \"mastodon\"", &format!("url = \"{}\"", p.base()), "token_env = \"HTTP_TEST_SOCIAL_TOKEN\""])
+        .connector("x", "http", &["preset = \"x\"", &format!("url = \"{}\"", p.base()), "token_env = \"HTTP_TEST_SOCIAL_TOKEN\""])
+        .raw("[[routes]]\nto = [\"x\"]\nmatch = { tags = [\"x\"] }\n[[routes]]\nto = [\"masto\"]\n")
+        .start()
+        .await;
+    let post = |to: &str, text: &str, tags: &[&str]| json!({"channel": "social", "to": to, "text": text, "tags": tags});
+    // Mastodon: an audience, and a direct mention.
+    let (s, r) = g.post("/v1/messages", post("public", "Flood warning for the valley €", &[])).await;
+    assert_eq!(s, 202, "{r}");
+    let public = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, r) = g.post("/v1/messages", post("@duty@social.example.org", "you are on call", &[])).await;
+    let direct = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, r) = g.post("/v1/messages", post("followers", &"x".repeat(600), &[])).await;
+    let long = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let m = g.wait_state(&public, "submitted", 20).await;
+    assert!(m["remote_ids"][0].as_str().unwrap().starts_with("11"), "{m}");
+    g.wait_state(&direct, "submitted", 20).await;
+    let m = g.wait_state(&long, "failed", 20).await;
+    assert_eq!(m["error"]["code"], "http_422", "{m}");
+    assert!(m["error"]["message"].as_str().unwrap().contains("character limit"), "{m}");
+    // X: a post throttled once (waits for x-rate-limit-reset, no attempt spent), and a DM.
+    let (_, r) = g.post("/v1/messages", post("public", "ratelimit test", &["x"])).await;
+    let tweet = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, r) = g.post("/v1/messages", post("dm:2244994945", "direct alert", &["x"])).await;
+    let dm = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, r) = g.post("/v1/messages", post("unlisted", "no such audience on X", &["x"])).await;
+    let unlisted = r["messages"][0]["id"].as_str().unwrap().to_string();
+    let m = g.wait_state(&tweet, "submitted", 20).await;
+    assert!(m["remote_ids"][0].as_str().unwrap().starts_with("186"), "{m}");
+    g.wait_state(&dm, "submitted", 20).await;
+    let m = g.wait_state(&unlisted, "failed", 20).await;
+    assert_eq!(m["error"]["code"], "unsupported_address", "{m}");
+
+    let reqs = p.requests();
+    let masto: Vec<&Value> = reqs.iter().filter(|r| r["path"] == "/api/v1/statuses").collect();
+    assert_eq!(masto[0]["json"], json!({"status": "Flood warning for the valley €", "visibility": "public"}));
+    assert_eq!(masto[0]["idempotency_key"], public.as_str());
+    assert_eq!(masto[1]["json"], json!({"status": "@duty@social.example.org you are on call", "visibility": "direct"}));
+    let tweets: Vec<&Value> = reqs.iter().filter(|r| r["path"] == "/2/tweets").collect();
+    assert_eq!(tweets.len(), 2, "throttled once, then posted: {tweets:?}");
+    assert!(reqs.iter().any(|r| r["path"] == "/2/dm_conversations/with/2244994945/messages" && r["json"]["text"] == "direct alert"));
+
+    // Bad social addresses are refused before anything is stored.
+    for to in ["everyone", "@", "@bad handle", "dm:abc", "@u@nodot"] {
+        let (s, r) = g.post("/v1/messages", post(to, "x", &[])).await;
+        assert_eq!((s, r["error"]["field"].as_str()), (422, Some("to")), "{to}: {r}");
+    }
+}

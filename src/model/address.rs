@@ -21,6 +21,9 @@ pub enum Address {
     Url(String),
     /// A Postern user (an inbox).
     User(String),
+    /// Where a social post goes: `public`, `unlisted`, `followers` (an audience), `@user` or
+    /// `@user@instance` (a mention, sent direct), `dm:<account id>` (a direct message).
+    Social(String),
 }
 
 impl Address {
@@ -31,7 +34,8 @@ impl Address {
             | Address::Email(s)
             | Address::Jid(s)
             | Address::Url(s)
-            | Address::User(s) => s,
+            | Address::User(s)
+            | Address::Social(s) => s,
         }
     }
     /// An SMS address as it is: `+` and digits, or digits, is a number; anything else is an

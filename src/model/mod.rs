@@ -29,6 +29,8 @@ pub enum Channel {
     Email,
     /// XMPP chat messages to and from bare JIDs.
     Xmpp,
+    /// Posts and direct messages on a social network (Mastodon, X).
+    Social,
 }
 
 impl Channel {
@@ -37,6 +39,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Email => "email",
             Channel::Xmpp => "xmpp",
+            Channel::Social => "social",
         }
     }
     /// The channel a name (`sms`, `email`, `xmpp`) says.
@@ -45,6 +48,7 @@ impl Channel {
             "sms" => Some(Channel::Sms),
             "email" => Some(Channel::Email),
             "xmpp" => Some(Channel::Xmpp),
+            "social" => Some(Channel::Social),
             _ => None,
         }
     }

@@ -400,6 +400,28 @@ pub fn jid(raw: &str) -> Result<String, String> {
     Ok(j.to_string())
 }
 
+/// Where a social post goes: an audience (`public`, `unlisted`, `followers`), a handle to
+/// mention (`@user`, `@user@instance`), or `dm:<numeric account id>`.
+pub fn social(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let handle_ok = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let host_ok = |s: &str| !s.is_empty() && s.len() <= 253 && s.contains('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let ok = match raw {
+        "public" | "unlisted" | "followers" => true,
+        _ if raw.starts_with("dm:") => raw[3..].len() <= 32 && !raw[3..].is_empty() && raw[3..].bytes().all(|b| b.is_ascii_digit()),
+        _ => match raw.strip_prefix('@').map(|r| r.split_once('@').unwrap_or((r, ""))) {
+            Some((user, "")) => handle_ok(user),
+            Some((user, host)) => handle_ok(user) && host_ok(host),
+            None => false,
+        },
+    };
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err("public, unlisted, followers, @user, @user@instance or dm:<account id>".into())
+    }
+}
+
 /// Validate a JSON request into drafts.
 pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Invalid> {
     let now = now_ms();
@@ -420,20 +442,23 @@ pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Inv
             };
             (from, Content::Email(super::email::content(&req)?))
         }
-        Channel::Xmpp => {
+        Channel::Xmpp | Channel::Social => {
             let from = match &req.from {
+                Some(_) if channel == Channel::Social => {
+                    return Err(Invalid::new("invalid_field", "from", "a social post goes out as the connector's account"))
+                }
                 Some(f) => Some(Address::Jid(jid(f).map_err(|e| Invalid::new("invalid_sender", "from", e))?)),
                 None => None,
             };
             let text = match &req.text {
                 Some(t) if !t.is_empty() => t.clone(),
-                _ => return Err(Invalid::new("missing_field", "text", "an XMPP message needs text")),
+                _ => return Err(Invalid::new("missing_field", "text", format!("a {} message needs text", channel.as_str()))),
             };
             if text.len() > MAX_CHAT_BYTES {
                 return Err(Invalid::new("text_too_long", "text", format!("at most {MAX_CHAT_BYTES} bytes")));
             }
             if req.binary.is_some() || req.subject.is_some() || req.html.is_some() || !req.attachments.is_empty() {
-                return Err(Invalid::new("invalid_field", "channel", "an XMPP message is text only"));
+                return Err(Invalid::new("invalid_field", "channel", format!("a {} message is text only", channel.as_str())));
             }
             (from, Content::Chat(super::Chat { text }))
         }
@@ -524,6 +549,7 @@ pub fn validate(mut req: MessageRequest, rules: &Rules) -> Result<Validated, Inv
             Channel::Sms => rules.plan.destination(&raw).map(Address::Msisdn).map_err(|e| e.to_string()),
             Channel::Email => super::email::address(&raw).map(Address::Email),
             Channel::Xmpp => jid(&raw).map(Address::Jid),
+            Channel::Social => social(&raw).map(Address::Social),
         };
         match to {
             Ok(to) => {

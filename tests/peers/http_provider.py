@@ -14,6 +14,14 @@ Twilio: POST /2010-04-01/Accounts/{sid}/Messages.json (form, basic auth sid:toke
   to the message's StatusCallback.
 POST /_test/inbound {"url", "From", "To", "Body", "MessageSid"?, "bad_signature"?} -> posts a signed inbound
   message to url and answers {"status", "body"} of Postern's answer.
+Mastodon (shapes from docs.joinmastodon.org): POST /api/v1/statuses {"status", "visibility"}
+  (Bearer social-token) -> 200 {"id", "content", "visibility", …}; more than 500 characters ->
+  422 {"error": "Validation failed: Text character limit of 500 exceeded"}; a repeated
+  Idempotency-Key -> the first status again.
+X (shapes from docs.x.com, API v2): POST /2/tweets {"text"} -> 201 {"data": {"id", "text",
+  "edit_history_tweet_ids"}}; text containing "ratelimit" -> 429 with x-rate-limit-reset on
+  the first try; POST /2/dm_conversations/with/{id}/messages -> 201 {"data":
+  {"dm_conversation_id", "dm_event_id"}}; a bad token -> 401 {"title": "Unauthorized", …}.
 Generic: POST /generic/send {"to", "text", "cb"} -> 200 {"data": {"id": "G<n>"}}, then posts
   {"ref": id, "state": "DLVRD"} to cb (text "fail" -> {"state": "NOPE", "err": "E42"}).
 """
@@ -26,6 +34,7 @@ validator = RequestValidator(token)
 lock = threading.Lock()
 counter = itertools.count(1)
 throttled = set()
+statuses = {}
 
 
 def record(entry):
@@ -108,6 +117,32 @@ class H(BaseHTTPRequestHandler):
                               "error_message": None, "uri": f"/2010-04-01/Accounts/{sid}/Messages/{msid}.json"})
             if form.get("StatusCallback"):
                 threading.Thread(target=callbacks, args=(form["StatusCallback"], msid, to), daemon=True).start()
+        elif path == "/api/v1/statuses":
+            v = json.loads(body)
+            key = self.headers.get("idempotency-key")
+            record({"path": path, "json": v, "auth": self.headers.get("authorization"), "idempotency_key": key})
+            if self.headers.get("authorization") != "Bearer social-token":
+                return self.answer(401, {"error": "The access token is invalid"})
+            if len(v.get("status", "")) > 500:
+                return self.answer(422, {"error": "Validation failed: Text character limit of 500 exceeded"})
+            if key not in statuses:
+                statuses[key] = {"id": str(110000000000000000 + next(counter)), "content": "<p>%s</p>" % v["status"],
+                                 "visibility": v.get("visibility", "public"), "created_at": "2026-12-06T09:00:00.000Z"}
+            self.answer(200, statuses[key])
+        elif path == "/2/tweets" or (path.startswith("/2/dm_conversations/with/") and path.endswith("/messages")):
+            v = json.loads(body)
+            record({"path": path, "json": v, "auth": self.headers.get("authorization")})
+            if self.headers.get("authorization") != "Bearer social-token":
+                return self.answer(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
+            if "ratelimit" in v.get("text", "") and v["text"] not in throttled:
+                throttled.add(v["text"])
+                return self.answer(429, {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
+                                   [("x-rate-limit-reset", str(int(time.time()) + 1))])
+            n = str(1860000000000000000 + next(counter))
+            if path == "/2/tweets":
+                self.answer(201, {"data": {"id": n, "text": v["text"], "edit_history_tweet_ids": [n]}})
+            else:
+                self.answer(201, {"data": {"dm_conversation_id": "1-2", "dm_event_id": n}})
         elif path == "/_test/inbound":
             v = json.loads(body)
             params = {"MessageSid": v.get("MessageSid") or "SM%032x" % next(counter), "AccountSid": sid, "From": v["From"], "To": v["To"], "Body": v["Body"], "NumMedia": "0"}

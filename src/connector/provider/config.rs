@@ -18,15 +18,29 @@ pub enum Preset {
     /// A request described here: method, URL, headers, body template, answer mapping.
     #[default]
     Generic,
+    /// Mastodon's `POST /api/v1/statuses` (a bearer token): posts and direct mentions.
+    Mastodon,
+    /// X's API v2: `POST /2/tweets` and direct messages (a bearer token).
+    X,
 }
 
 impl Preset {
+    /// The API's address when `url` is not given.
+    pub fn default_url(self) -> Option<&'static str> {
+        match self {
+            Preset::Twilio => Some("https://api.twilio.com"),
+            Preset::X => Some("https://api.x.com"),
+            _ => None,
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             Preset::Twilio => "twilio",
             Preset::Kannel => "kannel",
             Preset::Postern => "postern",
             Preset::Generic => "generic",
+            Preset::Mastodon => "mastodon",
+            Preset::X => "x",
         }
     }
 }
@@ -144,7 +158,7 @@ impl crate::connector::Settings for HttpConfig {
     }
 
     fn validate(&self, p: &str, c: &mut Check) {
-        let url = if self.url.is_empty() && self.preset == Preset::Twilio { "https://api.twilio.com" } else { &self.url };
+        let url = if self.url.is_empty() { self.preset.default_url().unwrap_or("") } else { &self.url };
         if url.trim().is_empty() {
             c.bad(format!("{p}.url"), "the remote's URL is required");
         } else if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -169,9 +183,9 @@ impl crate::connector::Settings for HttpConfig {
                     c.bad(format!("{p}.password_env"), format!("the {} preset needs password_env", self.preset.as_str()));
                 }
             }
-            Preset::Postern => {
+            Preset::Postern | Preset::Mastodon | Preset::X => {
                 if self.token_env.is_none() {
-                    c.bad(format!("{p}.token_env"), "the postern preset needs the remote's API key (token_env)");
+                    c.bad(format!("{p}.token_env"), format!("the {} preset needs a bearer token (token_env)", self.preset.as_str()));
                 }
             }
             Preset::Generic => {

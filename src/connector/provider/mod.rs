@@ -1,8 +1,9 @@
 //! HTTP provider links (`type = "http"`): SMS sent through another gateway's HTTP API, over
 //! `connector::http`'s pooled client (keep-alive, rustls). One preset per API — Twilio's
-//! Messages API, Kannel's `sendsms`, another Postern's `/v1/messages` (batched), or a generic
-//! request built from templates — each in its own file with the receipts and inbound messages
-//! its remote sends back to `/v1/providers/{connector}/…`, which it authenticates itself.
+//! Messages API, Kannel's `sendsms`, another Postern's `/v1/messages` (batched), a generic
+//! request built from templates, and social posts (Mastodon, X) — each in its own file with
+//! the receipts and inbound messages its remote sends back to `/v1/providers/{connector}/…`,
+//! which it authenticates itself.
 //!
 //! The remote's answer decides the outcome: taken (with its id, the remote id receipts name),
 //! 429 throttled (its `Retry-After` honoured, no attempt spent), 408 and 5xx temporary, other
@@ -12,6 +13,7 @@ pub mod config;
 mod generic;
 mod kannel;
 mod postern;
+mod social;
 mod twilio;
 
 use super::http::{client, HttpClient};
@@ -66,8 +68,8 @@ fn env(var: &Option<String>) -> Option<String> {
 
 impl HttpLink {
     pub fn new(name: &str, mut cfg: HttpConfig) -> HttpLink {
-        if cfg.url.is_empty() && cfg.preset == Preset::Twilio {
-            cfg.url = "https://api.twilio.com".into();
+        if let (true, Some(u)) = (cfg.url.is_empty(), cfg.preset.default_url()) {
+            cfg.url = u.into();
         }
         let generic = (cfg.preset == Preset::Generic).then(|| generic::Requests::new(&cfg));
         HttpLink {
@@ -197,11 +199,11 @@ fn refused(status: StatusCode, headers: &HeaderMap, detail: &str) -> Outcome {
     let code = format!("http_{}", status.as_u16());
     let message = if detail.is_empty() { status.to_string() } else { format!("{status}: {}", detail.chars().take(200).collect::<String>()) };
     if status == StatusCode::TOO_MANY_REQUESTS {
-        let retry_after = headers
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let header = |name| headers.get(name).and_then(|v: &hyper::header::HeaderValue| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+        // Seconds to wait, or (X) the Unix time the limit resets.
+        let retry_after = header("retry-after")
+            .or_else(|| header("x-rate-limit-reset").map(|t| t - crate::model::now_ms() / 1000))
+            .map(|s| Duration::from_secs(s.clamp(0, 3600) as u64));
         let e = DeliveryError::new(ErrorClass::Throttled, ErrorKind::Throttled, message).with_code(code);
         Outcome::TempFail { error: e, retry_after }
     } else if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
@@ -237,6 +239,7 @@ impl Connector for HttpLink {
         use crate::model::Channel;
         match self.cfg.preset {
             Preset::Postern => &[Channel::Sms, Channel::Email],
+            Preset::Mastodon | Preset::X => &[Channel::Social],
             _ => &[Channel::Sms],
         }
     }
@@ -248,6 +251,8 @@ impl Connector for HttpLink {
                 Preset::Kannel => kannel::send(self, msg).await,
                 Preset::Postern => postern::send(self, msg).await,
                 Preset::Generic => generic::send(self, msg).await,
+                Preset::Mastodon => social::mastodon(self, msg).await,
+                Preset::X => social::x(self, msg).await,
             };
             match &out {
                 Outcome::Submitted { .. } => self.counts.sent.fetch_add(1, Ordering::Relaxed),
