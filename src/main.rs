@@ -60,6 +60,23 @@ enum Cmd {
         #[arg(long, env = "POSTERN_API_KEY")]
         key: Option<String>,
     },
+    /// Back up a running gateway's outbox (a consistent copy, taken while it runs) into its
+    /// `api.backup_dir` under NAME (default: the time).
+    Backup {
+        name: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "POSTERN_API")]
+        api: String,
+        #[arg(long, env = "POSTERN_API_KEY")]
+        key: Option<String>,
+    },
+    /// Put a backup back: copy it into the configuration's data directory, which must hold no
+    /// outbox yet (stop the gateway and move the old one aside first).
+    Restore {
+        /// The backup's directory (it holds backup.json).
+        from: PathBuf,
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
     /// SMS PDUs (TS 23.040): decode hex to JSON, or encode an SMS-SUBMIT.
@@ -425,6 +442,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Backup { name, api, key } => {
+            let body = serde_json::json!({"name": name}).to_string();
+            let (status, v) = http("POST", &format!("{api}/v1/backups"), key.as_deref(), Some(body))?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(if status == 201 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Restore { from, config } => {
+            let cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let m = postern::outbox::backup::restore(&from, &cfg.outbox.path)?;
+            println!("restored the backup of {} into {}", m.created_at, cfg.outbox.path.display());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::DefaultConfig => {
             print!("{}", postern::config::EMBEDDED_DEFAULT);

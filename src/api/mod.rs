@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod backups;
 mod blobs;
 pub mod idempotency;
 mod kannel;

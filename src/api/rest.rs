@@ -33,6 +33,7 @@ pub(super) async fn route(
         (&Method::GET, ["blobs" | "media", digest]) => super::blobs::download(api, digest),
         (_, ["templates", rest @ ..]) => super::templates::route(api, req, method, rest).await,
         (_, ["webhooks", rest @ ..]) => super::webhooks::route(api, req, method, rest).await,
+        (_, ["backups", rest @ ..]) => super::backups::route(api, req, method, rest).await,
         (&Method::GET, ["connectors"]) => Ok(json_response(
             StatusCode::OK,
             &json!({"connectors": api.hub.links.iter().map(|l| l.status()).collect::<Vec<_>>()}),

@@ -132,6 +132,8 @@ pub struct ApiConfig {
     pub callback_secret_env: Option<String>,
     /// Seconds a status callback is retried before it is dropped.
     pub callback_max_age_s: u64,
+    /// Where `POST /v1/backups` writes backups (default: `<outbox.path>/backups`).
+    pub backup_dir: Option<PathBuf>,
     /// How SMS destination numbers are checked: `plan` (libphonenumber's metadata: valid for
     /// the country's numbering plan) or `e164` (only `+` and 8–15 digits, for ranges the
     /// metadata does not know yet).
@@ -171,6 +173,7 @@ impl Default for ApiConfig {
             callback_secret: None,
             callback_secret_env: None,
             callback_max_age_s: 24 * 3600,
+            backup_dir: None,
             sms_number_check: NumberCheckMode::Plan,
             sms_number_types: Vec::new(),
             default_language: "en".into(),

@@ -2,6 +2,7 @@
 //! remote-id index and pending callbacks; S shards, each with a group-commit writer thread and
 //! an in-memory ready queue. Restart recovery rebuilds the ready queues from the schedule.
 
+pub mod backup;
 mod blobs;
 mod changes;
 pub mod health;
