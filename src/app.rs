@@ -29,6 +29,8 @@ pub enum StartError {
     },
     #[error("webhooks: {0}")]
     Webhooks(String),
+    #[error("api.tls: {0}")]
+    Tls(#[from] crate::connector::tls::TlsError),
     #[error("templates: {0}")]
     Templates(#[from] crate::templates::TemplateError),
     #[error("connector {name}: {source}")]
@@ -42,6 +44,8 @@ pub enum StartError {
 pub struct Gateway {
     pub hub: Arc<Hub>,
     pub api_addr: SocketAddr,
+    /// `https` with `[api.tls]`, else `http`.
+    pub api_scheme: &'static str,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     outbox: Arc<Outbox>,
@@ -51,6 +55,7 @@ impl Gateway {
     /// Start everything; returns when the outbox is recovered and the API is listening.
     pub async fn start(cfg: Config) -> Result<Gateway, StartError> {
         crate::metrics::install();
+        let tls = cfg.api.tls.as_ref().map(api::tls::ApiTls::load).transpose()?.map(Arc::new);
         let listener = api::bind(&cfg.api.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -79,7 +84,8 @@ impl Gateway {
         let hub = Hub::start(cfg.clone(), outbox.clone(), Arc::new(templates), webhooks, links)
             .map_err(|(name, source)| StartError::Connector { name, source })?;
         let (shutdown, rx) = watch::channel(false);
-        let api = Arc::new(Api::new(hub.clone()));
+        let api_scheme = if tls.is_some() { "https" } else { "http" };
+        let api = Arc::new(Api::new(hub.clone(), tls));
         if api.auth.is_open() {
             tracing::warn!(listen = %api_addr, "no API keys configured: the API is open to anyone who can reach {api_addr} (loopback only)");
         }
@@ -88,6 +94,7 @@ impl Gateway {
         Ok(Gateway {
             hub,
             api_addr,
+            api_scheme,
             shutdown,
             server,
             outbox,

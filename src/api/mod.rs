@@ -9,6 +9,7 @@ pub mod idempotency;
 mod kannel;
 mod rest;
 mod templates;
+pub mod tls;
 mod upload;
 mod webhooks;
 
@@ -34,6 +35,8 @@ pub struct Api {
     pub sendsms: kannel::SendsmsUsers,
     /// Idempotency keys being answered.
     pub idempotency: idempotency::InUse,
+    /// HTTPS, when `[api.tls]` is set.
+    pub tls: Option<Arc<tls::ApiTls>>,
 }
 
 pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Resp {
@@ -111,10 +114,10 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
 }
 
 impl Api {
-    pub fn new(hub: Arc<Hub>) -> Api {
+    pub fn new(hub: Arc<Hub>, tls: Option<Arc<tls::ApiTls>>) -> Api {
         let auth = auth::ApiAuth::new(&hub.cfg.api.keys);
         let sendsms = kannel::SendsmsUsers::new(&hub.cfg.api.sendsms_users);
-        Api { hub, auth, sendsms, idempotency: Default::default() }
+        Api { hub, auth, sendsms, idempotency: Default::default(), tls }
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
@@ -226,9 +229,36 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// The HTTP/1.1 settings of every API connection.
+fn builder() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    b
+}
+
+/// The service answering one connection's requests.
+fn service(api: &Arc<Api>) -> impl hyper::service::Service<Request<Incoming>, Response = Resp, Error = std::convert::Infallible, Future = impl Send> + Clone {
+    let api = api.clone();
+    hyper::service::service_fn(move |req| {
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+    })
+}
+
+/// Serve one plain connection until it closes (or the shutdown ends it).
+fn connection(api: &Arc<Api>, graceful: &hyper_util::server::graceful::GracefulShutdown, stream: tokio::net::TcpStream) {
+    let conn = graceful.watch(builder().serve_connection(TokioIo::new(stream), service(api)));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+}
+
 /// Serve until `shutdown` turns true; then stop accepting and let open requests finish.
 pub async fn serve(api: Arc<Api>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    if let Some(t) = &api.tls {
+        tokio::spawn(tls::reload_on_hangup(t.clone()));
+    }
     // Idempotency keys older than their window are swept hourly.
     let weak = Arc::downgrade(&api.hub);
     tokio::spawn(async move {
@@ -254,20 +284,22 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, mut shutdown: watch::Re
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let api = api.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let api = api.clone();
-                    async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                match api.tls.as_ref().map(|t| t.acceptor()) {
+                    None => connection(&api, &graceful, stream),
+                    Some(acceptor) => {
+                        let (api, watcher) = (api.clone(), graceful.watcher());
+                        // The handshake runs in its own task: a slow client holds up no one.
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    let _ = watcher.watch(builder().serve_connection(TokioIo::new(tls), service(&api))).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }

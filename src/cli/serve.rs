@@ -7,12 +7,14 @@ use std::time::Duration;
 pub(crate) async fn serve(cfg: Config) -> Result<()> {
     let grace = Duration::from_secs(20);
     let gw = postern::app::Gateway::start(cfg).await?;
-    let addr = gw.api_addr;
+    let addr = format!("{}://{}", gw.api_scheme, gw.api_addr);
     println!("Postern is up.");
-    println!("  API:     http://{addr}/v1/messages");
-    println!("  Metrics: http://{addr}/metrics   Health: http://{addr}/healthz");
-    println!("  Try:     curl -s -X POST http://{addr}/v1/messages -H 'Content-Type: application/json' -d '{{\"to\": \"+447400123123\", \"from\": \"Postern\", \"text\": \"hello\"}}'");
-    println!("  Then:    curl -s http://{addr}/v1/messages/<id>");
+    println!("  API:     {addr}/v1/messages");
+    println!("  Metrics: {addr}/metrics   Health: {addr}/healthz");
+    println!("  Try:     curl -s -X POST {addr}/v1/messages -H 'Content-Type: application/json' -d '{{\"to\": \"+447400123123\", \"from\": \"Postern\", \"text\": \"hello\"}}'");
+    println!("  Then:    curl -s {addr}/v1/messages/<id>");
+    // SIGHUP reloads the API's certificate (api::tls); without TLS it is ignored, not fatal.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     postern::sdnotify::notify("READY=1");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

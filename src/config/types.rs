@@ -134,6 +134,10 @@ pub struct ApiConfig {
     pub callback_max_age_s: u64,
     /// Where `POST /v1/backups` writes backups (default: `<outbox.path>/backups`).
     pub backup_dir: Option<PathBuf>,
+    /// HTTPS on the API listener (files read again on SIGHUP).
+    pub tls: Option<ApiTlsFiles>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub allow_plaintext: bool,
     /// How SMS destination numbers are checked: `plan` (libphonenumber's metadata: valid for
     /// the country's numbering plan) or `e164` (only `+` and 8–15 digits, for ranges the
     /// metadata does not know yet).
@@ -162,6 +166,17 @@ pub enum NumberCheckMode {
     E164,
 }
 
+/// `[api.tls]`: PEM files of the API's certificate chain and key, and optionally the CA whose
+/// client certificates are required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -174,6 +189,8 @@ impl Default for ApiConfig {
             callback_secret_env: None,
             callback_max_age_s: 24 * 3600,
             backup_dir: None,
+            tls: None,
+            allow_plaintext: false,
             sms_number_check: NumberCheckMode::Plan,
             sms_number_types: Vec::new(),
             default_language: "en".into(),

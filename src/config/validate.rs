@@ -55,7 +55,18 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
             "api.listen",
             format!("{addr} is not loopback and api.keys is empty: set keys (postern hash-password) or listen on 127.0.0.1"),
         ),
+        Ok(addr) if !addr.ip().is_loopback() && a.tls.is_none() && !a.allow_plaintext => c.bad(
+            "api.listen",
+            format!("{addr} is not loopback and the API has no TLS: set [api.tls] (cert, key), or allow_plaintext = true behind a TLS proxy"),
+        ),
         Ok(_) => {}
+    }
+    if let Some(t) = &a.tls {
+        c.readable("api.tls.cert", &t.cert);
+        c.readable("api.tls.key", &t.key);
+        if let Some(ca) = &t.client_ca {
+            c.readable("api.tls.client_ca", ca);
+        }
     }
     for (i, k) in a.keys.iter().enumerate() {
         if let Err(e) = secret::parse_hash(k) {

@@ -40,16 +40,37 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
 ) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
+    server_config_for_clients(cert, key, None)
+}
+
+/// Server config from a PEM certificate chain and key that, with `client_ca`, requires each
+/// client to present a certificate that CA signed.
+pub fn server_config_for_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
     let chain = certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
         path: key.display().to_string(),
         message: e.to_string(),
     })?;
-    let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    Ok(Arc::new(cfg))
+    let builder = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            for c in certs(ca)? {
+                roots.add(c)?;
+            }
+            let verifier = tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::File { path: ca.display().to_string(), message: e.to_string() })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(builder.with_single_cert(chain, key_der)?))
 }
 
 /// Client config trusting the CA certificates in `ca` (PEM).
