@@ -17,7 +17,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Queue entries looked at per round.
-const SCAN: usize = 4096;
+const SCAN: usize = 1024;
 /// How long one try may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -81,7 +81,9 @@ async fn endpoint(reg: Weak<Registry>, outbox: Arc<Outbox>, client: HttpClient, 
         let now = now_ms();
         let mut next_due: Option<i64> = None;
         metrics::gauge!(DISABLED, "endpoint" => ep.id.clone()).set(if ep.disabled.is_some() { 1.0 } else { 0.0 });
-        if ep.disabled.is_none() && sends.len() < ep.max_in_flight {
+        // The queue is scanned again once half the sends are done (not after each one: a scan
+        // reads and decodes up to SCAN entries).
+        if ep.disabled.is_none() && sends.len() <= ep.max_in_flight / 2 {
             let queue = outbox.hook_queue(num, None, SCAN).unwrap_or_default();
             metrics::gauge!(DEPTH, "endpoint" => ep.id.clone()).set(queue.len() as f64);
             let mut blocked: HashSet<MessageId> = in_flight.values().copied().collect();
