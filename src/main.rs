@@ -79,6 +79,10 @@ enum Cmd {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (postern.1 and one per command) into DIR.
+    Man { dir: PathBuf },
     /// SMS PDUs (TS 23.040): decode hex to JSON, or encode an SMS-SUBMIT.
     Pdu {
         #[command(subcommand)]
@@ -456,6 +460,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let m = postern::outbox::backup::restore(&from, &cfg.outbox.path)?;
             println!("restored the backup of {} into {}", m.created_at, cfg.outbox.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "postern", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir)?;
+            println!("man pages written to {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::DefaultConfig => {

@@ -389,3 +389,20 @@ fn check_config_names_every_modem_bank_problem() {
     let out = postern().arg("check-config").arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let out = postern().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "backup", "restore", "smsc-sim", "template"] {
+        assert!(script.contains(cmd), "bash completion lacks {cmd}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(postern().arg("man").arg(dir.path()).status().unwrap().success());
+    for page in ["postern.1", "postern-serve.1", "postern-backup.1", "postern-restore.1", "postern-hwdb-match.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page} is not a man page");
+    }
+    assert!(!postern().args(["completions", "cmd.exe"]).status().unwrap().success());
+}
