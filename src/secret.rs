@@ -93,7 +93,8 @@ impl SecretHash {
 #[derive(Debug, Default)]
 pub struct Verifier {
     hashes: Vec<SecretHash>,
-    cache: Mutex<HashMap<[u8; 32], bool>>,
+    /// SHA-256 of a candidate → the hash it matched.
+    cache: Mutex<HashMap<[u8; 32], Option<usize>>>,
 }
 
 impl Verifier {
@@ -108,17 +109,21 @@ impl Verifier {
     }
     /// True when `candidate` matches any hash.
     pub fn check(&self, candidate: &str) -> bool {
+        self.find(candidate).is_some()
+    }
+    /// Which hash `candidate` matches (its position in the list), if any.
+    pub fn find(&self, candidate: &str) -> Option<usize> {
         let key: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        if let Some(&ok) = self.cache.lock().get(&key) {
-            return ok;
+        if let Some(&found) = self.cache.lock().get(&key) {
+            return found;
         }
-        let ok = self.hashes.iter().any(|h| h.verify(candidate));
+        let found = self.hashes.iter().position(|h| h.verify(candidate));
         let mut cache = self.cache.lock();
         if cache.len() > 10_000 {
             cache.clear(); // bounded: a flood of wrong guesses cannot grow memory
         }
-        cache.insert(key, ok);
-        ok
+        cache.insert(key, found);
+        found
     }
 }
 

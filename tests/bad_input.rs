@@ -403,3 +403,27 @@ async fn numbers_are_checked_against_the_numbering_plan() {
     let (s, _) = shape.post("/v1/messages", json!({"to": "+1234", "text": "x"})).await;
     assert_eq!(s, 422, "but not a number too short for E.164");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_has_its_own_rate_limit() {
+    let (a, b) = (postern::secret::hash_secret("key-a"), postern::secret::hash_secret("key-b"));
+    let g = Scenario::new().api(&format!("keys = [{a:?}, {b:?}]")).api("key_rps = 2").api("key_burst = 3").sandbox("sb", &[]).route(&["sb"], &[]).start().await;
+    let get = |key: &'static str| {
+        let (http, url) = (g.http.clone(), format!("{}/v1/connectors", g.base));
+        async move { http.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        assert_eq!(get("key-a").await.status(), 200);
+    }
+    let r = get("key-a").await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "rate_limited", "{e}");
+    // Another key is not held back; a wrong key is refused as before, not rate limited.
+    assert_eq!(get("key-b").await.status(), 200);
+    assert_eq!(get("key-c").await.status(), 403);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(get("key-a").await.status(), 200, "a token back after half a second at 2/s");
+}

@@ -115,7 +115,8 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
 
 impl Api {
     pub fn new(hub: Arc<Hub>, tls: Option<Arc<tls::ApiTls>>) -> Api {
-        let auth = auth::ApiAuth::new(&hub.cfg.api.keys);
+        let a = &hub.cfg.api;
+        let auth = auth::ApiAuth::with_limits(&a.keys, a.key_rps, a.key_burst);
         let sendsms = kannel::SendsmsUsers::new(&hub.cfg.api.sendsms_users);
         Api { hub, auth, sendsms, idempotency: Default::default(), tls }
     }

@@ -138,6 +138,10 @@ pub struct ApiConfig {
     pub tls: Option<ApiTlsFiles>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
     pub allow_plaintext: bool,
+    /// Requests a second each key may make (0: unlimited); past it, 429 with Retry-After.
+    pub key_rps: f64,
+    /// Requests a key may make at once above its rate (0: one second's worth).
+    pub key_burst: u32,
     /// How SMS destination numbers are checked: `plan` (libphonenumber's metadata: valid for
     /// the country's numbering plan) or `e164` (only `+` and 8–15 digits, for ranges the
     /// metadata does not know yet).
@@ -191,6 +195,8 @@ impl Default for ApiConfig {
             backup_dir: None,
             tls: None,
             allow_plaintext: false,
+            key_rps: 0.0,
+            key_burst: 0,
             sms_number_check: NumberCheckMode::Plan,
             sms_number_types: Vec::new(),
             default_language: "en".into(),

@@ -61,6 +61,7 @@ pub(super) fn validate(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Ve
         ),
         Ok(_) => {}
     }
+    c.range("api.key_rps", a.key_rps, 0.0, 1_000_000.0);
     if let Some(t) = &a.tls {
         c.readable("api.tls.cert", &t.cert);
         c.readable("api.tls.key", &t.key);

@@ -54,6 +54,24 @@ impl TokenBucket {
         }
     }
 
+    /// Take a token if one is there; else how long until one is (nothing taken).
+    pub fn try_take(&self) -> Result<(), Duration> {
+        let mut b = self.inner.lock();
+        if b.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.last = now;
+        b.tokens = (b.tokens + elapsed * b.rate).min(b.burst);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / b.rate))
+        }
+    }
+
     /// Wait for a token.
     pub async fn acquire(&self) {
         let d = self.reserve();
